@@ -1,0 +1,28 @@
+# Soladoye et al. (2025) reproduced and extended: VGG-19 vs EfficientNet-B3 on C-NMC 2019.
+# Run: snakemake --cores all (demo: --configfile config/demo.yaml); on Slurm: --profile profiles/slurm.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    scheme="random|patient",
+    size=r"\d+",
+
+
+include: "rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

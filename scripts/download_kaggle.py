@@ -1,0 +1,12 @@
+"""Rule download_kaggle: the C-NMC archive from Kaggle, with its sha256. params: dataset."""
+
+from leukemia_dtl.acquire import download_kaggle_dataset, write_checksum
+from leukemia_dtl.rule_runner import run_rule
+
+
+def main():
+    download_kaggle_dataset(snakemake.params.dataset, snakemake.output.archive)
+    write_checksum(snakemake.output.archive, snakemake.output.checksum)
+
+
+run_rule(snakemake, main)

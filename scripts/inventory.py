@@ -1,0 +1,14 @@
+"""Rule inventory: every image with subject, label and source, and the rejected files with reasons."""
+
+from leukemia_dtl.dataset import build_inventory
+from leukemia_dtl.fileio import write_tsv
+from leukemia_dtl.rule_runner import run_rule
+
+
+def main():
+    inventory, rejected = build_inventory(snakemake.params.dataset_root, workers=snakemake.threads)
+    write_tsv(rejected, snakemake.output.rejected)
+    write_tsv(inventory, snakemake.output.inventory)
+
+
+run_rule(snakemake, main)

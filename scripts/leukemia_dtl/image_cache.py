@@ -1,0 +1,83 @@
+"""Decoded, resized uint8 image caches that training memory-maps.
+
+Each image is decoded and resized once per image size, however many schemes, models and seeds use it.
+Normalisation and augmentation are not baked in: they belong to the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from leukemia_dtl.errors import UserError
+from leukemia_dtl.fileio import atomic_path, write_tsv
+
+log = logging.getLogger(__name__)
+
+CHUNK = 128
+_worker_state: dict = {}
+
+
+def load_resized(path: str | Path, size: int) -> np.ndarray:
+    """Decode one image to RGB and resize it bilinearly to ``size`` x ``size``."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _open_worker(array_path: str, root: str, size: int) -> None:
+    _worker_state.update(array=np.load(array_path, mmap_mode="r+"), root=Path(root), size=size)
+
+
+def _fill_rows(task: tuple[int, list[str]]) -> int:
+    start, paths = task
+    array, root, size = _worker_state["array"], _worker_state["root"], _worker_state["size"]
+    for offset, relative in enumerate(paths):
+        try:
+            array[start + offset] = load_resized(root / relative, size)
+        except Exception as error:  # any decoder failure means the file changed since the inventory
+            raise UserError(
+                f"{root / relative} could not be decoded ({type(error).__name__}: {error}) although the "
+                f"inventory read it: the dataset changed; rerun with --forcerun inventory."
+            ) from None
+    array.flush()
+    return len(paths)
+
+
+def build_image_cache(
+    root: str | Path,
+    paths: list[str],
+    size: int,
+    images_file: str | Path,
+    index_file: str | Path,
+    workers: int = 1,
+) -> None:
+    """Write ``images_file`` (N x size x size x 3 uint8 ``.npy``) and ``index_file`` (row, path).
+
+    Workers write their rows straight into the memory-mapped file, so no pixels cross process boundaries.
+    """
+    if not paths:
+        raise UserError("no images to cache: the inventory holds no image of the cached sources")
+    started = time.perf_counter()
+    tasks = [(start, paths[start : start + CHUNK]) for start in range(0, len(paths), CHUNK)]
+    with atomic_path(images_file) as tmp:
+        # np.save's header plus a writable memmap; the temp name keeps a killed job from leaving a valid-looking file.
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)).flush()
+        done = 0
+        with Pool(workers, initializer=_open_worker, initargs=(str(tmp), str(root), size)) as pool:
+            for count in pool.imap_unordered(_fill_rows, tasks):
+                done += count
+                if done == len(paths) or done // CHUNK % 10 == 0:
+                    rate = done / (time.perf_counter() - started)
+                    log.info("cached %d/%d images (%.0f images/s)", done, len(paths), rate)
+    write_tsv(pd.DataFrame({"row": range(len(paths)), "path": paths}), index_file)
+    log.info("image cache %s: %d images at %d px", images_file, len(paths), size)
+
