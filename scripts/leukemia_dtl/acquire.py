@@ -43,28 +43,33 @@ def write_checksum(archive: str | Path, checksum_file: str | Path) -> str:
     return checksum
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
     """Download ``dataset`` as a zip to ``archive`` with the kaggle package's API."""
-    # `import kaggle` authenticates at import time; the extended API module does not.
-    from kaggle.api.kaggle_api_extended import KaggleApi
-
     archive = Path(archive)
-    api = KaggleApi()
-    help_text = io.StringIO()
     try:
-        # The client prints a long help text and calls exit(1) without credentials; we say it shorter.
-        with contextlib.redirect_stdout(help_text):
+        # Without credentials the client prints a long help text (already on import, which authenticates)
+        # and calls exit(1); the message below says it shorter.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+
+            api = KaggleApi()
             api.authenticate()
     except SystemExit:
         raise UserError(_NO_KAGGLE.format(dataset=dataset, reason="no Kaggle credentials found", root=DATASET_DIR))
+    except Exception as error:  # token checks go over the network: offline this is a connection error
+        raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
     with atomic_path(archive) as tmp_archive:
         download_dir = tmp_archive.parent / f".{archive.name}.download"
         shutil.rmtree(download_dir, ignore_errors=True)
         try:
             api.dataset_download_files(dataset, path=str(download_dir), quiet=False, force=True)
         except (Exception, SystemExit) as error:
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=reason, root=DATASET_DIR)) from None
+            raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
         finally:
             downloaded = sorted(download_dir.glob("*.zip")) if download_dir.exists() else []
             if downloaded:

@@ -20,7 +20,6 @@ from leukemia_dtl.fileio import atomic_path, write_tsv
 
 log = logging.getLogger(__name__)
 
-CHUNK = 128
 _worker_state: dict = {}
 
 
@@ -67,7 +66,9 @@ def build_image_cache(
     if not paths:
         raise UserError("no images to cache: the inventory holds no image of the cached sources")
     started = time.perf_counter()
-    tasks = [(start, paths[start : start + CHUNK]) for start in range(0, len(paths), CHUNK)]
+    # Small chunks keep both workers busy to the end; 64 rows amortise the task overhead.
+    chunk = max(1, min(64, len(paths) // (workers * 8)))
+    tasks = [(start, paths[start : start + chunk]) for start in range(0, len(paths), chunk)]
     with atomic_path(images_file) as tmp:
         # np.save's header plus a writable memmap; the temp name keeps a killed job from leaving a valid-looking file.
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)).flush()
@@ -75,7 +76,7 @@ def build_image_cache(
         with Pool(workers, initializer=_open_worker, initargs=(str(tmp), str(root), size)) as pool:
             for count in pool.imap_unordered(_fill_rows, tasks):
                 done += count
-                if done == len(paths) or done // CHUNK % 10 == 0:
+                if done == len(paths) or done % (chunk * 20) < count:
                     rate = done / (time.perf_counter() - started)
                     log.info("cached %d/%d images (%.0f images/s)", done, len(paths), rate)
     write_tsv(pd.DataFrame({"row": range(len(paths)), "path": paths}), index_file)

@@ -1,0 +1,23 @@
+# The two Quickstart commands: `make demo` runs the workflow on the synthetic demo data, `make test` runs
+# the test suite. Each first installs the pinned dependencies into .venv (once, again when
+# requirements.txt changes).
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test benchmark
+
+$(INSTALLED): requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: $(INSTALLED)
+	$(VENV)/bin/snakemake --cores all --configfile config/demo.yaml
+
+test: $(INSTALLED)
+	$(PYTHON) -m pytest
+
+benchmark: $(INSTALLED)
+	$(PYTHON) tests/benchmark.py cache
