@@ -31,3 +31,7 @@ def demo_dataset(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     write_demo_archive(folder / "demo.zip", DemoSpec(images_per_subject=6, bmp_size=48, final_images=5))
     return extract_archive(folder / "demo.zip", folder / "extracted")
+
+
+# The session-wide local Slurm cluster (tests/slurm/): started on first use, stopped by PID at the end.
+from slurm.fixtures import slurm_cluster  # noqa: E402,F401
