@@ -44,3 +44,4 @@ def test_failure_midway_leaves_no_cache_file(demo_dataset, labelled_paths, tmp_p
     with pytest.raises(UserError, match="could not be decoded"):
         build_image_cache(broken, labelled_paths, 32, images, index, workers=2)
     assert list((tmp_path / "out").iterdir()) == []
+
