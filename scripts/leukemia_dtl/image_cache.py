@@ -7,6 +7,7 @@ Normalisation and augmentation are not baked in: they belong to the model.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -26,28 +27,37 @@ _worker_state: dict = {}
 def load_resized(path: str | Path, size: int) -> np.ndarray:
     """Decode one image to RGB and resize it bilinearly to ``size`` x ``size``."""
     with Image.open(path) as image:
-        rgb = image.convert("RGB")
+        image.load()
+        # C-NMC BMPs are RGB already; convert() would copy every pixel for nothing.
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _open_worker(array_path: str, root: str, size: int) -> None:
-    _worker_state.update(array=np.load(array_path, mmap_mode="r+"), root=Path(root), size=size)
+def _open_worker(array_path: str, data_offset: int, root: str, size: int) -> None:
+    _worker_state.update(
+        fd=os.open(array_path, os.O_WRONLY), offset=data_offset, root=Path(root), size=size, row_bytes=size * size * 3
+    )
 
 
 def _fill_rows(task: tuple[int, list[str]]) -> int:
+    """Decode a chunk of images and write them at their rows of the .npy file.
+
+    Positioned writes (pwrite) cost less than page faults on a writable memmap, and no pixels cross
+    process boundaries.
+    """
     start, paths = task
-    array, root, size = _worker_state["array"], _worker_state["root"], _worker_state["size"]
+    state = _worker_state
     for offset, relative in enumerate(paths):
         try:
-            array[start + offset] = load_resized(root / relative, size)
+            pixels = load_resized(state["root"] / relative, state["size"])
         except Exception as error:  # any decoder failure means the file changed since the inventory
             raise UserError(
-                f"{root / relative} could not be decoded ({type(error).__name__}: {error}) although the "
-                f"inventory read it: the dataset changed; rerun with --forcerun inventory."
+                f"{state['root'] / relative} could not be decoded ({type(error).__name__}: {error}) although "
+                f"the inventory read it: the dataset changed; rerun with --forcerun inventory."
             ) from None
-    array.flush()
+        os.pwrite(state["fd"], pixels.tobytes(), state["offset"] + (start + offset) * state["row_bytes"])
     return len(paths)
 
 
@@ -61,7 +71,7 @@ def build_image_cache(
 ) -> None:
     """Write ``images_file`` (N x size x size x 3 uint8 ``.npy``) and ``index_file`` (row, path).
 
-    Workers write their rows straight into the memory-mapped file, so no pixels cross process boundaries.
+    Workers write their rows straight into the file, so no pixels cross process boundaries.
     """
     if not paths:
         raise UserError("no images to cache: the inventory holds no image of the cached sources")
@@ -70,10 +80,12 @@ def build_image_cache(
     chunk = max(1, min(64, len(paths) // (workers * 8)))
     tasks = [(start, paths[start : start + chunk]) for start in range(0, len(paths), chunk)]
     with atomic_path(images_file) as tmp:
-        # np.save's header plus a writable memmap; the temp name keeps a killed job from leaving a valid-looking file.
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)).flush()
+        # The .npy header and a file of the final size; workers fill in the rows.
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        data_offset = header.offset
+        del header
         done = 0
-        with Pool(workers, initializer=_open_worker, initargs=(str(tmp), str(root), size)) as pool:
+        with Pool(workers, initializer=_open_worker, initargs=(str(tmp), data_offset, str(root), size)) as pool:
             for count in pool.imap_unordered(_fill_rows, tasks):
                 done += count
                 if done == len(paths) or done % (chunk * 20) < count:
