@@ -20,6 +20,8 @@ wildcard_constraints:
 
 
 include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -36,6 +36,31 @@ SPLIT = f"{RESULTS}/splits/{{scheme}}.tsv"
 LEAKAGE = f"{RESULTS}/splits/{{scheme}}_leakage.tsv"
 CACHE_IMAGES = f"{RESULTS}/cache/{{size}}px/images.npy"
 CACHE_INDEX = f"{RESULTS}/cache/{{size}}px/index.tsv"
+KERAS_HOME = f"{RESULTS}/keras_home"
+# The ImageNet "notop" files keras.applications looks for in $KERAS_HOME/models/.
+IMAGENET_WEIGHT_FILES = {
+    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "efficientnetb3": "efficientnetb3_notop.h5",
+}
+RUN = "{scheme}/{model}/seed{seed}"
+MODEL = f"{RESULTS}/models/{RUN}/model.keras"
+HISTORY = f"{RESULTS}/models/{RUN}/history.tsv"
+TRAIN_STATS = f"{RESULTS}/models/{RUN}/train_stats.json"
+# Resume state of an interrupted training job: not an output, so Snakemake never deletes it.
+RESUME = f"{RESULTS}/resume/{RUN}"
+PREDICTIONS = f"{RESULTS}/predictions/{RUN}/{{subset}}.tsv"
+PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/predict_stats.json"
+METRICS = f"{RESULTS}/metrics/{RUN}/{{subset}}.json"
+STATS = f"{RESULTS}/stats/{{scheme}}/{{name}}.tsv"
+TABLE = f"{RESULTS}/tables/{{scheme}}/{{name}}.{{ext}}"
+LEAKAGE_TABLE = f"{RESULTS}/tables/leakage.{{ext}}"
+FIGURE = f"{RESULTS}/figures/{{scheme}}/{{name}}.{{ext}}"
+RULEGRAPH = f"{RESULTS}/figures/rulegraph.{{ext}}"
+# Subsets every model predicts; the tables and figures report the held-out ones.
+PREDICTED_SUBSETS = ["val", "test", "external"]
+REPORTED_SUBSETS = ["test", "external"]
+COMPARISONS = ["paired_ttests", "mcnemar", "delong", "agreement"]
+SUBSET_FIGURES = ["roc", "confusion", "reliability"]
 
 
 def log_file(name):
@@ -75,6 +100,68 @@ def cache_index(size=None):
     return CACHE_INDEX.format(size=size or config["image_size"])
 
 
+def imagenet_models():
+    return [
+        name
+        for name, options in config["models"].items()
+        if options.get("weights", "imagenet") == "imagenet"
+    ]
+
+
+def imagenet_weight_file(model):
+    return f"{KERAS_HOME}/models/{IMAGENET_WEIGHT_FILES[model]}"
+
+
+def imagenet_weight_files():
+    """Weight files the configured models need in the Keras cache (none with ``weights: none``)."""
+    return [imagenet_weight_file(model) for model in imagenet_models()]
+
+
+def model_weight_files(wildcards):
+    """The weight file one training job needs, if its model starts from ImageNet."""
+    return (
+        [imagenet_weight_file(wildcards.model)]
+        if wildcards.model in imagenet_models()
+        else []
+    )
+
+
+def subset_predictions():
+    """Outputs of predict_model: one prediction file per subset, named by the subset."""
+    return {
+        subset: PREDICTIONS.replace("{subset}", subset) for subset in PREDICTED_SUBSETS
+    }
+
+
+def run_keys(subsets=("",)):
+    """(model, seed, subset) of every run, in the order of the per-run file lists below."""
+    return [
+        (model, seed, subset)
+        for model in config["models"]
+        for seed in config["seeds"]
+        for subset in subsets
+    ]
+
+
+def run_files(pattern, scheme, subsets=("",)):
+    return [
+        pattern.format(scheme=scheme, model=m, seed=s, subset=sub)
+        for m, s, sub in run_keys(subsets)
+    ]
+
+
+def stats_file(name, scheme="{scheme}"):
+    return STATS.format(scheme=scheme, name=name)
+
+
+def table_file(name, ext, scheme="{scheme}"):
+    return TABLE.format(scheme=scheme, name=name, ext=ext)
+
+
+def figure_file(name, ext, scheme="{scheme}"):
+    return FIGURE.format(scheme=scheme, name=name, ext=ext)
+
+
 def data_targets():
     schemes = config["split"]["schemes"]
     return [
@@ -88,5 +175,25 @@ def data_targets():
     ]
 
 
+def evaluation_targets():
+    targets = []
+    for scheme in config["split"]["schemes"]:
+        targets += run_files(METRICS, scheme, PREDICTED_SUBSETS)
+        targets += [stats_file(name, scheme) for name in COMPARISONS]
+        figures = ["training_curves"] + [
+            f"{kind}_{subset}" for kind in SUBSET_FIGURES for subset in REPORTED_SUBSETS
+        ]
+        for ext in ("tsv", "md"):
+            targets += [
+                table_file(name, ext, scheme)
+                for name in ("table1_performance", "table2_compute")
+            ]
+        for ext in ("png", "pdf"):
+            targets += [figure_file(name, ext, scheme) for name in figures]
+    if {"random", "patient"} <= set(config["split"]["schemes"]):
+        targets += expand(LEAKAGE_TABLE, ext=["tsv", "md"])
+    return targets + expand(RULEGRAPH, ext=["png", "pdf"])
+
+
 def final_targets():
-    return data_targets()
+    return data_targets() + evaluation_targets()

@@ -1,6 +1,8 @@
 """Benchmarks of the workflow's hot paths against plain baselines, side by side in one run.
 
     python tests/benchmark.py cache --images 600 --size 224
+    python tests/benchmark.py evaluation --seeds 5 --images 1600 --resamples 2000
+    python tests/benchmark.py training --model efficientnetb3 --images 256 --size 64
 
 Not a test: numbers depend on the machine. Each section prints the workflow's rate, the baseline's and
 their ratio.
@@ -16,11 +18,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from leukemia_dtl.demo_data import render_cell, _bmp_bytes  # noqa: E402
+from leukemia_dtl.evaluation import compare_models, evaluate_prediction_file  # noqa: E402
+from leukemia_dtl.fileio import write_json, write_tsv  # noqa: E402
 from leukemia_dtl.image_cache import build_image_cache  # noqa: E402
 
 
@@ -63,6 +68,100 @@ def benchmark_cache(images: int, size: int, workers: int) -> None:
     print(f"  speed-up                   : {plain_seconds / cache_seconds:8.2f}x")
 
 
+def write_prediction_files(folder: Path, models, seeds, subsets, images: int) -> dict:
+    """Prediction TSVs in the workflow's format, with each model a little better than chance."""
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random(images) < 0.68, "ALL", "HEM")
+    files = {}
+    for strength, model in enumerate(models, start=1):
+        for seed in seeds:
+            for subset in subsets:
+                signal = (labels == "ALL") * strength + rng.normal(0, 1.5, images)
+                p_all = 1 / (1 + np.exp(-(signal - strength / 2)))
+                frame = pd.DataFrame({"path": [f"img{i}.bmp" for i in range(images)], "subject": "S",
+                                      "label": labels, "p_all": p_all, "pred": np.where(p_all >= 0.5, "ALL", "HEM")})
+                files[(model, seed, subset)] = folder / f"{model}_{seed}_{subset}.tsv"
+                write_tsv(frame, files[(model, seed, subset)])
+    return files
+
+
+def benchmark_evaluation(seeds: int, images: int, resamples: int) -> None:
+    models, subsets = ["vgg19", "efficientnetb3"], ["val", "test", "external"]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        predictions = write_prediction_files(folder, models, range(seeds), subsets, images)
+        started = time.perf_counter()
+        metrics_files = {}
+        for key, path in predictions.items():
+            metrics_files[key] = path.with_suffix(".json")
+            write_json(evaluate_prediction_file(path, 0.5, resamples, 0, 0.95), metrics_files[key])
+        metrics_seconds = time.perf_counter() - started
+        compare_models(metrics_files, predictions, models, threshold=0.5, mcnemar_exact_below=25)
+        total_seconds = time.perf_counter() - started
+    print(f"evaluation: {len(models)} models x {seeds} seeds x {len(subsets)} subsets of {images} images, "
+          f"{resamples} bootstrap resamples")
+    print(f"  metrics with CIs ({len(predictions)} files): {metrics_seconds:6.1f} s")
+    print(f"  + model comparisons          : {total_seconds:6.1f} s in all (target < 60 s)")
+
+
+def _steady_rate(history: pd.DataFrame, images: int) -> float:
+    """Training images/s of the last epoch: the first one also builds the graph."""
+    return images / float(history["train_seconds"].iloc[-1])
+
+
+def benchmark_training(model_name: str, images: int, size: int, batch_size: int, epochs: int) -> None:
+    """The workflow's input pipeline (memmapped cache, augmentation inside the model) against Keras's
+    image_dataset_from_directory over the BMPs with the same augmentation mapped over the dataset."""
+    import keras
+
+    from leukemia_dtl import keras_runtime
+    from leukemia_dtl.models import augmentation_layers, build_classifier, compile_classifier
+    from leukemia_dtl.training import train_model
+
+    augmentation = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "zoom": 0.1}
+    options = {"batch_size": batch_size, "epochs": epochs, "optimizer": "adamax", "learning_rate": 0.001,
+               "dropout": 0.5, "weights": "none"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rows = []
+        for label in ("ALL", "HEM"):
+            (folder / "bmp" / label).mkdir(parents=True)
+            for name in write_bmps(folder / "bmp" / label, images // 2, 450):
+                rows.append({"path": f"{label}/{name}", "subject": name.split("_")[1], "label": label, "subset": "train"})
+        split = pd.DataFrame(rows)
+        split.loc[split.index % 8 == 0, "subset"] = "val"
+        write_tsv(split, folder / "split.tsv")
+        build_image_cache(folder / "bmp", split["path"].tolist(), size, folder / "images.npy", folder / "index.tsv")
+        train_images = int((split["subset"] == "train").sum())
+
+        train_model(model_name=model_name, model_options=options, augmentation=augmentation, image_size=size, seed=0,
+                    split_path=folder / "split.tsv", cache_dir=folder, backup_dir=folder / "resume",
+                    model_path=folder / "model.keras", history_path=folder / "history.tsv",
+                    stats_path=folder / "stats.json")
+        workflow_rate = _steady_rate(pd.read_csv(folder / "history.tsv", sep="\t"), train_images)
+
+        dataset = keras.utils.image_dataset_from_directory(
+            folder / "bmp", label_mode="categorical", class_names=["HEM", "ALL"], image_size=(size, size),
+            batch_size=batch_size, interpolation="bilinear", shuffle=True, seed=0)
+        augment = keras.Sequential(augmentation_layers(augmentation))
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y)).prefetch(2)
+        model = build_classifier(model_name, image_size=size, weights="none", dropout=0.5)
+        compile_classifier(model)
+        epoch_seconds = []
+        timer = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: epoch_seconds.append(time.perf_counter()),
+            on_epoch_end=lambda epoch, logs: epoch_seconds.__setitem__(-1, time.perf_counter() - epoch_seconds[-1]))
+        model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
+        baseline_rate = images / epoch_seconds[-1]
+    print(f"training {model_name} at {size}px, batch {batch_size}, {keras_runtime.device_description()} "
+          f"({keras_runtime.backend_name()}), images/s of the last of {epochs} epochs")
+    print(f"  image_dataset_from_directory + augmentation map: {baseline_rate:8.1f} images/s")
+    print(f"  workflow (memmapped cache, augmentation in model): {workflow_rate:8.1f} images/s")
+    print(f"  ratio                                           : {workflow_rate / baseline_rate:8.2f}x")
+    if keras_runtime.accelerator_name() is None:
+        print("  GPU: skipped (no GPU visible to Keras on this machine)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sections = parser.add_subparsers(dest="section", required=True)
@@ -70,9 +169,23 @@ def main() -> None:
     cache.add_argument("--images", type=int, default=600)
     cache.add_argument("--size", type=int, default=224)
     cache.add_argument("--workers", type=int, default=os.cpu_count())
+    evaluation = sections.add_parser("evaluation", help="the evaluation stage of a full study")
+    evaluation.add_argument("--seeds", type=int, default=5)
+    evaluation.add_argument("--images", type=int, default=1600)
+    evaluation.add_argument("--resamples", type=int, default=2000)
+    training = sections.add_parser("training", help="training input pipeline vs image_dataset_from_directory")
+    training.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
+    training.add_argument("--images", type=int, default=256)
+    training.add_argument("--size", type=int, default=64)
+    training.add_argument("--batch-size", type=int, default=32)
+    training.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     if args.section == "cache":
         benchmark_cache(args.images, args.size, args.workers)
+    elif args.section == "evaluation":
+        benchmark_evaluation(args.seeds, args.images, args.resamples)
+    elif args.section == "training":
+        benchmark_training(args.model, args.images, args.size, args.batch_size, args.epochs)
 
 
 if __name__ == "__main__":

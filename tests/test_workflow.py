@@ -1,8 +1,10 @@
 """The workflow as its users drive it: lint, formatting, dry-runs, config errors and a real demo run."""
 
+import json
 import re
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -108,6 +110,85 @@ def test_demo_run_caches_every_split_image_once(demo_run):
     assert (demo_run / "benchmarks" / "build_image_cache" / "64px.tsv").exists()
 
 
+def test_demo_run_trains_both_models_per_scheme_and_seed(demo_run):
+    for scheme in ("random", "patient"):
+        for model in ("vgg19", "efficientnetb3"):
+            for seed in (0, 1):
+                run = f"{scheme}/{model}/seed{seed}"
+                history = read_tsv(demo_run / "models" / run / "history.tsv")
+                assert history["epoch"].astype(int).tolist() == list(range(1, len(history) + 1))
+                stats = json.loads((demo_run / "models" / run / "train_stats.json").read_text())
+                assert stats["model"] == model and stats["seed"] == seed and stats["params_total"] > 1_000_000
+                split = read_tsv(demo_run / "splits" / f"{scheme}.tsv")
+                for subset in ("val", "test", "external"):
+                    predictions = read_tsv(demo_run / "predictions" / run / f"{subset}.tsv")
+                    assert sorted(predictions["path"]) == sorted(split.loc[split["subset"] == subset, "path"])
+                    assert predictions["p_all"].astype(float).between(0, 1).all()
+                    metrics = json.loads((demo_run / "metrics" / run / f"{subset}.json").read_text())
+                    assert metrics["accuracy"]["ci_low"] <= metrics["accuracy"]["value"] <= metrics["accuracy"]["ci_high"]
+
+
+def test_demo_run_compares_the_models_and_writes_tables_and_figures(demo_run):
+    for scheme in ("random", "patient"):
+        ttests = read_tsv(demo_run / "stats" / scheme / "paired_ttests.tsv")
+        assert set(ttests["subset"]) == {"val", "test", "external"} and (ttests["n_seeds"] == "2").all()
+        mcnemar = read_tsv(demo_run / "stats" / scheme / "mcnemar.tsv")
+        assert len(mcnemar) == 2 * 2 and set(mcnemar["method"]) <= {"exact", "chi2_cc"}
+        assert len(read_tsv(demo_run / "stats" / scheme / "delong.tsv")) == 4
+        table1 = (demo_run / "tables" / scheme / "table1_performance.md").read_text()
+        assert "Overall Accuracy" in table1 and "Cohen's Kappa" in table1
+        assert "Training time" in (demo_run / "tables" / scheme / "table2_compute.md").read_text()
+        for name in ("training_curves", "roc_test", "confusion_external", "reliability_test"):
+            for ext in ("png", "pdf"):
+                assert (demo_run / "figures" / scheme / f"{name}.{ext}").stat().st_size > 1000
+    leakage = read_tsv(demo_run / "tables" / "leakage.tsv")
+    assert {"test_random", "test_patient", "test_random_minus_test_patient"} <= set(leakage.columns)
+
+
+def test_demo_report_builds(demo_run):
+    report = demo_run / "report.zip"
+    result = run_snakemake("--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    names = zipfile.ZipFile(report).namelist()
+    assert any(name.endswith("table1_performance.tsv") for name in names)
+    assert any(name.endswith("roc_test.png") for name in names)
+
+
 def test_demo_rerun_has_nothing_to_do(demo_run):
     result = run_snakemake("-n", "--configfile", "config/demo.yaml", workdir=demo_run.parent)
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def planned_after_change(demo_run, *config_overrides):
+    result = run_snakemake(
+        "-n", "--configfile", "config/demo.yaml", "--config", *config_overrides, workdir=demo_run.parent
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return planned_jobs(result.stdout)
+
+
+def test_changing_one_models_learning_rate_retrains_only_that_model(demo_run):
+    jobs = planned_after_change(demo_run, "models={'vgg19': {'learning_rate': 0.2}}")
+    assert jobs["train_model"] == 4 and jobs["predict_model"] == 4  # 2 schemes x 2 seeds of vgg19 only
+    assert jobs["evaluate_predictions"] == 12
+    assert not {"build_image_cache", "split_dataset", "inventory"} & set(jobs)
+
+
+def test_adding_a_seed_runs_only_that_seed_and_the_aggregates(demo_run):
+    jobs = planned_after_change(demo_run, "seeds=[0, 1, 2]")
+    assert jobs["train_model"] == 4  # 2 schemes x 2 models, seed 2
+    assert jobs["evaluate_predictions"] == 12
+    assert jobs["compare_models"] == 2 and jobs["leakage_table"] == 1
+    assert not {"build_image_cache", "split_dataset"} & set(jobs)
+
+
+def test_changing_the_image_size_rebuilds_caches_but_not_splits(demo_run):
+    jobs = planned_after_change(demo_run, "image_size=40")
+    assert jobs["build_image_cache"] == 1 and jobs["train_model"] == 8
+    assert not {"inventory", "exclude_subsets", "split_dataset"} & set(jobs)
+
+
+def test_changing_bootstrap_resamples_reruns_only_the_evaluation(demo_run):
+    jobs = planned_after_change(demo_run, "statistics={'bootstrap_resamples': 300}")
+    assert jobs["evaluate_predictions"] == 24
+    assert not {"train_model", "predict_model", "build_image_cache"} & set(jobs)

@@ -1,0 +1,79 @@
+# Model stage: ImageNet weights -> one training job per scheme, model and seed -> prediction dumps.
+
+
+localrules:
+    fetch_weights,
+
+
+rule fetch_weights:
+    output:
+        weights=imagenet_weight_files(),
+    log:
+        log_file("fetch_weights"),
+    conda:
+        "../envs/train.yaml"
+    params:
+        model_names=imagenet_models(),
+    script:
+        "../scripts/fetch_weights.py"
+
+
+rule train_model:
+    input:
+        split=SPLIT,
+        cache_images=cache_images(),
+        cache_index=cache_index(),
+        weights=model_weight_files,
+    output:
+        model=MODEL,
+        history=HISTORY,
+        stats=TRAIN_STATS,
+    log:
+        log_file(f"train_model/{RUN}"),
+    benchmark:
+        benchmark_file(f"train_model/{RUN}")
+    conda:
+        "../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=720,
+    params:
+        model_name="{model}",
+        model_options=lambda wildcards: config["models"][wildcards.model],
+        augmentation=config["augmentation"],
+        image_size=config["image_size"],
+        seed=lambda wildcards: int(wildcards.seed),
+        precision=config["precision"],
+        deterministic=config["deterministic"],
+        backup_dir=RESUME,
+        keras_home=KERAS_HOME,
+    script:
+        "../scripts/train_model.py"
+
+
+rule predict_model:
+    input:
+        model=MODEL,
+        split=SPLIT,
+        cache_images=cache_images(),
+        cache_index=cache_index(),
+    output:
+        **subset_predictions(),
+        stats=PREDICT_STATS,
+    log:
+        log_file(f"predict_model/{RUN}"),
+    benchmark:
+        benchmark_file(f"predict_model/{RUN}")
+    conda:
+        "../envs/train.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=120,
+    params:
+        batch_size=lambda wildcards: config["models"][wildcards.model]["batch_size"],
+    script:
+        "../scripts/predict_model.py"

@@ -1,0 +1,83 @@
+"""The evaluation stage end to end: metrics per prediction file, and model comparisons per scheme."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from leukemia_dtl.comparison import inter_model_kappa, mcnemar_test, paired_ttests
+from leukemia_dtl.delong import delong_roc_test
+from leukemia_dtl.errors import UserError
+from leukemia_dtl.metrics import classification_metrics
+from leukemia_dtl.predictions import align_predictions, read_predictions
+from leukemia_dtl.tables import per_seed_metrics
+
+RunKey = tuple[str, int, str]  # (model, seed, subset)
+
+
+def evaluate_prediction_file(path, threshold: float, n_bootstrap: int, seed: int, confidence: float) -> dict:
+    predictions = read_predictions(path)
+    return classification_metrics(
+        predictions["label"] == "ALL",
+        predictions["p_all"],
+        threshold=threshold,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        confidence=confidence,
+    )
+
+
+def _per_seed_pairs(prediction_files: Mapping[RunKey, str | os.PathLike], models: Sequence[str]):
+    """Every (subset, seed, model_a, model_b) with the two models' aligned predictions."""
+    seeds = sorted({seed for _, seed, _ in prediction_files})
+    subsets = sorted({subset for _, _, subset in prediction_files})
+    for subset, seed, (model_a, model_b) in itertools.product(subsets, seeds, itertools.combinations(models, 2)):
+        files = [prediction_files.get((model, seed, subset)) for model in (model_a, model_b)]
+        missing = [model for model, path in zip((model_a, model_b), files) if path is None]
+        if missing:
+            raise UserError(f"no {subset} predictions of {missing} for seed {seed}: every model needs every seed")
+        a, b = align_predictions(read_predictions(files[0]), read_predictions(files[1]), files[0], files[1])
+        yield {"subset": subset, "seed": seed, "model_a": model_a, "model_b": model_b}, a, b
+
+
+def compare_models(
+    metrics_files: Mapping[RunKey, str | os.PathLike],
+    prediction_files: Mapping[RunKey, str | os.PathLike],
+    models: Sequence[str],
+    threshold: float,
+    mcnemar_exact_below: int,
+) -> dict[str, pd.DataFrame]:
+    """Paired t-tests over seeds, and per seed McNemar, DeLong and inter-model kappa, for each model pair."""
+    mcnemar_rows, delong_rows, agreement_rows = [], [], []
+    for key, a, b in _per_seed_pairs(prediction_files, models):
+        truth = (a["label"] == "ALL").to_numpy()
+        called_a, called_b = (a["p_all"] >= threshold).to_numpy(), (b["p_all"] >= threshold).to_numpy()
+        mcnemar_rows.append(
+            key | {"n": len(a)} | mcnemar_test(called_a == truth, called_b == truth, mcnemar_exact_below)
+        )
+        delong_rows.append(key | delong_roc_test(truth, a["p_all"], b["p_all"]))
+        agreement_rows.append(
+            key | {"agreement": float(np.mean(called_a == called_b)), "kappa": inter_model_kappa(called_a, called_b)}
+        )
+    return {
+        "paired_ttests": paired_ttests(per_seed_metrics(metrics_files), list(models)),
+        "mcnemar": pd.DataFrame(mcnemar_rows),
+        "delong": pd.DataFrame(delong_rows),
+        "agreement": pd.DataFrame(agreement_rows),
+    }
+
+
+def read_json_files(files: Mapping[tuple, str | os.PathLike]) -> dict[tuple, dict]:
+    out = {}
+    for key, path in files.items():
+        try:
+            out[key] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"cannot read {path} ({error}); delete it and rerun the rule that writes it") from None
+    return out

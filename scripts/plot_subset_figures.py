@@ -1,0 +1,24 @@
+"""Rule plot_subset_figures: ROC curves, confusion matrices and reliability diagram of one subset.
+
+params: run_keys ((model, seed, subset) of each prediction file, in input order).
+"""
+
+from collections import defaultdict
+
+from leukemia_dtl.figures import plot_confusion_matrices, plot_reliability_diagram, plot_roc_curves, save_figure
+from leukemia_dtl.predictions import read_predictions
+from leukemia_dtl.rule_runner import run_rule
+
+
+def main():
+    predictions = defaultdict(list)
+    for (model, _seed, _subset), path in zip(snakemake.params.run_keys, snakemake.input.predictions):
+        predictions[model].append(read_predictions(path))
+    predictions = dict(predictions)
+    output = snakemake.output
+    save_figure(plot_roc_curves(predictions, snakemake.wildcards.subset), output.roc_png, output.roc_pdf)
+    save_figure(plot_confusion_matrices(predictions), output.confusion_png, output.confusion_pdf)
+    save_figure(plot_reliability_diagram(predictions), output.reliability_png, output.reliability_pdf)
+
+
+run_rule(snakemake, main)
