@@ -3,6 +3,7 @@
     python tests/benchmark.py cache --images 600 --size 224
     python tests/benchmark.py evaluation --seeds 5 --images 1600 --resamples 2000
     python tests/benchmark.py training --model efficientnetb3 --images 256 --size 64
+    python tests/benchmark.py dryrun --seeds 10
 
 Not a test: numbers depend on the machine. Each section prints the workflow's rate, the baseline's and
 their ratio.
@@ -162,6 +163,21 @@ def benchmark_training(model_name: str, images: int, size: int, batch_size: int,
         print("  GPU: skipped (no GPU visible to Keras on this machine)")
 
 
+def benchmark_dry_run(seeds: int) -> None:
+    """`snakemake -n` of the paper config with both split schemes, as CI and users run it."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", tmp, "-n", "--quiet",
+                   "--configfile", str(repo / "config/config.yaml"),
+                   "--config", f"seeds={list(range(seeds))}", "split={'schemes': ['random', 'patient']}"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+    print(f"dry-run of the paper config, {seeds} seeds x 2 schemes x 2 models: {seconds:.1f} s (target < 10 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sections = parser.add_subparsers(dest="section", required=True)
@@ -179,11 +195,15 @@ def main() -> None:
     training.add_argument("--size", type=int, default=64)
     training.add_argument("--batch-size", type=int, default=32)
     training.add_argument("--epochs", type=int, default=2)
+    dryrun = sections.add_parser("dryrun", help="snakemake -n of the full paper config")
+    dryrun.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
     if args.section == "cache":
         benchmark_cache(args.images, args.size, args.workers)
     elif args.section == "evaluation":
         benchmark_evaluation(args.seeds, args.images, args.resamples)
+    elif args.section == "dryrun":
+        benchmark_dry_run(args.seeds)
     elif args.section == "training":
         benchmark_training(args.model, args.images, args.size, args.batch_size, args.epochs)
 

@@ -11,6 +11,7 @@ because a run whose last finished job failed waits one more polling interval bef
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -134,3 +135,34 @@ def test_failing_slurm_job_fails_the_run(slurm_run):
     assert "SLURM status is: 'FAILED'" in res.stdout, res.stdout
     assert not (workdir / "never.txt").exists()
     assert seconds < SNAKEMAKE_TIMEOUT
+
+
+DEMO_TRAINING = "results/models/random/vgg19/seed0/train_stats.json"
+
+
+@pytest.fixture(scope="module")
+def demo_through_slurm(slurm_cluster, tmp_path_factory):
+    """The project's own workflow on the demo data through Slurm, up to one training job."""
+    workdir = tmp_path_factory.mktemp("slurm_demo")
+    res = slurm_cluster.snakemake(
+        "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/demo.yaml"),
+        "--config", "split={'schemes': ['random']}", "models={'vgg19': {'epochs': 1}}",
+        DEMO_TRAINING, cwd=workdir, timeout=420,
+    )
+    assert res.returncode == 0, res.stdout[-4000:]
+    return workdir, res
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_demo_training_job_ran_in_slurm_with_a_gpu(slurm_cluster, demo_through_slurm):
+    workdir, res = demo_through_slurm
+
+    stats = json.loads((workdir / DEMO_TRAINING).read_text())
+    assert stats["SLURM_JOB_ID"].isdigit() and stats["SLURM_JOB_PARTITION"] == "gpu"
+    assert stats["CUDA_VISIBLE_DEVICES"] == "0"
+    job = slurm_cluster.run("scontrol", "show", "job", stats["SLURM_JOB_ID"]).stdout
+    assert "TresPerJob=gres:gpu:1" in job, job
+    # CPU stages went to the default partition; the demo archive is a local rule and never reached Slurm.
+    assert "rule_build_image_cache" in res.stdout and "rule_generate_demo_archive" not in res.stdout
+    assert "localrule generate_demo_archive" in res.stdout

@@ -39,8 +39,20 @@ def test_dry_run_of_the_paper_config_downloads_from_kaggle(tmp_path):
     result = run_snakemake("-n", "--cores", "2", "--configfile", "config/config.yaml", workdir=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
-    assert jobs["download_kaggle"] == 1 and jobs["split_dataset"] == 1
+    assert jobs["download_kaggle"] == 1 and jobs["split_dataset"] == 1 and jobs["fetch_weights"] == 1
     assert "results/cache/224px/images.npy" in result.stdout
+    # 2 models x 5 seeds, each predicting and evaluating val, test and external.
+    assert jobs["train_model"] == 10 and jobs["predict_model"] == 10 and jobs["evaluate_predictions"] == 30
+
+
+def test_dry_run_with_the_slurm_profile_plans_both_schemes(tmp_path):
+    result = run_snakemake(
+        "-n", "--profile", str(REPO / "profiles" / "slurm"), "--configfile", "config/config.yaml",
+        "--config", "split={'schemes': ['random', 'patient']}", workdir=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert jobs["train_model"] == 20 and jobs["compare_models"] == 2 and jobs["leakage_table"] == 1
 
 
 def test_dry_run_of_the_demo_generates_its_archive(tmp_path):
@@ -68,11 +80,25 @@ def test_archive_source_without_a_path_is_rejected(tmp_path):
     assert "data.archive is not set" in result.stdout + result.stderr
 
 
+SCHEME_ADDED = {}
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """The demo, run as a user would grow it: first the random split alone, then with the patient split.
+
+    The dry-run in between records what adding a scheme plans (test_adding_a_scheme_runs_only_its_branch).
+    """
     workdir = tmp_path_factory.mktemp("demo-run")
+    first = run_snakemake(
+        "--cores", "2", "--configfile", "config/demo.yaml", "--config", "split={'schemes': ['random']}",
+        workdir=workdir,
+    )
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    plan = run_snakemake("-n", "--configfile", "config/demo.yaml", workdir=workdir)
+    SCHEME_ADDED.update(jobs=planned_jobs(plan.stdout), output=plan.stdout)
     result = run_snakemake("--cores", "2", "--configfile", "config/demo.yaml", workdir=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "results"
 
 
@@ -165,6 +191,14 @@ def planned_after_change(demo_run, *config_overrides):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return planned_jobs(result.stdout)
+
+
+def test_adding_a_scheme_runs_only_its_branch(demo_run):
+    jobs = SCHEME_ADDED["jobs"]
+    assert jobs["split_dataset"] == 1 and jobs["train_model"] == 4  # patient: 2 models x 2 seeds
+    assert jobs["compare_models"] == 1 and jobs["leakage_table"] == 1
+    assert not {"inventory", "build_image_cache", "plot_rulegraph"} & set(jobs)
+    assert "scheme=random" not in SCHEME_ADDED["output"]
 
 
 def test_changing_one_models_learning_rate_retrains_only_that_model(demo_run):
