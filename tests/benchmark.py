@@ -169,9 +169,10 @@ def benchmark_dry_run(seeds: int) -> None:
 
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
+        overlay = Path(tmp) / "study.yaml"
+        overlay.write_text(f"seeds: {list(range(seeds))}\nsplit: {{schemes: [random, patient]}}\n")
         command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", tmp, "-n", "--quiet",
-                   "--configfile", str(repo / "config/config.yaml"),
-                   "--config", f"seeds={list(range(seeds))}", "split={'schemes': ['random', 'patient']}"]
+                   "--configfile", str(repo / "config/config.yaml"), str(overlay)]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - started

@@ -144,10 +144,10 @@ DEMO_TRAINING = "results/models/random/vgg19/seed0/train_stats.json"
 def demo_through_slurm(slurm_cluster, tmp_path_factory):
     """The project's own workflow on the demo data through Slurm, up to one training job."""
     workdir = tmp_path_factory.mktemp("slurm_demo")
+    (workdir / "small.yaml").write_text(yaml.safe_dump({"split": {"schemes": ["random"]}, "models": {"vgg19": {"epochs": 1}}}))
     res = slurm_cluster.snakemake(
-        "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/demo.yaml"),
-        "--config", "split={'schemes': ['random']}", "models={'vgg19': {'epochs': 1}}",
-        DEMO_TRAINING, cwd=workdir, timeout=420,
+        DEMO_TRAINING, "-s", str(REPO / "Snakefile"),
+        "--configfile", str(REPO / "config/demo.yaml"), str(workdir / "small.yaml"), cwd=workdir, timeout=420,
     )
     assert res.returncode == 0, res.stdout[-4000:]
     return workdir, res

@@ -127,13 +127,14 @@ def test_demo_run_splits_both_schemes_with_leakage_reports(demo_run):
 
 
 def test_demo_run_caches_every_split_image_once(demo_run):
-    images = np.load(demo_run / "cache" / "64px" / "images.npy", mmap_mode="r")
-    index = read_tsv(demo_run / "cache" / "64px" / "index.tsv")
-    assert images.shape == (len(index), 64, 64, 3)
+    size = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["image_size"]
+    images = np.load(demo_run / "cache" / f"{size}px" / "images.npy", mmap_mode="r")
+    index = read_tsv(demo_run / "cache" / f"{size}px" / "index.tsv")
+    assert images.shape == (len(index), size, size, 3)
     for scheme in ("random", "patient"):
         split = read_tsv(demo_run / "splits" / f"{scheme}.tsv")
         assert set(split["path"]) <= set(index["path"])
-    assert (demo_run / "benchmarks" / "build_image_cache" / "64px.tsv").exists()
+    assert (demo_run / "benchmarks" / "build_image_cache" / f"{size}px.tsv").exists()
 
 
 def test_demo_run_trains_both_models_per_scheme_and_seed(demo_run):
@@ -185,10 +186,11 @@ def test_demo_rerun_has_nothing_to_do(demo_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def planned_after_change(demo_run, *config_overrides):
-    result = run_snakemake(
-        "-n", "--configfile", "config/demo.yaml", "--config", *config_overrides, workdir=demo_run.parent
-    )
+def planned_after_change(demo_run, changes: dict) -> dict[str, int]:
+    """What a dry-run plans after a config change (a YAML overlay: --config would turn numbers to strings)."""
+    overlay = demo_run.parent / "change.yaml"
+    overlay.write_text(yaml.safe_dump(changes))
+    result = run_snakemake("-n", "--configfile", "config/demo.yaml", str(overlay), workdir=demo_run.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     return planned_jobs(result.stdout)
 
@@ -202,14 +204,14 @@ def test_adding_a_scheme_runs_only_its_branch(demo_run):
 
 
 def test_changing_one_models_learning_rate_retrains_only_that_model(demo_run):
-    jobs = planned_after_change(demo_run, "models={'vgg19': {'learning_rate': 0.2}}")
+    jobs = planned_after_change(demo_run, {"models": {"vgg19": {"learning_rate": 0.2}}})
     assert jobs["train_model"] == 4 and jobs["predict_model"] == 4  # 2 schemes x 2 seeds of vgg19 only
     assert jobs["evaluate_predictions"] == 12
     assert not {"build_image_cache", "split_dataset", "inventory"} & set(jobs)
 
 
 def test_adding_a_seed_runs_only_that_seed_and_the_aggregates(demo_run):
-    jobs = planned_after_change(demo_run, "seeds=[0, 1, 2]")
+    jobs = planned_after_change(demo_run, {"seeds": [0, 1, 2]})
     assert jobs["train_model"] == 4  # 2 schemes x 2 models, seed 2
     assert jobs["evaluate_predictions"] == 12
     assert jobs["compare_models"] == 2 and jobs["leakage_table"] == 1
@@ -217,12 +219,12 @@ def test_adding_a_seed_runs_only_that_seed_and_the_aggregates(demo_run):
 
 
 def test_changing_the_image_size_rebuilds_caches_but_not_splits(demo_run):
-    jobs = planned_after_change(demo_run, "image_size=40")
+    jobs = planned_after_change(demo_run, {"image_size": 40})
     assert jobs["build_image_cache"] == 1 and jobs["train_model"] == 8
     assert not {"inventory", "exclude_subsets", "split_dataset"} & set(jobs)
 
 
 def test_changing_bootstrap_resamples_reruns_only_the_evaluation(demo_run):
-    jobs = planned_after_change(demo_run, "statistics={'bootstrap_resamples': 300}")
+    jobs = planned_after_change(demo_run, {"statistics": {"bootstrap_resamples": 300}})
     assert jobs["evaluate_predictions"] == 24
     assert not {"train_model", "predict_model", "build_image_cache"} & set(jobs)
