@@ -170,3 +170,15 @@ def test_building_with_missing_imagenet_weights_offline_is_a_user_error():
     with pytest.raises(UserError, match="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         with explain_missing_imagenet_weights("vgg19"):
             models.build_classifier("vgg19", image_size=32, weights="imagenet", dropout=0.5)
+
+
+def test_workflow_expects_the_weight_files_keras_looks_for():
+    """rules/common.smk names the ImageNet files without importing Keras; they must match the registry."""
+    import re
+
+    from conftest import REPO
+    from leukemia_dtl.models import BACKBONES
+
+    common = (REPO / "rules" / "common.smk").read_text()
+    declared = dict(re.findall(r'^\s+"(\w+)": "(\w+_notop\.h5)",$', common, re.MULTILINE))
+    assert declared == {name: spec.imagenet_notop.file_name for name, spec in BACKBONES.items()}
