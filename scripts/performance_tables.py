@@ -4,9 +4,9 @@ params: metrics_keys ((model, seed, subset) per metrics file), run_keys ((model,
 subsets.
 """
 
-from leukemia_dtl.evaluation import read_json_files
 import pandas as pd
 
+from leukemia_dtl.fileio import read_json
 from leukemia_dtl.rule_runner import run_rule
 from leukemia_dtl.tables import per_seed_metrics, table1_performance, table2_compute, write_table
 
@@ -19,8 +19,8 @@ def main():
     write_table(table1, output.table1_tsv, output.table1_md, f"Table 1: performance ({snakemake.wildcards.scheme} split)")
     runs = [tuple(key[:2]) for key in params.run_keys]
     table2 = table2_compute(
-        read_json_files(dict(zip(runs, snakemake.input.train_stats))),
-        read_json_files(dict(zip(runs, snakemake.input.predict_stats))),
+        {run: read_json(path) for run, path in zip(runs, snakemake.input.train_stats)},
+        {run: read_json(path) for run, path in zip(runs, snakemake.input.predict_stats)},
         params.models,
     )
     write_table(table2, output.table2_tsv, output.table2_md, f"Table 2: computation ({snakemake.wildcards.scheme} split)")

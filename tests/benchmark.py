@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from leukemia_dtl.demo_data import render_cell, _bmp_bytes  # noqa: E402
+from leukemia_dtl.demo_data import bmp_bytes, render_cell  # noqa: E402
 from leukemia_dtl.evaluation import compare_models, evaluate_prediction_file  # noqa: E402
 from leukemia_dtl.fileio import write_json, write_tsv  # noqa: E402
 from leukemia_dtl.image_cache import build_image_cache  # noqa: E402
@@ -36,7 +36,7 @@ def write_bmps(folder: Path, count: int, side: int) -> list[str]:
     names = []
     for number in range(count):
         name = f"UID_{number % 40}_{number}_1_all.bmp"
-        (folder / name).write_bytes(_bmp_bytes(render_cell(rng, "ALL", stain, side)))
+        (folder / name).write_bytes(bmp_bytes(render_cell(rng, "ALL", stain, side)))
         names.append(name)
     return names
 

@@ -66,7 +66,7 @@ def render_cell(rng: np.random.Generator, label: str, stain: np.ndarray, size: i
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _bmp_bytes(pixels: np.ndarray) -> bytes:
+def bmp_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, format="BMP")
     return buffer.getvalue()
@@ -89,7 +89,7 @@ def _subject_images(rng, subject: Subject, spec: DemoSpec):
     for image_number in range(1, spec.images_per_subject + 1):
         cell_number = 1 + image_number % 3
         name = f"UID_{subject.name}_{image_number}_{cell_number}_{subject.label.lower()}.bmp"
-        yield name, _bmp_bytes(render_cell(rng, subject.label, subject.stain, spec.bmp_size))
+        yield name, bmp_bytes(render_cell(rng, subject.label, subject.stain, spec.bmp_size))
 
 
 def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
@@ -130,7 +130,7 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
         for number in range(1, spec.final_images + 1):
             subject = final_subjects[number % len(final_subjects)]
             pixels = render_cell(rng, subject.label, subject.stain, spec.bmp_size)
-            zf.writestr(f"{DATASET_DIR}/{FINAL_DIR}/{number}.bmp", _bmp_bytes(pixels))
+            zf.writestr(f"{DATASET_DIR}/{FINAL_DIR}/{number}.bmp", bmp_bytes(pixels))
         counts["final"] = spec.final_images
     log.info("demo archive %s: %s", archive, counts)
     return counts

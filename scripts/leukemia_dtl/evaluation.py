@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -72,12 +70,3 @@ def compare_models(
         "agreement": pd.DataFrame(agreement_rows),
     }
 
-
-def read_json_files(files: Mapping[tuple, str | os.PathLike]) -> dict[tuple, dict]:
-    out = {}
-    for key, path in files.items():
-        try:
-            out[key] = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"cannot read {path} ({error}); delete it and rerun the rule that writes it") from None
-    return out

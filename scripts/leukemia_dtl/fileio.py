@@ -11,6 +11,8 @@ from typing import Iterator
 
 import pandas as pd
 
+from leukemia_dtl.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
@@ -43,6 +45,14 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 def read_tsv(path: str | os.PathLike) -> pd.DataFrame:
     # keep_default_na=False: an empty label (final-phase images) stays "", not NaN.
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON output of an earlier rule; a damaged one is a UserError naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path} ({error}); delete it and rerun the rule that writes it") from None
 
 
 def write_json(data: dict, path: str | os.PathLike) -> None:

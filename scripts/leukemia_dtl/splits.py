@@ -14,7 +14,6 @@ from leukemia_dtl.errors import UserError
 log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ["path", "subject", "label", "subset"]
-SCHEMES = ("random", "patient")
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 

@@ -9,11 +9,9 @@ snake_case columns holding the same numbers unformatted for machines.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -21,7 +19,7 @@ from pandas.api.types import is_numeric_dtype
 
 from leukemia_dtl import paper_values
 from leukemia_dtl.errors import UserError
-from leukemia_dtl.fileio import atomic_path, write_tsv
+from leukemia_dtl.fileio import atomic_path, read_json, write_tsv
 from leukemia_dtl.paper_values import model_name
 
 PER_SEED_COLUMNS = ["subset", "metric", "model", "seed", "value"]
@@ -48,12 +46,7 @@ def per_seed_metrics(
     """
     rows = []
     for (model, seed, subset), path in metrics_files.items():
-        try:
-            results = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(
-                f"Cannot read metrics file {path} ({error}); delete it and re-run the evaluation."
-            ) from error
+        results = read_json(path)
         for metric in metrics:
             entry = results.get(metric)
             if not isinstance(entry, dict) or "value" not in entry:
