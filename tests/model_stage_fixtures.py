@@ -62,7 +62,7 @@ def write_synthetic_dataset(
     return split_path, cache_dir
 
 
-def tiny_convnet(include_top=False, weights=None, input_shape=None, name="tiny_convnet"):
+def tiny_convnet(include_top=False, weights=None, input_shape=None, pooling=None, name="tiny_convnet"):
     """Two conv layers behind the ``keras.applications`` signature, so training tests take seconds.
 
     Random VGG19/EfficientNetB3 features (no ImageNet weights offline) are ~1e-2..1e-7 in scale, which
@@ -71,6 +71,8 @@ def tiny_convnet(include_top=False, weights=None, input_shape=None, name="tiny_c
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer="he_normal")(inputs)
     x = keras.layers.Conv2D(32, 3, strides=2, activation="relu", kernel_initializer="he_normal")(x)
+    if pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D()(x)
     return keras.Model(inputs, x, name=name)
 
 

@@ -15,7 +15,8 @@ HEAD_OPTIONS = {"vgg19": {"dropout": 0.5}, "efficientnetb3": {"dropout": 0.5, "d
 # FACTS.md: parameter counts at 224x224 with the base frozen.
 PARAMETER_COUNTS = {"vgg19": (20_025_410, 1_026), "efficientnetb3": (11_183_665, 397_058)}
 HEAD_LAYERS = {
-    "vgg19": [("GlobalMaxPooling2D", None), ("Dropout", None), ("Dense", "sigmoid")],
+    # The paper's GlobalMaxPooling2D is the base's last layer (pooling="max"), for both models.
+    "vgg19": [("Dropout", None), ("Dense", "sigmoid")],
     "efficientnetb3": [("BatchNormalization", None), ("Dense", "relu"), ("Dropout", None), ("Dense", "softmax")],
 }
 AUGMENTATION_LAYERS = ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
@@ -56,6 +57,7 @@ def test_layers_follow_the_paper(paper_model_224):
     kinds = [type(layer).__name__ for layer in model.layers]
     base_at = [layer.name for layer in model.layers].index(name)
     assert kinds[1:5] == AUGMENTATION_LAYERS
+    assert type(model.layers[base_at].layer.layers[-1]).__name__ == "GlobalMaxPooling2D"
     head = model.layers[base_at + 1 :]
     assert [layer_signature(layer) for layer in head] == HEAD_LAYERS[name]
     assert head[-1].units == 2
@@ -182,3 +184,42 @@ def test_workflow_expects_the_weight_files_keras_looks_for():
     common = (REPO / "rules" / "common.smk").read_text()
     declared = dict(re.findall(r'^\s+"(\w+)": "(\w+_notop\.h5)",$', common, re.MULTILINE))
     assert declared == {name: spec.imagenet_notop.file_name for name, spec in BACKBONES.items()}
+
+
+def test_calibration_turns_a_random_efficientnet_into_unit_scale_features():
+    images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    plain = models.feature_extractor(build("efficientnetb3"))
+    keras.utils.set_random_seed(0)
+    calibrated = models.feature_extractor(build("efficientnetb3", calibration_images=images))
+    plain_features, calibrated_features = (m.predict(images, verbose=0) for m in (plain, calibrated))
+    # Uncalibrated, a random EfficientNet-B3 passes features far below the head's BatchNormalization
+    # epsilon (1e-3); calibrated, they vary across images on a unit scale.
+    assert np.abs(plain_features).max() < 1e-4
+    assert 0.1 < calibrated_features.std(axis=0).mean() < 10
+    # Only the scale changed: the features are the same random map, up to a per-channel affine change
+    # and swish, so they rank the images alike.
+    first = np.argmax(plain_features.std(axis=0))
+    order = lambda values: np.argsort(np.argsort(values))
+    assert np.corrcoef(order(plain_features[:, first]), order(calibrated_features[:, first]))[0, 1] > 0.9
+
+
+def test_calibration_leaves_a_base_without_batch_normalization_alone():
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    plain = build("vgg19")
+    keras.utils.set_random_seed(0)
+    calibrated = build("vgg19", calibration_images=images)
+    for before, after in zip(plain.get_weights(), calibrated.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("name", ["vgg19", "efficientnetb3"])
+def test_head_model_reproduces_the_classifier_head(name):
+    images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3)).astype("float32")
+    keras.utils.set_random_seed(3)
+    classifier = build(name, calibration_images=images)
+    features = models.feature_extractor(classifier).predict(images, verbose=0)
+    keras.utils.set_random_seed(3)
+    head = models.build_head_model(name, features.shape[1], **HEAD_OPTIONS[name])
+    np.testing.assert_allclose(head.predict(features, verbose=0), classifier.predict(images, verbose=0), atol=1e-6)

@@ -22,8 +22,7 @@ def saved_model(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(models.BACKBONES, "tiny", TINY_BACKBONE)
         model = models.build_classifier("tiny", image_size=32, weights="none", dropout=0.5)
-    features = keras.Model(model.input, model.get_layer("global_max_pooling").output)
-    pooled = features.predict(np.load(cache_dir / "images.npy"), verbose=0)
+    pooled = models.feature_extractor(model).predict(np.load(cache_dir / "images.npy"), verbose=0)
     kernel = np.random.default_rng(0).normal(0, 1, (pooled.shape[1], 2))
     # Centred logits put about half the images on each side of the 0.5 threshold.
     model.get_layer("predictions").set_weights([kernel, -np.median(pooled @ kernel, axis=0)])

@@ -15,7 +15,7 @@ import inspect
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -57,20 +57,41 @@ class CaffePreprocessing(keras.layers.Layer):
         return input_shape
 
 
-def vgg19_head(features, *, dropout: float):
-    """Section 2.4.1: GlobalMaxPooling2D (7x7x512 -> 512) -> Dropout -> Dense(2, sigmoid)."""
-    x = keras.layers.GlobalMaxPooling2D(name="global_max_pooling")(features)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    # float32 output keeps the loss stable under mixed precision.
-    return keras.layers.Dense(2, activation="sigmoid", dtype="float32", name="predictions")(x)
+@keras.saving.register_keras_serializable(package="leukemia_dtl")
+class InferenceMode(keras.layers.Wrapper):
+    """Runs the wrapped base in inference mode, also while the classifier trains.
+
+    Keras 3 hands the outer call's ``training`` down into a nested model, over a ``training=False`` given
+    where the base is called (Functional's ``operation_fn``). During ``fit`` a frozen EfficientNet-B3 then
+    runs its stochastic-depth Dropout layers, so the head trains on noisy features it never sees in
+    ``predict``. Called from inside a layer, ``training=False`` holds: the base computes what it computes at
+    inference (BatchNormalization statistics, no dropout), as Keras's transfer-learning guide intends.
+    """
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
 
 
-def efficientnetb3_head(features, *, dropout: float, dense_units: int = 256):
+def vgg19_head(*, dropout: float) -> list[keras.layers.Layer]:
+    """Section 2.4.1 after the base's GlobalMaxPooling2D (7x7x512 -> 512): Dropout -> Dense(2, sigmoid)."""
+    return [
+        keras.layers.Dropout(dropout, name="dropout"),
+        # float32 output keeps the loss stable under mixed precision.
+        keras.layers.Dense(2, activation="sigmoid", dtype="float32", name="predictions"),
+    ]
+
+
+def efficientnetb3_head(*, dropout: float, dense_units: int = 256) -> list[keras.layers.Layer]:
     """Section 2.4.2 on the max-pooled base: BatchNormalization -> Dense(relu) -> Dropout -> Dense(2, softmax)."""
-    x = keras.layers.BatchNormalization(name="batch_normalization")(features)
-    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.layers.Dense(2, activation="softmax", dtype="float32", name="predictions")(x)
+    return [
+        keras.layers.BatchNormalization(name="batch_normalization"),
+        keras.layers.Dense(dense_units, activation="relu", name="dense"),
+        keras.layers.Dropout(dropout, name="dropout"),
+        keras.layers.Dense(2, activation="softmax", dtype="float32", name="predictions"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -78,9 +99,9 @@ class Backbone:
     application: Callable[..., keras.Model]
     # Layers that turn 0..255 RGB into what the pretrained backbone was trained on (normalization: model).
     model_normalization: Callable[[], list[keras.layers.Layer]]
-    head: Callable
+    # The head's layers, in order, on the base's pooled feature vector.
+    head: Callable[..., list[keras.layers.Layer]]
     imagenet_notop: ImagenetWeightsFile
-    base_options: Mapping = field(default_factory=dict)
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -105,9 +126,6 @@ BACKBONES: dict[str, Backbone] = {
             origin="https://storage.googleapis.com/keras-applications/efficientnetb3_notop.h5",
             md5="af6d107764bb5b1abb91932881670226",
         ),
-        # include_top=False with pooling="max" gives the 1536-vector the head's BatchNormalization takes
-        # (FACTS.md parameter counts).
-        base_options={"pooling": "max"},
     ),
 }
 
@@ -178,6 +196,60 @@ def input_normalization(backbone_name: str, normalization: str) -> list[keras.la
     raise UserError(f"normalization must be one of {list(NORMALIZATIONS)}, not {normalization!r}.")
 
 
+def apply_layers(layers: list[keras.layers.Layer], inputs):
+    for layer in layers:
+        inputs = layer(inputs)
+    return inputs
+
+
+def calibrate_batch_normalization(base: keras.Model, images) -> None:
+    """Data-dependent initialisation of a random base: its last BatchNormalization standardises ``images``.
+
+    A random BatchNormalization has mean 0 and variance 1, so in inference mode it passes activations
+    unscaled, and through EfficientNet-B3's 26 blocks swish and squeeze-excitation shrink them to ~1e-7:
+    a frozen random base passes the head features far below the head's BatchNormalization epsilon (1e-3),
+    so nothing can learn. Setting the last BatchNormalization's statistics and scale from ``images`` makes
+    the base's output unit-scale while leaving the random, nearly linear map in front of it untouched
+    (re-normalising every layer would instead make the random network chaotic: features of a shifted image
+    would no longer resemble the original's). Bases without BatchNormalization (VGG-19) are left as they are.
+    """
+    batch_normalizations = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not batch_normalizations:
+        return
+    last = batch_normalizations[-1]
+    activations = keras.Model(base.input, last.input)(images)
+    axes = tuple(range(len(activations.shape) - 1))
+    mean = keras.ops.mean(activations, axis=axes)
+    variance = keras.ops.var(activations, axis=axes)
+    last.moving_mean.assign(mean)
+    last.moving_variance.assign(variance)
+    # Inference computes gamma * (x - mean) / sqrt(variance + epsilon): this gamma cancels the epsilon.
+    last.gamma.assign(keras.ops.sqrt((variance + last.epsilon) / keras.ops.maximum(variance, 1e-30)))
+    last.beta.assign(keras.ops.zeros_like(mean))
+
+
+# Both bases end in the paper's global max pooling (include_top=False, pooling="max"): VGG-19's 7x7x512
+# maps become the 512-vector of section 2.4.1, EfficientNet-B3's the 1536-vector its head's
+# BatchNormalization takes (FACTS.md parameter counts). Parameter-free, so the head starts on a vector.
+BASE_POOLING = "max"
+BASE_OPTIONS = ("weights", "normalization", "freeze_base")
+
+
+def head_options_of(builder_options: Mapping) -> dict:
+    """The options of :func:`build_classifier` that go to the head (all but the base's)."""
+    return {name: value for name, value in builder_options.items() if name not in BASE_OPTIONS}
+
+
+def build_head(backbone_name: str, **head_options) -> list[keras.layers.Layer]:
+    """The paper's head layers for ``backbone_name``; ``head_options`` checked against the head builder."""
+    spec = backbone(backbone_name)
+    head_parameters = inspect.signature(spec.head).parameters
+    unknown = sorted(set(head_options) - set(head_parameters))
+    if unknown:
+        raise UserError(f"Model {backbone_name!r} has no option(s) {unknown}; its head takes {list(head_parameters)}.")
+    return spec.head(**head_options)
+
+
 def build_classifier(
     backbone_name: str,
     *,
@@ -186,41 +258,56 @@ def build_classifier(
     normalization: str = "model",
     freeze_base: bool = True,
     augmentation: Mapping | None = None,
+    calibration_images=None,
     **head_options,
 ) -> keras.Model:
     """The paper's classifier on ``backbone_name``: augmentation -> normalisation -> base -> head.
 
     ``weights``: "imagenet" (from the Keras cache, ``$KERAS_HOME/models``) or "none"/None (random init).
+    ``calibration_images`` (0..255 RGB, a training sample): with ``weights`` "none", the random base's
+    last BatchNormalization is set from them (:func:`calibrate_batch_normalization`).
     ``head_options`` go to the backbone's head builder (``dropout``; ``dense_units`` for EfficientNetB3).
     """
-    spec = backbone(backbone_name)
     weights = "none" if weights is None else str(weights)
     if weights not in WEIGHTS:
         raise UserError(f"weights must be one of {list(WEIGHTS)}, not {weights!r}.")
-    head_parameters = inspect.signature(spec.head).parameters
-    unknown = sorted(set(head_options) - set(head_parameters))
-    if unknown:
-        raise UserError(
-            f"Model {backbone_name!r} has no option(s) {unknown}; its head takes {list(head_parameters)[1:]}."
-        )
-
+    # The head is made first, so its initial weights and dropout seeds depend on the random seed alone:
+    # build_head_model then reproduces them exactly (the tuning fast path relies on it).
+    head = build_head(backbone_name, **head_options)
     shape = (image_size, image_size, 3)
     images = keras.Input(shape=shape, name="image")
-    x = images
-    for layer in augmentation_layers(augmentation) + input_normalization(backbone_name, normalization):
-        x = layer(x)
-    base = spec.application(
+    normalization_layers = input_normalization(backbone_name, normalization)
+    x = apply_layers(augmentation_layers(augmentation) + normalization_layers, images)
+    base = backbone(backbone_name).application(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
         input_shape=shape,
-        **spec.base_options,
+        pooling=BASE_POOLING,
     )
+    if weights == "none" and calibration_images is not None:
+        calibration_images = keras.ops.convert_to_tensor(calibration_images, dtype="float32")
+        calibrate_batch_normalization(base, apply_layers(normalization_layers, calibration_images))
+    # Inference mode also if the base is unfrozen (Keras's transfer-learning guidance), so its ImageNet (or
+    # calibrated) BatchNormalization statistics stay intact.
+    base = InferenceMode(base, name=base.name)
     base.trainable = not freeze_base
-    # training=False keeps the base's BatchNormalization in inference mode, also if it is unfrozen
-    # (Keras's transfer-learning guidance), so its ImageNet statistics stay intact.
-    features = base(x, training=False)
-    outputs = spec.head(features, **head_options)
-    return keras.Model(images, outputs, name=f"{backbone_name}_classifier")
+    features = base(x)
+    return keras.Model(images, apply_layers(head, features), name=f"{backbone_name}_classifier")
+
+
+def build_head_model(backbone_name: str, feature_size: int, **head_options) -> keras.Model:
+    """The head alone, on precomputed base features; with the same seed set before, its initial weights
+    and dropout seeds equal those of :func:`build_classifier`'s head."""
+    features = keras.Input(shape=(feature_size,), name="features")
+    head = build_head(backbone_name, **head_options)
+    return keras.Model(features, apply_layers(head, features), name=f"{backbone_name}_head")
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """Images -> the base's pooled features, from a classifier built by :func:`build_classifier`."""
+    (base_at,) = [index for index, layer in enumerate(model.layers) if isinstance(layer, InferenceMode)]
+    # The head's first layer takes the base's output as the classifier's graph has it.
+    return keras.Model(model.input, model.layers[base_at + 1].input, name=f"{model.layers[base_at].name}_features")
 
 
 def build_vgg19_classifier(**options) -> keras.Model:
