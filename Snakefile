@@ -20,6 +20,7 @@ wildcard_constraints:
 
 
 include: "rules/data.smk"
+include: "rules/tuning.smk"
 include: "rules/models.smk"
 include: "rules/evaluate.smk"
 

@@ -1,7 +1,10 @@
 # Config validation and every path of the workflow: each path is written here once, and rules and
 # targets take them from here.
+from itertools import product
+
+import pandas as pd
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import Paramspace, validate
 
 validate(config, "../config/schema.yaml", set_default=True)
 
@@ -56,6 +59,22 @@ TABLE = f"{RESULTS}/tables/{{scheme}}/{{name}}.{{ext}}"
 LEAKAGE_TABLE = f"{RESULTS}/tables/leakage.{{ext}}"
 FIGURE = f"{RESULTS}/figures/{{scheme}}/{{name}}.{{ext}}"
 RULEGRAPH = f"{RESULTS}/figures/rulegraph.{{ext}}"
+# The tuning grid: one row per configuration, every combination of the configured values, in config
+# order; Paramspace turns a row into the folders name~value/... of its tuning job.
+TUNING_GRID = Paramspace(
+    pd.DataFrame(
+        list(product(*config["tuning"]["grid"].values())),
+        columns=list(config["tuning"]["grid"]),
+    )
+)
+TUNING = f"{RESULTS}/tuning/{{scheme}}/{{model}}"
+SELECTED = f"{TUNING}/selected.yaml"
+RANKING = f"{TUNING}/ranking.tsv"
+TUNING_HEATMAP = f"{TUNING}/heatmap.{{ext}}"
+FEATURES = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/features.npy"
+FEATURES_INDEX = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/index.tsv"
+# Model options that only the training loop reads; the rest build the model.
+TRAINING_OPTIONS = ["batch_size", "epochs", "optimizer", "learning_rate"]
 # Subsets every model predicts; the tables and figures report the held-out ones.
 PREDICTED_SUBSETS = ["val", "test", "external"]
 REPORTED_SUBSETS = ["test", "external"]
@@ -126,11 +145,79 @@ def model_weight_files(wildcards):
     )
 
 
+def tune_result(point=TUNING_GRID.wildcard_pattern, scheme="{scheme}", model="{model}"):
+    """Validation scores of one grid configuration (``point``: its name~value/... folders)."""
+    return f"{RESULTS}/tuning/{scheme}/{model}/{point}/validation.json"
+
+
+def tuning_results(wildcards):
+    """Every configuration's scores for one scheme and model, in grid order."""
+    return [
+        tune_result(point, wildcards.scheme, wildcards.model)
+        for point in TUNING_GRID.instance_patterns
+    ]
+
+
+def grid_point(wildcards):
+    """The grid values of one tuning job, as plain Python numbers and strings."""
+    return {
+        name: value.item() if hasattr(value, "item") else value
+        for name, value in TUNING_GRID.instance(wildcards).items()
+    }
+
+
+def untuned_options(model):
+    """The model's config entry without what tuning sets: the grid's keys and the epochs."""
+    tuned = set(config["tuning"]["grid"]) | {"epochs"}
+    return {k: v for k, v in config["models"][model].items() if k not in tuned}
+
+
+def feature_options(model):
+    """What builds the model's frozen base, for extract_features. The head options come along only
+    because the classifier is built whole; their values do not change the base or its features.
+    """
+    return {
+        k: v for k, v in config["models"][model].items() if k not in TRAINING_OPTIONS
+    }
+
+
+def uses_feature_fast_path(model):
+    """Tuning trains only the head on precomputed features when nothing changes the base's output."""
+    frozen = config["models"][model].get("freeze_base", True)
+    return frozen and not config["tuning"]["augmentation"]
+
+
+def tuning_inputs(wildcards):
+    inputs = {"split": SPLIT.format(scheme=wildcards.scheme)}
+    if uses_feature_fast_path(wildcards.model):
+        size = config["image_size"]
+        features = {"scheme": wildcards.scheme, "model": wildcards.model, "size": size}
+        inputs["features"] = FEATURES.format(**features)
+        inputs["features_index"] = FEATURES_INDEX.format(**features)
+    else:
+        inputs["cache_images"] = cache_images()
+        inputs["cache_index"] = cache_index()
+        inputs["weights"] = model_weight_files(wildcards)
+    return inputs
+
+
+def selected_hyperparameters(wildcards):
+    """The tuning selection a training job reads (hyperparameters: tuned), else nothing."""
+    if config["hyperparameters"] == "tuned":
+        return SELECTED.format(scheme=wildcards.scheme, model=wildcards.model)
+    return []
+
+
 def subset_predictions():
     """Outputs of predict_model: one prediction file per subset, named by the subset."""
     return {
         subset: PREDICTIONS.replace("{subset}", subset) for subset in PREDICTED_SUBSETS
     }
+
+
+def subset_metrics():
+    """Outputs of evaluate_predictions: one metrics file per predicted subset, named by the subset."""
+    return {subset: METRICS.replace("{subset}", subset) for subset in PREDICTED_SUBSETS}
 
 
 def run_keys(subsets=("",)):
@@ -195,5 +282,20 @@ def evaluation_targets():
     return targets + expand(RULEGRAPH, ext=["png", "pdf"])
 
 
+def tuning_targets():
+    targets = []
+    for scheme in config["split"]["schemes"]:
+        for model in config["models"]:
+            targets += [
+                path.format(scheme=scheme, model=model) for path in (SELECTED, RANKING)
+            ]
+            targets += [
+                TUNING_HEATMAP.format(scheme=scheme, model=model, ext=ext)
+                for ext in ("png", "pdf")
+            ]
+    return targets
+
+
 def final_targets():
-    return data_targets() + evaluation_targets()
+    tuning = tuning_targets() if config["hyperparameters"] == "tuned" else []
+    return data_targets() + tuning + evaluation_targets()

@@ -11,11 +11,11 @@ localrules:
 
 rule evaluate_predictions:
     input:
-        predictions=PREDICTIONS,
+        **subset_predictions(),
     output:
-        metrics=METRICS,
+        **subset_metrics(),
     log:
-        log_file(f"evaluate_predictions/{RUN}/{{subset}}"),
+        log_file(f"evaluate_predictions/{RUN}"),
     conda:
         "../envs/evaluate.yaml"
     params:

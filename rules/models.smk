@@ -24,6 +24,7 @@ rule train_model:
         cache_images=cache_images(),
         cache_index=cache_index(),
         weights=model_weight_files,
+        hyperparameters=selected_hyperparameters,
     output:
         model=MODEL,
         history=HISTORY,
@@ -56,6 +57,7 @@ rule train_model:
 rule predict_model:
     input:
         model=MODEL,
+        train_stats=TRAIN_STATS,
         split=SPLIT,
         cache_images=cache_images(),
         cache_index=cache_index(),
@@ -73,7 +75,5 @@ rule predict_model:
         gpu=1,
         mem_mb=16000,
         runtime=120,
-    params:
-        batch_size=lambda wildcards: config["models"][wildcards.model]["batch_size"],
     script:
         "../scripts/predict_model.py"

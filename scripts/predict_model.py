@@ -1,12 +1,13 @@
 """Rule script: predict val/test/external with a trained model (leukemia_dtl.prediction.predict_subsets).
 
-snakemake.input:  model (.keras), split (split TSV), cache_images, cache_index (the image cache files)
+snakemake.input:  model (.keras), train_stats (its train_stats.json: the training batch size, tuned or
+                  configured), split (split TSV), cache_images, cache_index (the image cache files)
 snakemake.output: val, test, external (prediction TSVs), stats (predict_stats.json)
-snakemake.params: batch_size (the model's training batch size, models.<name>.batch_size)
 snakemake.threads: CPU threads the backend may use
 Snakemake injects the ``snakemake`` object.
 """
 
+from leukemia_dtl.fileio import read_json
 from leukemia_dtl.model_inputs import cache_dir_of
 from leukemia_dtl.prediction import PREDICTED_SUBSETS, predict_subsets
 from leukemia_dtl.rule_runner import run_rule
@@ -17,7 +18,7 @@ run_rule(
         model_path=snakemake.input.model,
         split=snakemake.input.split,
         cache=cache_dir_of(snakemake.input.cache_images, snakemake.input.cache_index),
-        batch_size=snakemake.params.batch_size,
+        batch_size=read_json(snakemake.input.train_stats)["batch_size"],
         out_paths={subset: snakemake.output[subset] for subset in PREDICTED_SUBSETS},
         stats_path=snakemake.output.stats,
         threads=snakemake.threads,

@@ -1,6 +1,7 @@
 """Rule script: train one model with one seed (leukemia_dtl.training.train_model).
 
-snakemake.input:   split (split TSV); cache_images, cache_index (<cache_dir>/images.npy, <cache_dir>/index.tsv)
+snakemake.input:   split (split TSV); cache_images, cache_index (<cache_dir>/images.npy, <cache_dir>/index.tsv);
+                   hyperparameters (selected.yaml of the tuning, with hyperparameters: tuned)
 snakemake.output:  model (.keras), history (history.tsv), stats (train_stats.json)
 snakemake.params:  model_name ("vgg19" | "efficientnetb3"), model_options (the config's models.<name> entry),
                    augmentation (config augmentation), image_size, seed, precision, deterministic,
@@ -35,6 +36,7 @@ run_rule(
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         stats_path=snakemake.output.stats,
+        tuned_hyperparameters_path=snakemake.input.get("hyperparameters") or None,
         threads=snakemake.threads,
     ),
 )

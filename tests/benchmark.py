@@ -3,6 +3,7 @@
     python tests/benchmark.py cache --images 600 --size 224
     python tests/benchmark.py evaluation --seeds 5 --images 1600 --resamples 2000
     python tests/benchmark.py training --model efficientnetb3 --images 256 --size 64
+    python tests/benchmark.py tuning --model efficientnetb3 --images 512 --size 64 --epochs 5
     python tests/benchmark.py dryrun --seeds 10
 
 Not a test: numbers depend on the machine. Each section prints the workflow's rate, the baseline's and
@@ -110,6 +111,59 @@ def _steady_rate(history: pd.DataFrame, images: int) -> float:
     return images / float(history["train_seconds"].iloc[-1])
 
 
+def write_training_dataset(folder: Path, images: int, size: int) -> int:
+    """BMPs in ``folder/bmp/{ALL,HEM}``, ``split.tsv`` (1 in 8 to val) and the image cache in ``folder``;
+    returns the number of training images."""
+    rows = []
+    for label in ("ALL", "HEM"):
+        (folder / "bmp" / label).mkdir(parents=True)
+        for name in write_bmps(folder / "bmp" / label, images // 2, 450):
+            rows.append({"path": f"{label}/{name}", "subject": name.split("_")[1], "label": label, "subset": "train"})
+    split = pd.DataFrame(rows)
+    split.loc[split.index % 8 == 0, "subset"] = "val"
+    write_tsv(split, folder / "split.tsv")
+    build_image_cache(folder / "bmp", split["path"].tolist(), size, folder / "images.npy", folder / "index.tsv")
+    return int((split["subset"] == "train").sum())
+
+
+def benchmark_tuning(model_name: str, images: int, size: int, batch_size: int, epochs: int, grid: int) -> None:
+    """One tuning configuration of a frozen base without augmentation: the whole classifier on the image
+    cache against the head alone on features computed once (the workflow's fast path)."""
+    from leukemia_dtl import keras_runtime
+    from leukemia_dtl.tuning import extract_features, train_configuration
+
+    options = {"weights": "none", "normalization": "model", "freeze_base": True, "dropout": 0.5}
+    configuration = {
+        "model_name": model_name,
+        "model_options": {**options, "batch_size": batch_size},
+        "hyperparameters": {"learning_rate": 0.001, "optimizer": "adamax"},
+        "epochs": epochs,
+        "seed": 0,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_training_dataset(folder, images, size)
+        split = folder / "split.tsv"
+        started = time.perf_counter()
+        train_configuration(**configuration, split_path=split, cache_dir=folder, image_size=size)
+        on_images = time.perf_counter() - started
+        started = time.perf_counter()
+        extract_features(model_name=model_name, model_options=options, image_size=size, seed=0, split_path=split,
+                         cache_dir=folder, out_dir=folder / "features")
+        extraction = time.perf_counter() - started
+        started = time.perf_counter()
+        train_configuration(**configuration, split_path=split, features_dir=folder / "features")
+        on_features = time.perf_counter() - started
+    print(f"tuning {model_name} at {size}px, {images} images, batch {batch_size}, {epochs} epochs, "
+          f"{keras_runtime.device_description()} ({keras_runtime.backend_name()}), seconds per configuration")
+    whole_grid = (grid * on_images, extraction + grid * on_features)
+    print(f"  whole classifier on the image cache : {on_images:8.1f} s")
+    print(f"  head on features (fast path)        : {on_features:8.1f} s, + {extraction:.1f} s once per scheme and model")
+    print(f"  ratio per configuration             : {on_images / on_features:8.1f}x")
+    print(f"  grid of {grid} configurations       : {whole_grid[0]:8.0f} s vs {whole_grid[1]:.0f} s, "
+          f"{whole_grid[0] / whole_grid[1]:.1f}x")
+
+
 def benchmark_training(model_name: str, images: int, size: int, batch_size: int, epochs: int) -> None:
     """The workflow's input pipeline (memmapped cache, augmentation inside the model) against Keras's
     image_dataset_from_directory over the BMPs with the same augmentation mapped over the dataset."""
@@ -124,17 +178,7 @@ def benchmark_training(model_name: str, images: int, size: int, batch_size: int,
                "dropout": 0.5, "weights": "none"}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rows = []
-        for label in ("ALL", "HEM"):
-            (folder / "bmp" / label).mkdir(parents=True)
-            for name in write_bmps(folder / "bmp" / label, images // 2, 450):
-                rows.append({"path": f"{label}/{name}", "subject": name.split("_")[1], "label": label, "subset": "train"})
-        split = pd.DataFrame(rows)
-        split.loc[split.index % 8 == 0, "subset"] = "val"
-        write_tsv(split, folder / "split.tsv")
-        build_image_cache(folder / "bmp", split["path"].tolist(), size, folder / "images.npy", folder / "index.tsv")
-        train_images = int((split["subset"] == "train").sum())
-
+        train_images = write_training_dataset(folder, images, size)
         train_model(model_name=model_name, model_options=options, augmentation=augmentation, image_size=size, seed=0,
                     split_path=folder / "split.tsv", cache_dir=folder, backup_dir=folder / "resume",
                     model_path=folder / "model.keras", history_path=folder / "history.tsv",
@@ -196,6 +240,13 @@ def main() -> None:
     training.add_argument("--size", type=int, default=64)
     training.add_argument("--batch-size", type=int, default=32)
     training.add_argument("--epochs", type=int, default=2)
+    tuning = sections.add_parser("tuning", help="one tuning configuration: on images vs on precomputed features")
+    tuning.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
+    tuning.add_argument("--images", type=int, default=512)
+    tuning.add_argument("--size", type=int, default=64)
+    tuning.add_argument("--batch-size", type=int, default=32)
+    tuning.add_argument("--epochs", type=int, default=5)
+    tuning.add_argument("--grid", type=int, default=108)
     dryrun = sections.add_parser("dryrun", help="snakemake -n of the full paper config")
     dryrun.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
@@ -205,6 +256,8 @@ def main() -> None:
         benchmark_evaluation(args.seeds, args.images, args.resamples)
     elif args.section == "dryrun":
         benchmark_dry_run(args.seeds)
+    elif args.section == "tuning":
+        benchmark_tuning(args.model, args.images, args.size, args.batch_size, args.epochs, args.grid)
     elif args.section == "training":
         benchmark_training(args.model, args.images, args.size, args.batch_size, args.epochs)
 

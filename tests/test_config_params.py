@@ -15,6 +15,7 @@ NOT_PARAMS = {
     "data.directory": "is the inventory's input folder",
     "split.schemes": "are the {scheme} wildcards of the targets",
     "seeds": "are the {seed} wildcards of the targets",
+    "hyperparameters": "adds the tuning selection to the training jobs' inputs",
 }
 CONFIG_REFERENCE = re.compile(r'config((?:\["\w+"\])+)')
 

@@ -90,7 +90,9 @@ def test_training_learns_and_writes_complete_outputs(tmp_path, dataset, tiny_bac
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert history["epoch"].tolist() == ["1", "2", "3"]
     assert STATS_KEYS <= set(stats)
-    assert json.loads(Path(arguments["stats_path"]).read_text()) == pytest.approx(stats)
+    written = json.loads(Path(arguments["stats_path"]).read_text())
+    assert written.pop("model_options") == stats.pop("model_options") == TINY_OPTIONS
+    assert written == pytest.approx(stats)
     assert (stats["epochs_run"], stats["resumed_from_epoch"]) == (3, 0)
     assert stats["keras_backend"] == keras.backend.backend()
     assert stats["peak_accelerator_memory_mb"] is None or stats["peak_accelerator_memory_mb"] > 0
@@ -99,6 +101,16 @@ def test_training_learns_and_writes_complete_outputs(tmp_path, dataset, tiny_bac
     assert sorted(p.name for p in Path(arguments["model_path"]).parent.iterdir()) == [
         "history.tsv", "model.keras", "train_stats.json"
     ]  # fmt: skip
+
+
+def test_tuned_hyperparameters_override_the_config_entry(tmp_path, dataset, tiny_backbone):
+    selected = tmp_path / "selected.yaml"
+    selected.write_text("hyperparameters: {learning_rate: 0.02, batch_size: 16, dropout: 0.3}\nmetric: val_auc\n")
+    arguments = training_arguments(tmp_path, dataset, epochs=1)
+    stats = train_model(**arguments, tuned_hyperparameters_path=selected)
+    assert stats["model_options"] == {**TINY_OPTIONS, "epochs": 1, "learning_rate": 0.02, "batch_size": 16,
+                                      "dropout": 0.3}  # fmt: skip
+    assert stats["batch_size"] == 16
 
 
 def test_vgg19_trains_with_a_frozen_base(tmp_path, dataset):

@@ -41,8 +41,8 @@ def test_dry_run_of_the_paper_config_downloads_from_kaggle(tmp_path):
     jobs = planned_jobs(result.stdout)
     assert jobs["download_kaggle"] == 1 and jobs["split_dataset"] == 1 and jobs["fetch_weights"] == 1
     assert "results/cache/224px/images.npy" in result.stdout
-    # 2 models x 5 seeds, each predicting and evaluating val, test and external.
-    assert jobs["train_model"] == 10 and jobs["predict_model"] == 10 and jobs["evaluate_predictions"] == 30
+    # 2 models x 5 seeds, each predicting and evaluating val, test and external in one job.
+    assert jobs["train_model"] == 10 and jobs["predict_model"] == 10 and jobs["evaluate_predictions"] == 10
 
 
 def test_dry_run_with_the_slurm_profile_plans_both_schemes(tmp_path):
@@ -85,19 +85,18 @@ SCHEME_ADDED = {}
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """The demo, run as a user would grow it: first the random split alone, then with the patient split.
+    """The demo (tuned: features -> tune -> select -> train -> ...), run as a user would grow it: first the
+    random split alone, then with the patient split; one thread per job, as `make demo` runs it.
 
     The dry-run in between records what adding a scheme plans (test_adding_a_scheme_runs_only_its_branch).
     """
     workdir = tmp_path_factory.mktemp("demo-run")
-    first = run_snakemake(
-        "--cores", "2", "--configfile", "config/demo.yaml", "--config", "split={'schemes': ['random']}",
-        workdir=workdir,
-    )
+    run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml")
+    first = run_snakemake(*run, "--config", "split={'schemes': ['random']}", workdir=workdir)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     plan = run_snakemake("-n", "--configfile", "config/demo.yaml", workdir=workdir)
     SCHEME_ADDED.update(jobs=planned_jobs(plan.stdout), output=plan.stdout)
-    result = run_snakemake("--cores", "2", "--configfile", "config/demo.yaml", workdir=workdir)
+    result = run_snakemake(*run, workdir=workdir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "results"
 
@@ -174,7 +173,9 @@ def test_demo_run_compares_the_models_and_writes_tables_and_figures(demo_run):
 
 def test_demo_report_builds(demo_run):
     report = demo_run / "report.zip"
-    result = run_snakemake("--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent)
+    result = run_snakemake(
+        "--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     names = zipfile.ZipFile(report).namelist()
     assert any(name.endswith("table1_performance.tsv") for name in names)
@@ -186,11 +187,13 @@ def test_demo_rerun_has_nothing_to_do(demo_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def planned_after_change(demo_run, changes: dict) -> dict[str, int]:
+def planned_after_change(demo_run, changes: dict, *targets: str) -> dict[str, int]:
     """What a dry-run plans after a config change (a YAML overlay: --config would turn numbers to strings)."""
     overlay = demo_run.parent / "change.yaml"
     overlay.write_text(yaml.safe_dump(changes))
-    result = run_snakemake("-n", "--configfile", "config/demo.yaml", str(overlay), workdir=demo_run.parent)
+    result = run_snakemake(
+        "-n", *targets, "--configfile", "config/demo.yaml", str(overlay), workdir=demo_run.parent
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return planned_jobs(result.stdout)
 
@@ -203,17 +206,49 @@ def test_adding_a_scheme_runs_only_its_branch(demo_run):
     assert "scheme=random" not in SCHEME_ADDED["output"]
 
 
-def test_changing_one_models_learning_rate_retrains_only_that_model(demo_run):
-    jobs = planned_after_change(demo_run, {"models": {"vgg19": {"learning_rate": 0.2}}})
+def test_changing_one_models_epochs_retrains_only_that_model(demo_run):
+    jobs = planned_after_change(demo_run, {"models": {"vgg19": {"epochs": 4}}})
     assert jobs["train_model"] == 4 and jobs["predict_model"] == 4  # 2 schemes x 2 seeds of vgg19 only
-    assert jobs["evaluate_predictions"] == 12
-    assert not {"build_image_cache", "split_dataset", "inventory"} & set(jobs)
+    assert jobs["evaluate_predictions"] == 4
+    # Tuning runs its own epochs: an epochs change leaves it alone.
+    assert not {"build_image_cache", "split_dataset", "inventory", "tune_model", "extract_features"} & set(jobs)
+
+
+def test_demo_tunes_each_model_and_trains_with_its_selection(demo_run):
+    grid = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["tuning"]["grid"]
+    for scheme in ("random", "patient"):
+        for model in ("vgg19", "efficientnetb3"):
+            tuning = demo_run / "tuning" / scheme / model
+            ranking = read_tsv(tuning / "ranking.tsv")
+            assert len(ranking) == 4 and (ranking["path"] == "features").all()
+            selected = yaml.safe_load((tuning / "selected.yaml").read_text())
+            assert all(selected["hyperparameters"][axis] in values for axis, values in grid.items())
+            assert (tuning / "heatmap.png").stat().st_size > 1000
+            for seed in (0, 1):
+                run = demo_run / "models" / scheme / model / f"seed{seed}"
+                stats = json.loads((run / "train_stats.json").read_text())
+                for axis, value in selected["hyperparameters"].items():
+                    assert stats["model_options"][axis] == value
+
+
+def test_both_demo_models_beat_chance_on_the_test_subset(demo_run):
+    for model in ("vgg19", "efficientnetb3"):
+        runs = [demo_run / "metrics" / "random" / model / f"seed{seed}" for seed in (0, 1)]
+        aucs = [json.loads((run / "test.json").read_text())["roc_auc"]["value"] for run in runs]
+        assert min(aucs) > 0.5 and np.mean(aucs) > 0.65, (model, aucs)
+
+
+def test_adding_a_grid_value_reruns_only_its_tuning_jobs_and_the_selections(demo_run):
+    grid = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["tuning"]["grid"]
+    jobs = planned_after_change(demo_run, {"tuning": {"grid": {"dropout": [*grid["dropout"], 0.7]}}}, "tune")
+    # One new dropout value x 2 learning rates, for 2 schemes x 2 models; the features stay.
+    assert jobs == {"tune_model": 8, "select_hyperparameters": 4, "tune": 1}
 
 
 def test_adding_a_seed_runs_only_that_seed_and_the_aggregates(demo_run):
     jobs = planned_after_change(demo_run, {"seeds": [0, 1, 2]})
     assert jobs["train_model"] == 4  # 2 schemes x 2 models, seed 2
-    assert jobs["evaluate_predictions"] == 12
+    assert jobs["evaluate_predictions"] == 4
     assert jobs["compare_models"] == 2 and jobs["leakage_table"] == 1
     assert not {"build_image_cache", "split_dataset"} & set(jobs)
 
@@ -226,5 +261,5 @@ def test_changing_the_image_size_rebuilds_caches_but_not_splits(demo_run):
 
 def test_changing_bootstrap_resamples_reruns_only_the_evaluation(demo_run):
     jobs = planned_after_change(demo_run, {"statistics": {"bootstrap_resamples": 300}})
-    assert jobs["evaluate_predictions"] == 24
+    assert jobs["evaluate_predictions"] == 8
     assert not {"train_model", "predict_model", "build_image_cache"} & set(jobs)

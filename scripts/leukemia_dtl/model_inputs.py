@@ -25,6 +25,7 @@ SPLIT_COLUMNS = ("path", "subject", "label", "subset")
 SUBSETS = ("train", "val", "test", "external")
 CACHE_IMAGES = "images.npy"
 CACHE_INDEX = "index.tsv"
+FEATURES = "features.npy"
 
 
 def read_split(path: str | os.PathLike) -> pd.DataFrame:
@@ -48,30 +49,60 @@ def class_indices(labels: pd.Series) -> np.ndarray:
     return labels.map({name: index for index, name in enumerate(CLASS_NAMES)}).to_numpy(dtype=np.int64)
 
 
-def cache_dir_of(images_path: str | os.PathLike, index_path: str | os.PathLike) -> Path:
-    """The cache directory holding both files, as rule scripts receive them as two inputs."""
-    images_path, index_path = Path(images_path), Path(index_path)
-    if (images_path.name, index_path.name) != (CACHE_IMAGES, CACHE_INDEX) or images_path.parent != index_path.parent:
+def cache_dir_of(
+    array_path: str | os.PathLike, index_path: str | os.PathLike, array_name: str = CACHE_IMAGES
+) -> Path:
+    """The directory holding an indexed array and its index, as rule scripts receive them as two files."""
+    array_path, index_path = Path(array_path), Path(index_path)
+    if (array_path.name, index_path.name) != (array_name, CACHE_INDEX) or array_path.parent != index_path.parent:
         raise UserError(
-            f"The image cache must be {CACHE_IMAGES} and {CACHE_INDEX} in one directory; "
-            f"got {images_path} and {index_path}. Fix the rule's inputs."
+            f"Expected {array_name} and {CACHE_INDEX} in one directory; got {array_path} and {index_path}. "
+            "Fix the rule's inputs."
         )
-    return images_path.parent
+    return array_path.parent
 
 
 @dataclass(frozen=True)
-class ImageCache:
-    images: np.ndarray  # read-only memory map, uint8 (N, S, S, 3)
-    row_of_path: pd.Series  # image path -> row of ``images``
+class IndexedArray:
+    """A memory-mapped ``.npy`` array whose rows are images, with ``index.tsv`` (row, path) beside it."""
+
+    array: np.ndarray
+    row_of_path: pd.Series  # image path -> row of ``array``
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, array_name: str, rebuild_hint: str):
+        directory = Path(directory)
+        array = np.load(directory / array_name, mmap_mode="r")
+        index = read_tsv(directory / CACHE_INDEX)
+        rows = index["row"].astype(np.int64)
+        if index["path"].duplicated().any() or not rows.between(0, len(array) - 1).all():
+            raise UserError(
+                f"{directory / CACHE_INDEX} repeats paths or points past the {len(array)} rows of "
+                f"{array_name}. {rebuild_hint}"
+            )
+        return cls(array, pd.Series(rows.to_numpy(), index=index["path"]))
+
+    def rows_for(self, paths: pd.Series) -> np.ndarray:
+        """Rows of ``paths``; every path must be in the index."""
+        missing = paths[~paths.isin(self.row_of_path.index)]
+        if len(missing):
+            raise UserError(
+                f"{len(missing)} split image(s) are not in {type(self).__name__}, e.g. {missing.iloc[0]}. "
+                "It was built from another dataset or split: rebuild it."
+            )
+        return self.row_of_path.loc[paths].to_numpy()
+
+
+class ImageCache(IndexedArray):
+    """The uint8 image cache, (N, S, S, 3) RGB."""
 
     @classmethod
     def open(cls, cache_dir: str | os.PathLike, image_size: int | None = None) -> "ImageCache":
-        cache_dir = Path(cache_dir)
-        images = np.load(cache_dir / CACHE_IMAGES, mmap_mode="r")
-        index = read_tsv(cache_dir / CACHE_INDEX)
+        cache = super().open(cache_dir, CACHE_IMAGES, "Rebuild the image cache.")
+        images = cache.images
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
             raise UserError(
-                f"{cache_dir / CACHE_IMAGES} holds {images.dtype} {images.shape}, not uint8 (N, S, S, 3) RGB. "
+                f"{Path(cache_dir) / CACHE_IMAGES} holds {images.dtype} {images.shape}, not uint8 (N, S, S, 3) RGB. "
                 "Rebuild the image cache."
             )
         if image_size is not None and images.shape[1:3] != (image_size, image_size):
@@ -79,27 +110,29 @@ class ImageCache:
                 f"The image cache {cache_dir} holds {images.shape[1]}x{images.shape[2]} images but the model "
                 f"wants {image_size}x{image_size}. Rebuild the cache at image_size {image_size}."
             )
-        rows = index["row"].astype(np.int64)
-        if index["path"].duplicated().any() or not rows.between(0, len(images) - 1).all():
-            raise UserError(
-                f"{cache_dir / CACHE_INDEX} repeats paths or points past the {len(images)} images in "
-                f"{CACHE_IMAGES}. Rebuild the image cache."
-            )
-        return cls(images, pd.Series(rows.to_numpy(), index=index["path"]))
+        return cache
+
+    @property
+    def images(self) -> np.ndarray:
+        return self.array
 
     @property
     def image_size(self) -> int:
         return self.images.shape[1]
 
-    def rows_for(self, paths: pd.Series) -> np.ndarray:
-        """Cache rows of ``paths``; every path must be in the cache."""
-        missing = paths[~paths.isin(self.row_of_path.index)]
-        if len(missing):
+
+class FeatureTable(IndexedArray):
+    """A frozen base's pooled features of the train and val images, float32 (N, D), with the same index."""
+
+    @classmethod
+    def open(cls, features_dir: str | os.PathLike) -> "FeatureTable":
+        table = super().open(features_dir, FEATURES, "Rerun extract_features.")
+        if table.array.dtype != np.float32 or table.array.ndim != 2:
             raise UserError(
-                f"{len(missing)} split image(s) are not in the image cache, e.g. {missing.iloc[0]}. "
-                "The cache was built from another dataset or split: rebuild it."
+                f"{Path(features_dir) / FEATURES} holds {table.array.dtype} {table.array.shape}, not float32 "
+                "(N, D) features. Rerun extract_features."
             )
-        return self.row_of_path.loc[paths].to_numpy()
+        return table
 
 
 class CachedImageBatches(keras.utils.PyDataset):

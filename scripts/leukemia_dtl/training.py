@@ -26,12 +26,22 @@ from leukemia_dtl import keras_runtime
 from leukemia_dtl.errors import UserError
 from leukemia_dtl.fileio import write_json, write_tsv
 from leukemia_dtl.keras_weights import explain_missing_imagenet_weights
-from leukemia_dtl.model_inputs import CACHE_INDEX, CachedImageBatches, ImageCache, class_indices, read_split
+from leukemia_dtl.model_inputs import (
+    CACHE_INDEX,
+    CachedImageBatches,
+    ImageCache,
+    IndexedArray,
+    class_indices,
+    read_split,
+)
 from leukemia_dtl.models import build_classifier, compile_classifier, save_model
+from leukemia_dtl.selection import read_selected_hyperparameters
 
 log = logging.getLogger("leukemia_dtl")
 
 TRAINING_OPTIONS = ("batch_size", "epochs", "optimizer", "learning_rate")
+# Training images whose statistics initialise a random base's BatchNormalization (weights: none).
+CALIBRATION_IMAGES = 256
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "train_seconds")
 
 
@@ -127,6 +137,60 @@ def read_history(csv_path: Path, epochs: int) -> pd.DataFrame:
     return history[list(HISTORY_COLUMNS)]
 
 
+def read_training_subsets(split_path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The split's train and val rows, in split order; both must be non-empty."""
+    split = read_split(split_path)
+    subsets = {name: split[split["subset"] == name] for name in ("train", "val")}
+    for name, subset in subsets.items():
+        if subset.empty:
+            raise UserError(f"Split file {split_path} has no {name} images; rebuild the split.")
+    return subsets
+
+
+def training_batches(
+    cache: IndexedArray, subsets: Mapping[str, pd.DataFrame], batch_size: int, seed: int
+) -> tuple[CachedImageBatches, CachedImageBatches]:
+    """Train batches (fresh seeded order each epoch) and val batches (cache order) of images or features.
+
+    Image cache and feature table rows both follow cache order, so the same seed serves the same
+    images in the same batches from either: the tuning fast path trains on exactly the slow path's data.
+    """
+    return tuple(
+        CachedImageBatches(
+            cache.array,
+            cache.rows_for(subset["path"]),
+            class_indices(subset["label"]),
+            batch_size=batch_size,
+            shuffle_seed=seed if name == "train" else None,
+        )
+        for name, subset in subsets.items()
+    )
+
+
+def build_seeded_classifier(
+    model_name: str,
+    options: Mapping,
+    cache: ImageCache,
+    train_rows: np.ndarray,
+    image_size: int,
+    augmentation: Mapping | None,
+    seed: int,
+) -> keras.Model:
+    """:func:`models.build_classifier` after seeding Keras, with ``CALIBRATION_IMAGES`` training images
+    drawn by ``seed`` to calibrate a random base (weights: none)."""
+    keras.utils.set_random_seed(seed)
+    count = min(CALIBRATION_IMAGES, len(train_rows))
+    calibration_rows = np.sort(np.random.default_rng(seed).choice(train_rows, count, replace=False))
+    with explain_missing_imagenet_weights(model_name):
+        return build_classifier(
+            model_name,
+            image_size=image_size,
+            augmentation=augmentation,
+            calibration_images=np.asarray(cache.images[calibration_rows]),
+            **options,
+        )
+
+
 def train_model(
     *,
     model_name: str,
@@ -142,14 +206,16 @@ def train_model(
     stats_path: str | os.PathLike,
     precision: str = "float32",
     deterministic: bool = False,
+    tuned_hyperparameters_path: str | os.PathLike | None = None,
     threads: int | None = None,
 ) -> dict:
     """Train ``model_name`` on subset train, validate on subset val; write model, history and stats.
 
     ``model_options`` is the model's config entry: batch_size, epochs, optimizer, learning_rate for
     training, everything else (weights, normalization, freeze_base, dropout, dense_units) for
-    :func:`models.build_classifier`. Returns the stats written to ``stats_path``: wall_seconds covers
-    this job only; training_seconds, seconds_per_epoch and images_per_second come from the history, so
+    :func:`models.build_classifier`; ``tuned_hyperparameters_path`` (a tuning ``selected.yaml``)
+    overrides them with the selected values. Returns the stats written to ``stats_path``: wall_seconds
+    covers this job only; training_seconds, seconds_per_epoch and images_per_second come from the history, so
     they cover every epoch across resumes (images_per_second counts training images over training time,
     validation excluded, first-epoch graph building included); peak memories are this process's.
     """
@@ -159,33 +225,19 @@ def train_model(
     if deterministic:
         keras_runtime.enable_determinism()
     policy = keras_runtime.set_precision(precision)
-    keras.utils.set_random_seed(seed)
 
+    if tuned_hyperparameters_path:
+        model_options = {**model_options, **read_selected_hyperparameters(tuned_hyperparameters_path)}
     options = dict(model_options)
     missing = [name for name in TRAINING_OPTIONS if name not in options]
     if missing:
         raise UserError(f"models.{model_name} lacks {missing}; it needs {list(TRAINING_OPTIONS)}.")
     batch_size, epochs, optimizer, learning_rate = (options.pop(name) for name in TRAINING_OPTIONS)
 
-    split = read_split(split_path)
+    subsets = read_training_subsets(split_path)
     cache = ImageCache.open(cache_dir, image_size)
-    subsets = {name: split[split["subset"] == name] for name in ("train", "val")}
-    for name, subset in subsets.items():
-        if subset.empty:
-            raise UserError(f"Split file {split_path} has no {name} images; rebuild the split.")
-    train_batches, val_batches = (
-        CachedImageBatches(
-            cache.images,
-            cache.rows_for(subset["path"]),
-            class_indices(subset["label"]),
-            batch_size=batch_size,
-            shuffle_seed=seed if name == "train" else None,
-        )
-        for name, subset in subsets.items()
-    )
-
-    with explain_missing_imagenet_weights(model_name):
-        model = build_classifier(model_name, image_size=image_size, augmentation=augmentation, **options)
+    train_batches, val_batches = training_batches(cache, subsets, batch_size, seed)
+    model = build_seeded_classifier(model_name, options, cache, train_batches.rows, image_size, augmentation, seed)
     compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
 
     backup_dir = Path(backup_dir)
@@ -232,6 +284,8 @@ def train_model(
     stats = {
         "model": model_name,
         "seed": seed,
+        # The options trained with: the config entry, or with tuned values over it.
+        "model_options": dict(model_options),
         "wall_seconds": time.perf_counter() - started,
         "training_seconds": float(history["epoch_seconds"].sum()),
         "seconds_per_epoch": float(history["epoch_seconds"].mean()),
