@@ -160,7 +160,7 @@ def benchmark_tuning(model_name: str, images: int, size: int, batch_size: int, e
     print(f"  whole classifier on the image cache : {on_images:8.1f} s")
     print(f"  head on features (fast path)        : {on_features:8.1f} s, + {extraction:.1f} s once per scheme and model")
     print(f"  ratio per configuration             : {on_images / on_features:8.1f}x")
-    print(f"  grid of {grid} configurations       : {whole_grid[0]:8.0f} s vs {whole_grid[1]:.0f} s, "
+    print(f"  {f'grid of {grid} configurations':36}: {whole_grid[0]:8.0f} s vs {whole_grid[1]:.0f} s, "
           f"{whole_grid[0] / whole_grid[1]:.1f}x")
 
 
