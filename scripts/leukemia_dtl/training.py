@@ -171,14 +171,15 @@ def build_seeded_classifier(
     model_name: str,
     options: Mapping,
     cache: ImageCache,
-    train_rows: np.ndarray,
+    subsets: Mapping[str, pd.DataFrame],
     image_size: int,
     augmentation: Mapping | None,
     seed: int,
 ) -> keras.Model:
-    """:func:`models.build_classifier` after seeding Keras, with ``CALIBRATION_IMAGES`` training images
-    drawn by ``seed`` to calibrate a random base (weights: none)."""
+    """:func:`models.build_classifier` after seeding Keras, with ``CALIBRATION_IMAGES`` of the train
+    subset's images drawn by ``seed`` to calibrate a random base (weights: none)."""
     keras.utils.set_random_seed(seed)
+    train_rows = cache.rows_for(subsets["train"]["path"])
     count = min(CALIBRATION_IMAGES, len(train_rows))
     calibration_rows = np.sort(np.random.default_rng(seed).choice(train_rows, count, replace=False))
     with explain_missing_imagenet_weights(model_name):
@@ -237,7 +238,7 @@ def train_model(
     subsets = read_training_subsets(split_path)
     cache = ImageCache.open(cache_dir, image_size)
     train_batches, val_batches = training_batches(cache, subsets, batch_size, seed)
-    model = build_seeded_classifier(model_name, options, cache, train_batches.rows, image_size, augmentation, seed)
+    model = build_seeded_classifier(model_name, options, cache, subsets, image_size, augmentation, seed)
     compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
 
     backup_dir = Path(backup_dir)

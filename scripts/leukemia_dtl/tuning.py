@@ -1,8 +1,9 @@
 """The paper's grid search (section 2.3.2): one grid configuration trained on train, scored on val.
 
-Two ways to train a configuration, with the same result for a frozen base without augmentation:
-- on images (:func:`tune_on_images`): the whole classifier, as the final training does;
-- on features (:func:`tune_on_features`, the fast path): the frozen base sees no augmentation and never
+:func:`train_configuration` trains a configuration one of two ways, with the same result for a frozen
+base without augmentation:
+- on images (``cache_dir``): the whole classifier, as the final training does;
+- on features (``features_dir``, the fast path): the frozen base sees no augmentation and never
   changes, so its features are computed once per scheme and model (:func:`extract_features`) and each
   configuration trains only the head. The head starts from the same weights (``build_head_model``) and
   sees the same batches in the same order, so it learns the same function.
@@ -60,8 +61,8 @@ def extract_features(
     threads: int | None = None,
 ) -> None:
     """The frozen base's pooled features of every train and val image, as ``features.npy`` + ``index.tsv``
-    (rows in cache order). The base is built exactly as :func:`tune_on_images` builds it (same seed,
-    same calibration images, no augmentation)."""
+    (rows in cache order). The base is built exactly as :func:`train_configuration` builds it on images
+    (same seed, same calibration images, no augmentation)."""
     if threads:
         keras_runtime.limit_cpu_threads(threads)
     builder_options = {k: v for k, v in model_options.items() if k not in TRAINING_OPTIONS}
@@ -70,8 +71,7 @@ def extract_features(
                         "must train on images (the fast path needs freeze_base: true).")
     subsets = read_training_subsets(split_path)
     cache = ImageCache.open(cache_dir, image_size)
-    train_rows = cache.rows_for(subsets["train"]["path"])
-    classifier = build_seeded_classifier(model_name, builder_options, cache, train_rows, image_size, None, seed)
+    classifier = build_seeded_classifier(model_name, builder_options, cache, subsets, image_size, None, seed)
     paths = pd.concat([subset["path"] for subset in subsets.values()])
     rows = cache.rows_for(paths)
     order = np.argsort(rows, kind="stable")
@@ -147,8 +147,7 @@ def train_configuration(
         model = build_head_model(model_name, table.array.shape[1], **head_options_of(options))
     else:
         table = ImageCache.open(cache_dir, image_size)
-        train_rows = table.rows_for(subsets["train"]["path"])
-        model = build_seeded_classifier(model_name, options, table, train_rows, image_size, augmentation, seed)
+        model = build_seeded_classifier(model_name, options, table, subsets, image_size, augmentation, seed)
     compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
     train_batches, val_batches = training_batches(table, subsets, batch_size, seed)
     val_is_all = (subsets["val"]["label"] == POSITIVE_CLASS).to_numpy()
