@@ -15,7 +15,7 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    scheme="random|patient",
+    scheme="|".join(SPLIT_SCHEMES),
     size=r"\d+",
 
 

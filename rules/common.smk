@@ -1,10 +1,29 @@
 # Config validation and every path of the workflow: each path is written here once, and rules and
-# targets take them from here.
+# targets take them from here. Names shared with the scripts (classes, subsets, schemes, columns, file
+# names, model option groups) come from the package's vocabulary module.
+import sys
 from itertools import product
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import Paramspace, validate
+
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+from leukemia_dtl.core.vocabulary import (
+    CACHE_IMAGES_FILE,
+    COMPARISON_TABLES,
+    DATASET_DIR,
+    FEATURES_FILE,
+    IMAGENET_WEIGHT_FILES,
+    INDEX_FILE,
+    KERAS_CACHE_SUBDIR,
+    PATIENT_SPLIT,
+    PREDICTED_SUBSETS,
+    RANDOM_SPLIT,
+    REPORTED_SUBSETS,
+    SPLIT_SCHEMES,
+    drop_model_options,
+)
 
 validate(config, "../config/schema.yaml", set_default=True)
 
@@ -23,7 +42,6 @@ def _check_data_source(data):
 
 _check_data_source(config["data"])
 
-DATASET_DIR = "C-NMC_Leukemia"
 RESULTS = "results"
 KAGGLE_ARCHIVE = f"{RESULTS}/data/download/leukemia-classification.zip"
 KAGGLE_CHECKSUM = f"{RESULTS}/data/download/leukemia-classification.zip.sha256"
@@ -37,14 +55,9 @@ EXCLUDED = f"{RESULTS}/data/excluded.tsv"
 EXCLUSION_SUMMARY = f"{RESULTS}/data/exclusion_summary.tsv"
 SPLIT = f"{RESULTS}/splits/{{scheme}}.tsv"
 LEAKAGE = f"{RESULTS}/splits/{{scheme}}_leakage.tsv"
-CACHE_IMAGES = f"{RESULTS}/cache/{{size}}px/images.npy"
-CACHE_INDEX = f"{RESULTS}/cache/{{size}}px/index.tsv"
+CACHE_IMAGES = f"{RESULTS}/cache/{{size}}px/{CACHE_IMAGES_FILE}"
+CACHE_INDEX = f"{RESULTS}/cache/{{size}}px/{INDEX_FILE}"
 KERAS_HOME = f"{RESULTS}/keras_home"
-# The ImageNet "notop" files keras.applications looks for in $KERAS_HOME/models/.
-IMAGENET_WEIGHT_FILES = {
-    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "efficientnetb3": "efficientnetb3_notop.h5",
-}
 RUN = "{scheme}/{model}/seed{seed}"
 MODEL = f"{RESULTS}/models/{RUN}/model.keras"
 HISTORY = f"{RESULTS}/models/{RUN}/history.tsv"
@@ -71,14 +84,8 @@ TUNING = f"{RESULTS}/tuning/{{scheme}}/{{model}}"
 SELECTED = f"{TUNING}/selected.yaml"
 RANKING = f"{TUNING}/ranking.tsv"
 TUNING_HEATMAP = f"{TUNING}/heatmap.{{ext}}"
-FEATURES = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/features.npy"
-FEATURES_INDEX = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/index.tsv"
-# Model options that only the training loop reads; the rest build the model.
-TRAINING_OPTIONS = ["batch_size", "epochs", "optimizer", "learning_rate"]
-# Subsets every model predicts; the tables and figures report the held-out ones.
-PREDICTED_SUBSETS = ["val", "test", "external"]
-REPORTED_SUBSETS = ["test", "external"]
-COMPARISONS = ["paired_ttests", "mcnemar", "delong", "agreement"]
+FEATURES = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{FEATURES_FILE}"
+FEATURES_INDEX = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{INDEX_FILE}"
 SUBSET_FIGURES = ["roc", "confusion", "reliability"]
 
 
@@ -128,7 +135,7 @@ def imagenet_models():
 
 
 def imagenet_weight_file(model):
-    return f"{KERAS_HOME}/models/{IMAGENET_WEIGHT_FILES[model]}"
+    return f"{KERAS_HOME}/{KERAS_CACHE_SUBDIR}/{IMAGENET_WEIGHT_FILES[model]}"
 
 
 def imagenet_weight_files():
@@ -168,17 +175,15 @@ def grid_point(wildcards):
 
 def untuned_options(model):
     """The model's config entry without what tuning sets: the grid's keys and the epochs."""
-    tuned = set(config["tuning"]["grid"]) | {"epochs"}
-    return {k: v for k, v in config["models"][model].items() if k not in tuned}
+    tuned = [*config["tuning"]["grid"], "epochs"]
+    return drop_model_options(config["models"][model], names=tuned)
 
 
 def feature_options(model):
     """What builds the model's frozen base, for extract_features. The head options come along only
     because the classifier is built whole; their values do not change the base or its features.
     """
-    return {
-        k: v for k, v in config["models"][model].items() if k not in TRAINING_OPTIONS
-    }
+    return drop_model_options(config["models"][model], ["training"])
 
 
 def uses_feature_fast_path(model):
@@ -266,7 +271,7 @@ def evaluation_targets():
     targets = []
     for scheme in config["split"]["schemes"]:
         targets += run_files(METRICS, scheme, PREDICTED_SUBSETS)
-        targets += [stats_file(name, scheme) for name in COMPARISONS]
+        targets += [stats_file(name, scheme) for name in COMPARISON_TABLES]
         figures = ["training_curves"] + [
             f"{kind}_{subset}" for kind in SUBSET_FIGURES for subset in REPORTED_SUBSETS
         ]
@@ -277,7 +282,7 @@ def evaluation_targets():
             ]
         for ext in ("png", "pdf"):
             targets += [figure_file(name, ext, scheme) for name in figures]
-    if {"random", "patient"} <= set(config["split"]["schemes"]):
+    if {RANDOM_SPLIT, PATIENT_SPLIT} <= set(config["split"]["schemes"]):
         targets += expand(LEAKAGE_TABLE, ext=["tsv", "md"])
     return targets + expand(RULEGRAPH, ext=["png", "pdf"])
 

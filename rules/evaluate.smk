@@ -33,7 +33,7 @@ rule compare_models:
             PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS
         ),
     output:
-        **{name: stats_file(name) for name in COMPARISONS},
+        **{name: stats_file(name) for name in COMPARISON_TABLES},
     log:
         log_file("compare_models/{scheme}"),
     benchmark:
@@ -85,8 +85,10 @@ rule performance_tables:
 
 rule leakage_table:
     input:
-        random=run_files(METRICS, "random", REPORTED_SUBSETS),
-        patient=run_files(METRICS, "patient", REPORTED_SUBSETS),
+        **{
+            scheme: run_files(METRICS, scheme, REPORTED_SUBSETS)
+            for scheme in (RANDOM_SPLIT, PATIENT_SPLIT)
+        },
     output:
         tsv=report(
             LEAKAGE_TABLE.format(ext="tsv"),

@@ -4,16 +4,16 @@ params: metrics_keys / prediction_keys ((model, seed, subset) of each input file
 statistics.
 """
 
-from leukemia_dtl.evaluation import compare_models
-from leukemia_dtl.fileio import write_tsv
-from leukemia_dtl.rule_runner import run_rule
+from leukemia_dtl.core.fileio import write_tsv
+from leukemia_dtl.core.rule_runner import run_rule
+from leukemia_dtl.evaluate.model_comparison import compare_models
 
 
-def main():
+def main(snakemake):
     params = snakemake.params
     tables = compare_models(
-        metrics_files=dict(zip(map(tuple, params.metrics_keys), snakemake.input.metrics)),
-        prediction_files=dict(zip(map(tuple, params.prediction_keys), snakemake.input.predictions)),
+        metrics_files=dict(zip(map(tuple, params.metrics_keys), snakemake.input.metrics, strict=True)),
+        prediction_files=dict(zip(map(tuple, params.prediction_keys), snakemake.input.predictions, strict=True)),
         models=params.models,
         threshold=params.statistics["threshold"],
         mcnemar_exact_below=params.statistics["mcnemar_exact_below"],

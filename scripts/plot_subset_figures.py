@@ -5,14 +5,19 @@ params: run_keys ((model, seed, subset) of each prediction file, in input order)
 
 from collections import defaultdict
 
-from leukemia_dtl.figures import plot_confusion_matrices, plot_reliability_diagram, plot_roc_curves, save_figure
-from leukemia_dtl.predictions import read_predictions
-from leukemia_dtl.rule_runner import run_rule
+from leukemia_dtl.core.rule_runner import run_rule
+from leukemia_dtl.evaluate.figures import (
+    plot_confusion_matrices,
+    plot_reliability_diagram,
+    plot_roc_curves,
+    save_figure,
+)
+from leukemia_dtl.evaluate.result_files import read_predictions
 
 
-def main():
+def main(snakemake):
     predictions = defaultdict(list)
-    for (model, _seed, _subset), path in zip(snakemake.params.run_keys, snakemake.input.predictions):
+    for (model, _seed, _subset), path in zip(snakemake.params.run_keys, snakemake.input.predictions, strict=True):
         predictions[model].append(read_predictions(path))
     predictions = dict(predictions)
     output = snakemake.output

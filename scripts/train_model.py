@@ -1,28 +1,22 @@
-"""Rule script: train one model with one seed (leukemia_dtl.training.train_model).
+"""Rule train_model: train one model with one seed (leukemia_dtl.model.training.train_model).
 
-snakemake.input:   split (split TSV); cache_images, cache_index (<cache_dir>/images.npy, <cache_dir>/index.tsv);
-                   hyperparameters (selected.yaml of the tuning, with hyperparameters: tuned)
-snakemake.output:  model (.keras), history (history.tsv), stats (train_stats.json)
-snakemake.params:  model_name ("vgg19" | "efficientnetb3"), model_options (the config's models.<name> entry),
-                   augmentation (config augmentation), image_size, seed, precision, deterministic,
-                   backup_dir (resume state; keep it outside the outputs so Snakemake leaves it alone),
-                   keras_home (Keras cache holding the ImageNet weights; see fetch_weights.py)
-snakemake.threads: CPU threads the backend may use
-Snakemake injects the ``snakemake`` object; imports follow the KERAS_HOME assignment on purpose.
+input:   split (split TSV); cache_images, cache_index (<cache_dir>/images.npy, <cache_dir>/index.tsv);
+         hyperparameters (selected.yaml of the tuning, with hyperparameters: tuned)
+output:  model (.keras), history (history.tsv), stats (train_stats.json)
+params:  model_name, model_options (the config's models.<name> entry), augmentation, image_size, seed,
+         precision, deterministic, backup_dir (resume state; outside the outputs so Snakemake leaves it
+         alone), keras_home (Keras cache holding the ImageNet weights)
+threads: CPU threads the backend may use
 """
 
-import os
+from leukemia_dtl.core.rule_runner import run_rule
 
-# Keras reads KERAS_HOME once, when it is first imported, so set it before importing the library.
-os.environ["KERAS_HOME"] = str(snakemake.params.keras_home)
 
-from leukemia_dtl.model_inputs import cache_dir_of
-from leukemia_dtl.rule_runner import run_rule
-from leukemia_dtl.training import train_model
+def main(snakemake):
+    from leukemia_dtl.model.inputs import cache_dir_of
+    from leukemia_dtl.model.training import train_model
 
-run_rule(
-    snakemake,
-    lambda: train_model(
+    train_model(
         model_name=snakemake.params.model_name,
         model_options=snakemake.params.model_options,
         augmentation=snakemake.params.augmentation,
@@ -38,5 +32,7 @@ run_rule(
         stats_path=snakemake.output.stats,
         tuned_hyperparameters_path=snakemake.input.get("hyperparameters") or None,
         threads=snakemake.threads,
-    ),
-)
+    )
+
+
+run_rule(snakemake, main)

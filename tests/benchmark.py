@@ -25,10 +25,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from leukemia_dtl.demo_data import bmp_bytes, render_cell  # noqa: E402
-from leukemia_dtl.evaluation import compare_models, evaluate_prediction_file  # noqa: E402
-from leukemia_dtl.fileio import write_json, write_tsv  # noqa: E402
-from leukemia_dtl.image_cache import build_image_cache  # noqa: E402
+from leukemia_dtl.core.fileio import write_json, write_tsv
+from leukemia_dtl.core.vocabulary import CLASS_NAMES, POSITIVE_CLASS
+from leukemia_dtl.data.demo_archive import bmp_bytes, render_cell
+from leukemia_dtl.data.image_cache import build_image_cache
+from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
+from leukemia_dtl.evaluate.model_comparison import compare_models
 
 
 def write_bmps(folder: Path, count: int, side: int) -> list[str]:
@@ -37,7 +39,7 @@ def write_bmps(folder: Path, count: int, side: int) -> list[str]:
     names = []
     for number in range(count):
         name = f"UID_{number % 40}_{number}_1_all.bmp"
-        (folder / name).write_bytes(bmp_bytes(render_cell(rng, "ALL", stain, side)))
+        (folder / name).write_bytes(bmp_bytes(render_cell(rng, POSITIVE_CLASS, stain, side)))
         names.append(name)
     return names
 
@@ -80,8 +82,15 @@ def write_prediction_files(folder: Path, models, seeds, subsets, images: int) ->
             for subset in subsets:
                 signal = (labels == "ALL") * strength + rng.normal(0, 1.5, images)
                 p_all = 1 / (1 + np.exp(-(signal - strength / 2)))
-                frame = pd.DataFrame({"path": [f"img{i}.bmp" for i in range(images)], "subject": "S",
-                                      "label": labels, "p_all": p_all, "pred": np.where(p_all >= 0.5, "ALL", "HEM")})
+                frame = pd.DataFrame(
+                    {
+                        "path": [f"img{i}.bmp" for i in range(images)],
+                        "subject": "S",
+                        "label": labels,
+                        "p_all": p_all,
+                        "pred": np.where(p_all >= 0.5, "ALL", "HEM"),
+                    }
+                )
                 files[(model, seed, subset)] = folder / f"{model}_{seed}_{subset}.tsv"
                 write_tsv(frame, files[(model, seed, subset)])
     return files
@@ -100,8 +109,10 @@ def benchmark_evaluation(seeds: int, images: int, resamples: int) -> None:
         metrics_seconds = time.perf_counter() - started
         compare_models(metrics_files, predictions, models, threshold=0.5, mcnemar_exact_below=25)
         total_seconds = time.perf_counter() - started
-    print(f"evaluation: {len(models)} models x {seeds} seeds x {len(subsets)} subsets of {images} images, "
-          f"{resamples} bootstrap resamples")
+    print(
+        f"evaluation: {len(models)} models x {seeds} seeds x {len(subsets)} subsets of {images} images, "
+        f"{resamples} bootstrap resamples"
+    )
     print(f"  metrics with CIs ({len(predictions)} files): {metrics_seconds:6.1f} s")
     print(f"  + model comparisons          : {total_seconds:6.1f} s in all (target < 60 s)")
 
@@ -129,8 +140,8 @@ def write_training_dataset(folder: Path, images: int, size: int) -> int:
 def benchmark_tuning(model_name: str, images: int, size: int, batch_size: int, epochs: int, grid: int) -> None:
     """One tuning configuration of a frozen base without augmentation: the whole classifier on the image
     cache against the head alone on features computed once (the workflow's fast path)."""
-    from leukemia_dtl import keras_runtime
-    from leukemia_dtl.tuning import extract_features, train_configuration
+    from leukemia_dtl.model import backend
+    from leukemia_dtl.tuning.grid_search import extract_features, train_configuration
 
     options = {"weights": "none", "normalization": "model", "freeze_base": True, "dropout": 0.5}
     configuration = {
@@ -148,20 +159,33 @@ def benchmark_tuning(model_name: str, images: int, size: int, batch_size: int, e
         train_configuration(**configuration, split_path=split, cache_dir=folder, image_size=size)
         on_images = time.perf_counter() - started
         started = time.perf_counter()
-        extract_features(model_name=model_name, model_options=options, image_size=size, seed=0, split_path=split,
-                         cache_dir=folder, out_dir=folder / "features")
+        extract_features(
+            model_name=model_name,
+            model_options=options,
+            image_size=size,
+            seed=0,
+            split_path=split,
+            cache_dir=folder,
+            out_dir=folder / "features",
+        )
         extraction = time.perf_counter() - started
         started = time.perf_counter()
         train_configuration(**configuration, split_path=split, features_dir=folder / "features")
         on_features = time.perf_counter() - started
-    print(f"tuning {model_name} at {size}px, {images} images, batch {batch_size}, {epochs} epochs, "
-          f"{keras_runtime.device_description()} ({keras_runtime.backend_name()}), seconds per configuration")
+    print(
+        f"tuning {model_name} at {size}px, {images} images, batch {batch_size}, {epochs} epochs, "
+        f"{backend.device_description()} ({backend.backend_name()}), seconds per configuration"
+    )
     whole_grid = (grid * on_images, extraction + grid * on_features)
     print(f"  whole classifier on the image cache : {on_images:8.1f} s")
-    print(f"  head on features (fast path)        : {on_features:8.1f} s, + {extraction:.1f} s once per scheme and model")
+    print(
+        f"  head on features (fast path)        : {on_features:8.1f} s, + {extraction:.1f} s once per scheme and model"
+    )
     print(f"  ratio per configuration             : {on_images / on_features:8.1f}x")
-    print(f"  {f'grid of {grid} configurations':36}: {whole_grid[0]:8.0f} s vs {whole_grid[1]:.0f} s, "
-          f"{whole_grid[0] / whole_grid[1]:.1f}x")
+    print(
+        f"  {f'grid of {grid} configurations':36}: {whole_grid[0]:8.0f} s vs {whole_grid[1]:.0f} s, "
+        f"{whole_grid[0] / whole_grid[1]:.1f}x"
+    )
 
 
 def benchmark_training(model_name: str, images: int, size: int, batch_size: int, epochs: int) -> None:
@@ -169,25 +193,47 @@ def benchmark_training(model_name: str, images: int, size: int, batch_size: int,
     image_dataset_from_directory over the BMPs with the same augmentation mapped over the dataset."""
     import keras
 
-    from leukemia_dtl import keras_runtime
-    from leukemia_dtl.models import augmentation_layers, build_classifier, compile_classifier
-    from leukemia_dtl.training import train_model
+    from leukemia_dtl.model import backend
+    from leukemia_dtl.model.classifiers import augmentation_layers, build_classifier, compile_classifier
+    from leukemia_dtl.model.training import train_model
 
     augmentation = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "zoom": 0.1}
-    options = {"batch_size": batch_size, "epochs": epochs, "optimizer": "adamax", "learning_rate": 0.001,
-               "dropout": 0.5, "weights": "none"}
+    options = {
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "optimizer": "adamax",
+        "learning_rate": 0.001,
+        "dropout": 0.5,
+        "weights": "none",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         train_images = write_training_dataset(folder, images, size)
-        train_model(model_name=model_name, model_options=options, augmentation=augmentation, image_size=size, seed=0,
-                    split_path=folder / "split.tsv", cache_dir=folder, backup_dir=folder / "resume",
-                    model_path=folder / "model.keras", history_path=folder / "history.tsv",
-                    stats_path=folder / "stats.json")
+        train_model(
+            model_name=model_name,
+            model_options=options,
+            augmentation=augmentation,
+            image_size=size,
+            seed=0,
+            split_path=folder / "split.tsv",
+            cache_dir=folder,
+            backup_dir=folder / "resume",
+            model_path=folder / "model.keras",
+            history_path=folder / "history.tsv",
+            stats_path=folder / "stats.json",
+        )
         workflow_rate = _steady_rate(pd.read_csv(folder / "history.tsv", sep="\t"), train_images)
 
         dataset = keras.utils.image_dataset_from_directory(
-            folder / "bmp", label_mode="categorical", class_names=["HEM", "ALL"], image_size=(size, size),
-            batch_size=batch_size, interpolation="bilinear", shuffle=True, seed=0)
+            folder / "bmp",
+            label_mode="categorical",
+            class_names=list(CLASS_NAMES),
+            image_size=(size, size),
+            batch_size=batch_size,
+            interpolation="bilinear",
+            shuffle=True,
+            seed=0,
+        )
         augment = keras.Sequential(augmentation_layers(augmentation))
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y)).prefetch(2)
         model = build_classifier(model_name, image_size=size, weights="none", dropout=0.5)
@@ -195,15 +241,18 @@ def benchmark_training(model_name: str, images: int, size: int, batch_size: int,
         epoch_seconds = []
         timer = keras.callbacks.LambdaCallback(
             on_epoch_begin=lambda epoch, logs: epoch_seconds.append(time.perf_counter()),
-            on_epoch_end=lambda epoch, logs: epoch_seconds.__setitem__(-1, time.perf_counter() - epoch_seconds[-1]))
+            on_epoch_end=lambda epoch, logs: epoch_seconds.__setitem__(-1, time.perf_counter() - epoch_seconds[-1]),
+        )
         model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
         baseline_rate = images / epoch_seconds[-1]
-    print(f"training {model_name} at {size}px, batch {batch_size}, {keras_runtime.device_description()} "
-          f"({keras_runtime.backend_name()}), images/s of the last of {epochs} epochs")
+    print(
+        f"training {model_name} at {size}px, batch {batch_size}, {backend.device_description()} "
+        f"({backend.backend_name()}), images/s of the last of {epochs} epochs"
+    )
     print(f"  image_dataset_from_directory + augmentation map: {baseline_rate:8.1f} images/s")
     print(f"  workflow (memmapped cache, augmentation in model): {workflow_rate:8.1f} images/s")
     print(f"  ratio                                           : {workflow_rate / baseline_rate:8.2f}x")
-    if keras_runtime.accelerator_name() is None:
+    if backend.accelerator_name() is None:
         print("  GPU: skipped (no GPU visible to Keras on this machine)")
 
 
@@ -215,8 +264,20 @@ def benchmark_dry_run(seeds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         overlay = Path(tmp) / "study.yaml"
         overlay.write_text(f"seeds: {list(range(seeds))}\nsplit: {{schemes: [random, patient]}}\n")
-        command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", tmp, "-n", "--quiet",
-                   "--configfile", str(repo / "config/config.yaml"), str(overlay)]
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(repo / "Snakefile"),
+            "-d",
+            tmp,
+            "-n",
+            "--quiet",
+            "--configfile",
+            str(repo / "config/config.yaml"),
+            str(overlay),
+        ]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - started

@@ -1,7 +1,12 @@
-"""Shared test helpers: the repository paths and a small C-NMC-shaped dataset on disk."""
+"""Shared test helpers: the repository paths, Snakemake runs, and small datasets on disk.
+
+Tests mirror the package: tests/core, tests/data, tests/model, tests/tuning and tests/evaluate hold the
+unit tests of leukemia_dtl's subpackages; the files here test the workflow as a whole.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +22,41 @@ def run_snakemake(*args: str, workdir: Path | None = None, timeout: int = 600) -
     command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile")]
     if workdir is not None:
         command += ["-d", str(workdir)]
-    return subprocess.run(
-        [*command, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry-run as {rule: count}."""
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """The demo archive extracted: returns the C-NMC_Leukemia root."""
-    from leukemia_dtl.acquire import extract_archive
-    from leukemia_dtl.demo_data import DemoSpec, write_demo_archive
+    from leukemia_dtl.data.archive import extract_archive
+    from leukemia_dtl.data.demo_archive import DemoSpec, write_demo_archive
 
     folder = tmp_path_factory.mktemp("demo")
     write_demo_archive(folder / "demo.zip", DemoSpec(images_per_subject=6, bmp_size=48, final_images=5))
     return extract_archive(folder / "demo.zip", folder / "extracted")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A small learnable image cache and split (model_stage_fixtures): (split path, cache folder)."""
+    from model_stage_fixtures import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("dataset"))
+
+
+@pytest.fixture
+def tiny_backbone(monkeypatch):
+    """Registers model_stage_fixtures.TINY_BACKBONE as the backbone "tiny" for one test."""
+    from leukemia_dtl.model import classifiers
+    from model_stage_fixtures import TINY_BACKBONE
+
+    monkeypatch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)
 
 
 # The session-wide local Slurm cluster (tests/slurm/): started on first use, stopped by PID at the end.

@@ -6,15 +6,16 @@ brightness vary, so the colour is the only cue.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import keras
 import numpy as np
 import pandas as pd
 
-from leukemia_dtl.fileio import write_tsv
-from leukemia_dtl.models import Backbone, ImagenetWeightsFile, vgg19_head
+from leukemia_dtl.core.fileio import write_cache_index, write_tsv
+from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE
+from leukemia_dtl.model.classifiers import Backbone, ImagenetWeightsFile, vgg19_head
 
 PAPER_AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "zoom": 0.1}
 SUBSET_SIZES = {"train": 96, "val": 32, "test": 24, "external": 16}
@@ -44,19 +45,25 @@ def write_synthetic_dataset(
     for subset, count in subset_sizes.items():
         for number in range(count):
             label = "ALL" if number % 3 else "HEM"  # 2:1 like C-NMC
-            rows.append({"path": f"{subset}/{number}_{label.lower()}.bmp", "subject": f"{subset}{number}",
-                         "label": label, "subset": subset})  # fmt: skip
+            rows.append(
+                {
+                    "path": f"{subset}/{number}_{label.lower()}.bmp",
+                    "subject": f"{subset}{number}",
+                    "label": label,
+                    "subset": subset,
+                }
+            )
     split = pd.DataFrame(rows)
     unsplit = [f"unsplit/{number}.bmp" for number in range(UNSPLIT_IMAGES)]
     # Cache rows in another order than the split, as a cache built from a directory listing would be.
     cache_paths = list(rng.permutation(split["path"].tolist() + unsplit))
-    label_of = dict(zip(split["path"], split["label"]))
+    label_of = dict(zip(split["path"], split["label"], strict=True))
     images = np.stack([synthetic_cell(rng, size, label_of.get(path, "ALL")) for path in cache_paths])
 
     cache_dir = directory / "cache"
     cache_dir.mkdir(parents=True)
-    np.save(cache_dir / "images.npy", images)
-    write_tsv(pd.DataFrame({"row": range(len(cache_paths)), "path": cache_paths}), cache_dir / "index.tsv")
+    np.save(cache_dir / CACHE_IMAGES_FILE, images)
+    write_cache_index(cache_paths, cache_dir / INDEX_FILE)
     split_path = directory / "split.tsv"
     write_tsv(split, split_path)
     return split_path, cache_dir

@@ -148,8 +148,14 @@ def demo_through_slurm(slurm_cluster, tmp_path_factory):
     small = {"split": {"schemes": ["random"]}, "models": {"vgg19": {"epochs": 1}}, "hyperparameters": "config"}
     (workdir / "small.yaml").write_text(yaml.safe_dump(small))
     res = slurm_cluster.snakemake(
-        DEMO_TRAINING, "-s", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config/demo.yaml"), str(workdir / "small.yaml"), cwd=workdir, timeout=420,
+        DEMO_TRAINING,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        str(workdir / "small.yaml"),
+        cwd=workdir,
+        timeout=420,
     )
     assert res.returncode == 0, res.stdout[-4000:]
     return workdir, res

@@ -1,38 +1,16 @@
 """The workflow as its users drive it: lint, formatting, dry-runs, config errors and a real demo run."""
 
 import json
-import re
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
-from leukemia_dtl.fileio import read_tsv
+from conftest import REPO, planned_jobs, run_snakemake
+from leukemia_dtl.core.fileio import read_tsv
 
 pytestmark = pytest.mark.workflow
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry-run as {rule: count}."""
-    table = dry_run_output.split("Job stats:")[1].split("total")[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
-
-
-def test_lint_passes():
-    result = run_snakemake("--lint")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations" in result.stdout + result.stderr
-
-
-def test_snakefmt_check_is_clean():
-    result = subprocess.run(
-        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dry_run_of_the_paper_config_downloads_from_kaggle(tmp_path):
@@ -47,8 +25,14 @@ def test_dry_run_of_the_paper_config_downloads_from_kaggle(tmp_path):
 
 def test_dry_run_with_the_slurm_profile_plans_both_schemes(tmp_path):
     result = run_snakemake(
-        "-n", "--profile", str(REPO / "profiles" / "slurm"), "--configfile", "config/config.yaml",
-        "--config", "split={'schemes': ['random', 'patient']}", workdir=tmp_path,
+        "-n",
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--configfile",
+        "config/config.yaml",
+        "--config",
+        "split={'schemes': ['random', 'patient']}",
+        workdir=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
@@ -151,7 +135,9 @@ def test_demo_run_trains_both_models_per_scheme_and_seed(demo_run):
                     assert sorted(predictions["path"]) == sorted(split.loc[split["subset"] == subset, "path"])
                     assert predictions["p_all"].astype(float).between(0, 1).all()
                     metrics = json.loads((demo_run / "metrics" / run / f"{subset}.json").read_text())
-                    assert metrics["accuracy"]["ci_low"] <= metrics["accuracy"]["value"] <= metrics["accuracy"]["ci_high"]
+                    assert (
+                        metrics["accuracy"]["ci_low"] <= metrics["accuracy"]["value"] <= metrics["accuracy"]["ci_high"]
+                    )
 
 
 def test_demo_run_compares_the_models_and_writes_tables_and_figures(demo_run):
@@ -173,9 +159,7 @@ def test_demo_run_compares_the_models_and_writes_tables_and_figures(demo_run):
 
 def test_demo_report_builds(demo_run):
     report = demo_run / "report.zip"
-    result = run_snakemake(
-        "--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent
-    )
+    result = run_snakemake("--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     names = zipfile.ZipFile(report).namelist()
     assert any(name.endswith("table1_performance.tsv") for name in names)
@@ -191,9 +175,7 @@ def planned_after_change(demo_run, changes: dict, *targets: str) -> dict[str, in
     """What a dry-run plans after a config change (a YAML overlay: --config would turn numbers to strings)."""
     overlay = demo_run.parent / "change.yaml"
     overlay.write_text(yaml.safe_dump(changes))
-    result = run_snakemake(
-        "-n", *targets, "--configfile", "config/demo.yaml", str(overlay), workdir=demo_run.parent
-    )
+    result = run_snakemake("-n", *targets, "--configfile", "config/demo.yaml", str(overlay), workdir=demo_run.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     return planned_jobs(result.stdout)
 

@@ -34,6 +34,7 @@ file (``/run/lock/local-slurm-test-cluster.lock``, ``flock``) serialises concurr
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import os
 import shutil
@@ -55,8 +56,10 @@ TEST_OVERLAY = HERE / "test_overlay"
 # The real Slurm profile plus the test overlay (Snakemake 9 merges several --profile options; a
 # later one replaces whole top-level keys).
 SNAKEMAKE_SLURM_ARGS = (
-    "--profile", str(SLURM_PROFILE),
-    "--profile", str(TEST_OVERLAY),
+    "--profile",
+    str(SLURM_PROFILE),
+    "--profile",
+    str(TEST_OVERLAY),
 )
 ETC_SLURM = Path("/etc/slurm")
 LOCK_FILE = Path("/run/lock/local-slurm-test-cluster.lock")
@@ -80,9 +83,7 @@ def install_slurm(timeout: float = 600) -> float:
     """Run install.sh (idempotent). Returns the seconds it took; raises SlurmClusterError."""
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(
-            ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=timeout
-        )
+        proc = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SlurmClusterError(f"tests/slurm/install.sh failed: {exc}") from exc
     if proc.returncode != 0 or not slurm_installed():
@@ -178,9 +179,7 @@ class LocalSlurmCluster:
 
     def run(self, *args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
         """Run a Slurm client command (e.g. ``cluster.run("sinfo")``) and return the result."""
-        return subprocess.run(
-            list(args), env=self.env(), capture_output=True, text=True, timeout=timeout, check=check
-        )
+        return subprocess.run(list(args), env=self.env(), capture_output=True, text=True, timeout=timeout, check=check)
 
     def snakemake(
         self,
@@ -205,21 +204,25 @@ class LocalSlurmCluster:
             cmd += ["--workflow-profile", workflow_profile]
         cmd += args
         proc = subprocess.Popen(
-            cmd, cwd=str(cwd), env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+            cmd,
+            cwd=str(cwd),
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             out, _ = proc.communicate()
             raise subprocess.TimeoutExpired(cmd, timeout, output=out) from None
         return subprocess.CompletedProcess(cmd, proc.returncode, out, None)
 
-    def __enter__(self) -> "LocalSlurmCluster":
+    def __enter__(self) -> LocalSlurmCluster:
         try:
             self.start()
         except BaseException:
@@ -249,14 +252,18 @@ class LocalSlurmCluster:
         self._write_configs()
         self._start_munged()
         self._start_daemon("slurmctld", [_which("slurmctld"), "-D", "-c", "-i", "-f", str(self.conf_path)])
-        self._wait_for(lambda: self.run("scontrol", "ping", check=False, timeout=10).returncode == 0, "slurmctld to answer `scontrol ping`")
+        self._wait_for(
+            lambda: self.run("scontrol", "ping", check=False, timeout=10).returncode == 0,
+            "slurmctld to answer `scontrol ping`",
+        )
         self._start_daemon("slurmd", [_which("slurmd"), "-D", "-N", self.node_name, "-f", str(self.conf_path)])
         self._wait_for(self._node_idle, f"node {self.node_name} to become idle in sinfo")
         self.start_seconds = time.monotonic() - t0
 
     def _acquire_lock(self) -> None:
         LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = open(LOCK_FILE, "a+")
+        # Held open until stop(): the flock lives as long as the handle.
+        self._lock_fh = open(LOCK_FILE, "a+")  # noqa: SIM115
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
@@ -268,7 +275,7 @@ class LocalSlurmCluster:
                     self._lock_fh = None
                     raise SlurmClusterError(
                         f"another local Slurm test cluster holds {LOCK_FILE} (waited {self.lock_timeout:.0f}s)"
-                    )
+                    ) from None
                 time.sleep(0.5)
 
     def _write_configs(self) -> None:
@@ -282,6 +289,10 @@ class LocalSlurmCluster:
         self.ctld_port, self.slurmd_port = ctld_port, slurmd_port
         self.munge_socket = d / "run" / "munge.sock"
         host = socket.gethostname().split(".")[0]
+        node = (
+            f"NodeName={self.node_name} NodeAddr=127.0.0.1 NodeHostname={self.node_name} CPUs={self.cpus} "
+            f"RealMemory={self.real_memory_mb} Gres=gpu:1 State=UNKNOWN"
+        )
         slurm_conf = f"""\
 # Written by tests/slurm/cluster.py (LocalSlurmCluster {self.cluster_id}); removed again on exit.
 ClusterName=localtest
@@ -319,7 +330,7 @@ KillWait=5
 InactiveLimit=0
 SlurmdTimeout=300
 SlurmctldTimeout=120
-NodeName={self.node_name} NodeAddr=127.0.0.1 NodeHostname={self.node_name} CPUs={self.cpus} RealMemory={self.real_memory_mb} Gres=gpu:1 State=UNKNOWN
+{node}
 PartitionName={self.cpu_partition} Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP
 PartitionName={self.gpu_partition} Nodes={self.node_name} Default=NO MaxTime=INFINITE State=UP
 """
@@ -356,10 +367,8 @@ NodeName={self.node_name} Name=gpu File=/dev/null
                 pass
         self._etc_backup.clear()
         if self._etc_created_dir:
-            try:
+            with contextlib.suppress(OSError):
                 ETC_SLURM.rmdir()
-            except OSError:
-                pass
             self._etc_created_dir = False
 
     def _daemon_env(self) -> dict:
@@ -374,7 +383,9 @@ NodeName={self.node_name} Name=gpu File=/dev/null
         key.chmod(0o600)
         munged = _which("munged")
         cmd = [
-            munged, "-F", "--force",
+            munged,
+            "-F",
+            "--force",
             f"--socket={self.munge_socket}",
             f"--key-file={key}",
             f"--pid-file={d}/run/munged.pid",
@@ -389,7 +400,8 @@ NodeName={self.node_name} Name=gpu File=/dev/null
 
     def _spawn(self, name: str, cmd: list) -> None:
         assert self.dir is not None
-        log = open(self.dir / "log" / f"{name}.stdout", "wb")
+        # The daemon writes to it for its whole life; stop() closes it.
+        log = open(self.dir / "log" / f"{name}.stdout", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [str(c) for c in cmd],
             stdout=log,
@@ -504,20 +516,16 @@ NodeName={self.node_name} Name=gpu File=/dev/null
             if not pids:
                 break
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.3)
         self._wait_for_orphan_zombies()
         self._restore_etc()
         if self.dir is not None and not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         self._started = False
-        try:
+        with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
-        except Exception:
-            pass
         self._release_lock()
 
     def _release_lock(self) -> None:

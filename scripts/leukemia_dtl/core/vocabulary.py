@@ -1,0 +1,104 @@
+"""The workflow's vocabulary: every name that more than one stage, the rules or the config schema share.
+
+Standard library only: ``rules/common.smk`` imports this module into the Snakemake process, whatever
+environment that runs in, and tests compare it with ``config/schema.yaml``. Nothing else defines these
+values; a new class, subset, column or option starts here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+# Classes, in the order of the models' two output units: HEM is unit 0, ALL (the blasts) unit 1, and ALL
+# is the positive class of every metric.
+NEGATIVE_CLASS = "HEM"
+POSITIVE_CLASS = "ALL"
+CLASS_NAMES = (NEGATIVE_CLASS, POSITIVE_CLASS)
+
+# Subsets of a split table: the model trains on train, picks epochs and hyperparameters on val, and is
+# scored on the held-out test subset and the external prelim-phase images (subjects never in training).
+SUBSETS = ("train", "val", "test", "external")
+TRAINING_SUBSETS = ("train", "val")
+PREDICTED_SUBSETS = ("val", "test", "external")
+# The held-out subsets that tables and figures report.
+REPORTED_SUBSETS = ("test", "external")
+
+# Split schemes: the paper's image-level split, and the subject-disjoint one.
+RANDOM_SPLIT = "random"
+PATIENT_SPLIT = "patient"
+SPLIT_SCHEMES = (RANDOM_SPLIT, PATIENT_SPLIT)
+
+DATA_SOURCES = ("kaggle", "archive", "directory", "demo")
+# The top folder of the Kaggle archive (andrewmvd/leukemia-classification).
+DATASET_DIR = "C-NMC_Leukemia"
+
+# Columns of the TSV files the stages hand each other.
+INVENTORY_COLUMNS = ("path", "subject", "label", "source")
+REJECTED_COLUMNS = ("path", "source", "reason")
+SPLIT_COLUMNS = ("path", "subject", "label", "subset")
+CACHE_INDEX_COLUMNS = ("row", "path")
+PREDICTION_COLUMNS = ("path", "subject", "label", "p_all", "pred")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "train_seconds")
+# The history columns a training curve plots.
+CURVE_COLUMNS = HISTORY_COLUMNS[:5]
+PER_SEED_COLUMNS = ("subset", "metric", "model", "seed", "value")
+# results/stats/{scheme}/paired_ttests.tsv: one row per subset, metric and model pair.
+TTEST_COLUMNS = (
+    "subset",
+    "metric",
+    "model_a",
+    "model_b",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "t",
+    "p_value",
+    "p_holm",
+    "n_seeds",
+)
+
+# File names inside a cache folder: the uint8 images or float32 features, and their row index.
+CACHE_IMAGES_FILE = "images.npy"
+FEATURES_FILE = "features.npy"
+INDEX_FILE = "index.tsv"
+
+# The models: config keys under `models:`, and the ImageNet "notop" files keras.applications loads from
+# $KERAS_HOME/models/ (the names in keras/src/applications/vgg19.py and efficientnet.py).
+VGG19 = "vgg19"
+EFFICIENTNETB3 = "efficientnetb3"
+MODELS = (VGG19, EFFICIENTNETB3)
+KERAS_CACHE_SUBDIR = "models"
+IMAGENET_WEIGHT_FILES = {
+    VGG19: "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    EFFICIENTNETB3: "efficientnetb3_notop.h5",
+}
+
+# Options of a `models:` block by who reads them: the base's builder, the head's builder, or only the
+# training loop.
+MODEL_OPTION_GROUPS = {
+    "base": ("weights", "normalization", "freeze_base"),
+    "head": ("dropout", "dense_units"),
+    "training": ("batch_size", "epochs", "optimizer", "learning_rate"),
+}
+WEIGHTS = ("imagenet", "none")
+NORMALIZATIONS = ("model", "unit")
+# Config name -> class name in keras.optimizers.
+OPTIMIZERS = {"adamax": "Adamax", "adam": "Adam", "rmsprop": "RMSprop"}
+AUGMENTATION_OPTIONS = ("horizontal_flip", "rotation_degrees", "shift", "zoom")
+# Config `precision` -> Keras dtype policy.
+PRECISIONS = {"float32": "float32", "mixed": "mixed_float16"}
+
+# Validation scores of a tuning configuration; selection takes the highest (lowest for val_loss).
+TUNING_METRICS = ("val_accuracy", "val_auc", "val_loss")
+# Tables compare_models writes per scheme.
+COMPARISON_TABLES = ("paired_ttests", "mcnemar", "delong", "agreement")
+
+
+def drop_model_options(options: Mapping, groups: Iterable[str] = (), names: Iterable[str] = ()) -> dict:
+    """A `models:` block without the options of ``groups`` (keys of MODEL_OPTION_GROUPS) and ``names``: the
+    one place that decides which options reach which builder and rule. Options of no group pass on, so the
+    builder they reach rejects them by name."""
+    dropped = {name for group in groups for name in MODEL_OPTION_GROUPS[group]} | set(names)
+    return {name: value for name, value in options.items() if name not in dropped}

@@ -1,0 +1,335 @@
+"""Paper-style tables from the evaluation results: Table 1 (performance), Table 2 (computation) and the
+cost of the image-level split, each written as TSV and Markdown.
+
+Table 1 and Table 2 come in two parts: first the columns for reading (named in words, numbers formatted
+as "mean ± sd", listed in ``frame.attrs["markdown_columns"]`` and the only ones in the Markdown), then
+snake_case columns holding the same numbers unformatted for machines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from pandas.api.types import is_numeric_dtype
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import atomic_path, write_tsv
+from leukemia_dtl.core.vocabulary import PATIENT_SPLIT, RANDOM_SPLIT, REPORTED_SUBSETS
+from leukemia_dtl.evaluate import paper_values
+from leukemia_dtl.evaluate.paper_values import model_name
+
+TABLE1_METRICS = tuple(paper_values.TABLE1)
+# Table 1's rows as the paper prints them, then the other metrics of metrics.classification_metrics.
+METRIC_LABELS = {metric: row.label for metric, row in paper_values.TABLE1.items()} | {
+    "balanced_accuracy": "Balanced Accuracy",
+    "specificity": "Specificity",
+    "weighted_f1": "Weighted F1-Score",
+    "roc_auc_delong": "ROC-AUC (DeLong)",
+}
+# The paper evaluates on its test split only, so its numbers sit beside our test rows.
+PAPER_SUBSET = "test"
+MARKDOWN_COLUMNS = "markdown_columns"
+
+
+def mean_sd(values) -> tuple[float, float, int]:
+    """Mean, sample sd (NaN with fewer than two values) and count of the values that are not NaN."""
+    values = pd.Series(values, dtype=float).dropna()
+    return values.mean(), values.std(ddof=1), len(values)
+
+
+def mean_sd_text(mean: float, sd: float, digits: int) -> str:
+    """ "0.801 ± 0.012"; the mean alone when there is no sd (one seed)."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _p_text(p_value: float) -> str:
+    # The paper's style: a floor of <0.001 instead of many zeros.
+    if math.isnan(p_value):
+        return "n/a"
+    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+def _interval_text(low: float, high: float, digits: int) -> str:
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+# Each column helper returns (shown, data): text columns for reading, numeric columns for machines.
+Columns = tuple[dict, dict]
+
+
+def _model_columns(values, model: str, digits: int) -> Columns:
+    mean, sd, n_seeds = mean_sd(values)
+    shown = {f"{model_name(model)} (mean ± sd)": mean_sd_text(mean, sd, digits)}
+    return shown, {f"{model}_mean": mean, f"{model}_sd": sd, f"{model}_n_seeds": n_seeds}
+
+
+def _paper_value_columns(paper_row: Mapping[str, float] | None, model: str, text_format: str) -> Columns:
+    value = paper_row.get(model, math.nan) if paper_row else math.nan
+    shown = {f"Paper {model_name(model)}": "" if math.isnan(value) else format(value, text_format)}
+    return shown, {f"paper_{model}": value}
+
+
+def _comparison_columns(ttests: pd.DataFrame, subset: str, metric: str, model: str, reference: str) -> Columns:
+    """Paired t-test of ``model`` minus ``reference``, whichever order paired_ttests put them in."""
+    forward = (ttests["model_a"] == model) & (ttests["model_b"] == reference)
+    backward = (ttests["model_a"] == reference) & (ttests["model_b"] == model)
+    found = ttests[(ttests["subset"] == subset) & (ttests["metric"] == metric) & (forward | backward)]
+    if found.empty:
+        raise UserError(
+            f"The paired t-tests have no {metric} comparison of {model} with {reference} on {subset}; "
+            "compute them from the same per-seed metrics and models as the table."
+        )
+    test = found.iloc[0]
+    sign = 1.0 if test["model_a"] == model else -1.0
+    ci_low, ci_high = sorted((sign * test["ci_low"], sign * test["ci_high"]))
+    pair, named = f"{model}_vs_{reference}", f"{model_name(model)} vs {model_name(reference)}"
+    shown = {
+        f"p ({named})": _p_text(test["p_value"]),
+        f"Holm p ({named})": _p_text(test["p_holm"]),
+        f"95% CI of difference ({named})": _interval_text(ci_low, ci_high, 3),
+    }
+    data = {
+        f"diff_{pair}": sign * test["diff"],
+        f"ci_low_{pair}": ci_low,
+        f"ci_high_{pair}": ci_high,
+        f"p_{pair}": test["p_value"],
+        f"p_holm_{pair}": test["p_holm"],
+    }
+    return shown, data
+
+
+def _paper_comparison_columns(subset: str, metric: str, model: str, reference: str) -> Columns:
+    """The paper's p-value and CI for the same pair, blank where the paper has none."""
+    named = f"{model_name(model)} vs {model_name(reference)}"
+    interval = paper_values.paper_difference_ci(metric, model, reference) if subset == PAPER_SUBSET else None
+    low, high = interval or (math.nan, math.nan)
+    shown = {
+        f"Paper p ({named})": paper_values.TABLE1[metric].p_value if interval else "",
+        f"Paper 95% CI of difference ({named})": _interval_text(low, high, 2) if interval else "",
+    }
+    return shown, {f"paper_ci_low_{model}_vs_{reference}": low, f"paper_ci_high_{model}_vs_{reference}": high}
+
+
+def _table(rows: list[list[Columns]]) -> pd.DataFrame:
+    """A frame with the shown columns first, then the data columns; only the shown go into Markdown."""
+    merged = []
+    for parts in rows:
+        shown = {name: text for part_shown, _ in parts for name, text in part_shown.items()}
+        data = {name: value for _, part_data in parts for name, value in part_data.items()}
+        merged.append(shown | data)
+    frame = pd.DataFrame(merged)
+    frame.attrs[MARKDOWN_COLUMNS] = [name for part_shown, _ in rows[0] for name in part_shown]
+    return frame
+
+
+def table1_performance(
+    per_seed: pd.DataFrame, ttests: pd.DataFrame, models: Sequence[str], subsets: Sequence[str]
+) -> pd.DataFrame:
+    """The paper's Table 1 per subset: each model's mean ± sd over seeds, and each model other than
+    the first compared with the first (the reference, as VGG-19 in the paper): difference
+    model minus reference with its 95 % CI, paired t-test p and Holm p from ``ttests``
+    (:func:`significance.paired_ttests`), with the paper's values beside the test rows."""
+    values = {
+        key: group.to_numpy(dtype=float) for key, group in per_seed.groupby(["subset", "metric", "model"])["value"]
+    }
+    reference, others = models[0], models[1:]
+    rows = []
+    for subset in subsets:
+        for metric in TABLE1_METRICS:
+            paper_row = paper_values.TABLE1[metric].values if subset == PAPER_SUBSET else None
+            row = [({"Subset": subset, "Metric": METRIC_LABELS[metric]}, {"subset": subset, "metric": metric})]
+            for model in models:
+                if (subset, metric, model) not in values:
+                    raise UserError(
+                        f"No per-seed {metric} results for {model} on {subset}; evaluate {model} on "
+                        f"{subset} or leave {subset} out of the table."
+                    )
+                row += [
+                    _model_columns(values[subset, metric, model], model, digits=3),
+                    _paper_value_columns(paper_row, model, ".2f"),
+                ]
+            for model in others:
+                row += [
+                    _comparison_columns(ttests, subset, metric, model, reference),
+                    _paper_comparison_columns(subset, metric, model, reference),
+                ]
+            rows.append(row)
+    return _table(rows)
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    """A Table 2 row: ``stats_key`` of the training or prediction stats, times ``scale``."""
+
+    key: str
+    label: str
+    stage: str
+    stats_key: str
+    scale: float
+    digits: int
+    paper_key: str | None
+
+
+_MIB = 2**20
+TABLE2_QUANTITIES = (
+    _Quantity("training_hours", "Training time (hours)", "training", "training_seconds", 1 / 3600, 2, "training_hours"),
+    _Quantity("seconds_per_epoch", "Training time per epoch (s)", "training", "seconds_per_epoch", 1, 1, None),
+    # The paper does not give its inference batch size, so its value stands beside both.
+    _Quantity(
+        "inference_ms_per_image_batched",
+        "Inference time, batched (ms/image)",
+        "prediction",
+        "inference_ms_per_image_at_batch_size",
+        1,
+        2,
+        "inference_ms_per_image",
+    ),
+    _Quantity(
+        "inference_ms_per_image_batch_1",
+        "Inference time, one image per call (ms/image)",
+        "prediction",
+        "inference_ms_per_image_at_batch_1",
+        1,
+        2,
+        "inference_ms_per_image",
+    ),
+    # The paper's "Memory usage (GB)" does not say which memory, so it stands beside both.
+    _Quantity(
+        "peak_host_memory_gb",
+        "Peak host memory, training (GB)",
+        "training",
+        "peak_host_memory_mb",
+        _MIB / 1e9,
+        2,
+        "memory_gb",
+    ),
+    _Quantity(
+        "peak_accelerator_memory_gb",
+        "Peak accelerator memory, training (GB)",
+        "training",
+        "peak_accelerator_memory_mb",
+        _MIB / 1e9,
+        2,
+        "memory_gb",
+    ),
+    # The paper's 574 MB for VGG-19 is its 143.7 M float32 weights in decimal megabytes.
+    _Quantity("model_size_mb", "Model size (MB)", "training", "model_file_mb", _MIB / 1e6, 1, "model_size_mb"),
+)
+
+
+def _stage_values(stats: Mapping[tuple[str, int], Mapping], model: str, stage: str, key: str) -> list:
+    """``key`` of every seed's stats of ``model``; None (e.g. no accelerator) stays None."""
+    runs = {seed: run for (run_model, seed), run in stats.items() if run_model == model}
+    if not runs:
+        raise UserError(f"No {stage} stats for model {model}; train and evaluate it, or leave it out of the table.")
+    for seed, run in runs.items():
+        if key not in run:
+            raise UserError(
+                f"The {stage} stats of {model} seed {seed} lack {key!r}; they come from another version of "
+                f"the {stage} step. Delete that run's {stage} stats file and re-run it."
+            )
+    return [runs[seed][key] for seed in sorted(runs)]
+
+
+def table2_compute(
+    train_stats: Mapping[tuple[str, int], Mapping],
+    predict_stats: Mapping[tuple[str, int], Mapping],
+    models: Sequence[str],
+) -> pd.DataFrame:
+    """The paper's Table 2: per model, mean ± sd over seeds of each quantity, the device(s) that measured
+    it and the paper's value. Stats are keyed by (model, seed), as the stats JSONs hold them."""
+    stats_by_stage = {"training": train_stats, "prediction": predict_stats}
+    rows = []
+    for quantity in TABLE2_QUANTITIES:
+        stats = stats_by_stage[quantity.stage]
+        paper_row = paper_values.TABLE2.get(quantity.paper_key)
+        row = [({"Metric": quantity.label}, {"quantity": quantity.key})]
+        for model in models:
+            raw = _stage_values(stats, model, quantity.stage, quantity.stats_key)
+            devices = dict.fromkeys(_stage_values(stats, model, quantity.stage, "device"))
+            row += [
+                _model_columns(
+                    [math.nan if value is None else value * quantity.scale for value in raw], model, quantity.digits
+                ),
+                ({f"{model_name(model)} device": "; ".join(devices)}, {}),
+                _paper_value_columns(paper_row, model, "g"),
+            ]
+        rows.append(row)
+    return _table(rows)
+
+
+def _metric_order(metrics) -> list[str]:
+    """Table 1's metrics in the paper's order, then any others in their given order."""
+    present = list(dict.fromkeys(metrics))
+    return [metric for metric in TABLE1_METRICS if metric in present] + [
+        metric for metric in present if metric not in TABLE1_METRICS
+    ]
+
+
+def leakage_table(per_seed_by_scheme: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """What the image-level (random) split costs: per model and metric, the mean over seeds on the test
+    and external subsets under each split scheme, and the differences
+    ``test_random_minus_test_patient`` (optimism of the leaky split) and
+    ``test_<scheme>_minus_external_<scheme>`` (how far each internal test overstates external data)."""
+    missing = [scheme for scheme in (RANDOM_SPLIT, PATIENT_SPLIT) if scheme not in per_seed_by_scheme]
+    if missing:
+        raise UserError(
+            f"The leakage table compares the random and patient split schemes, but {' and '.join(missing)} "
+            "has no results; add both to split.schemes in the config."
+        )
+    long = pd.concat([frame.assign(scheme=scheme) for scheme, frame in per_seed_by_scheme.items()], ignore_index=True)
+    long = long[long["subset"].isin(REPORTED_SUBSETS)]
+    means = (
+        long.groupby(["model", "metric", "subset", "scheme"], sort=False)["value"].mean().unstack(["subset", "scheme"])
+    )
+    means.columns = [f"{subset}_{scheme}" for subset, scheme in means.columns]
+    for column in ("test_random", "test_patient"):
+        if column not in means:
+            raise UserError(
+                f"The {column.split('_')[1]} split scheme has no test-subset results for the leakage table."
+            )
+    schemes = [scheme for scheme in per_seed_by_scheme if f"external_{scheme}" in means]
+    columns = ["test_random", "test_patient", *(f"external_{scheme}" for scheme in schemes)]
+    table = means[columns].copy()
+    table["test_random_minus_test_patient"] = table["test_random"] - table["test_patient"]
+    for scheme in schemes:
+        table[f"test_{scheme}_minus_external_{scheme}"] = table[f"test_{scheme}"] - table[f"external_{scheme}"]
+
+    order = itertools.product(dict.fromkeys(long["model"]), _metric_order(long["metric"]))
+    table = table.loc[[key for key in order if key in table.index]].reset_index()
+    table.insert(1, "Metric", table["metric"].map(lambda metric: METRIC_LABELS.get(metric, metric)))
+    table.attrs[MARKDOWN_COLUMNS] = [column for column in table.columns if column != "metric"]
+    return table
+
+
+def _markdown_cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame, title: str) -> str:
+    """A GitHub-flavoured Markdown table under a level-2 heading; numeric columns right-aligned."""
+
+    def line(cells) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    alignment = ["---:" if is_numeric_dtype(frame[column]) else "---" for column in frame.columns]
+    body = [line(_markdown_cell(value) for value in row) for row in frame.astype(object).to_numpy()]
+    return "\n".join([f"## {title}", "", line(map(str, frame.columns)), line(alignment), *body]) + "\n"
+
+
+def write_table(frame: pd.DataFrame, tsv_path: str | os.PathLike, md_path: str | os.PathLike, title: str) -> None:
+    """Write every column to ``tsv_path`` and the reading columns (``frame.attrs["markdown_columns"]``,
+    else all) as a Markdown table to ``md_path``, both atomically."""
+    write_tsv(frame, tsv_path)
+    shown = frame[frame.attrs.get(MARKDOWN_COLUMNS, list(frame.columns))]
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(markdown_table(shown, title))

@@ -1,0 +1,141 @@
+"""What the model code leaves to the backend: device, threads, precision, determinism, memory peaks.
+
+Model code stays backend-neutral; the few questions only the backend can answer are asked here, one
+branch per Keras backend (tensorflow, jax, torch), imported only when that backend is the active one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import resource
+import sys
+
+import keras
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.vocabulary import PRECISIONS
+
+log = logging.getLogger("leukemia_dtl")
+
+
+def backend_name() -> str:
+    return keras.backend.backend()
+
+
+def accelerator_name() -> str | None:
+    """Name of the first GPU the backend will use, or None on CPU."""
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name) if gpus else None
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return device.device_kind if device.platform == "gpu" else None
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return None
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description() -> str:
+    """The device training or inference runs on, for the stats files."""
+    return accelerator_name() or f"CPU: {cpu_name()} ({len(os.sched_getaffinity(0))} cores usable)"
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Keep the backend to the cores Snakemake gave the job; call before the backend runs any op."""
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        # XLA sizes its CPU pool when JAX starts; only the affinity mask (Slurm's cpus-per-task) limits it.
+        log.info("JAX backend: CPU threads follow the process's CPU affinity, not the rule's threads")
+
+
+def enable_determinism() -> None:
+    """Deterministic kernels where the backend offers them (slower; some GPU ops then raise)."""
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        os.environ["TF_DETERMINISTIC_OPS"] = "1"
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        # cuBLAS needs a fixed workspace for reproducible matrix products.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    elif backend == "jax":
+        # Read when JAX initialises its GPU backend, i.e. at the first computation.
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+
+
+def set_precision(precision: str) -> str:
+    """Set the global dtype policy and return it: mixed_float16 only for ``mixed`` on a GPU."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}. Fix the config.")
+    policy = PRECISIONS[precision]
+    if policy == "mixed_float16" and accelerator_name() is None:
+        log.warning("precision: mixed needs a GPU; none is visible, so this run uses float32")
+        policy = "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def peak_host_memory_mb() -> float:
+    """Peak resident memory of this process so far (memory-mapped cache pages it touched included)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kibibytes, macOS bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def peak_accelerator_memory_mb() -> float | None:
+    """Peak memory the backend allocated on the first GPU, or None without one."""
+    if accelerator_name() is None:
+        return None
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats["peak_bytes_in_use"] / 2**20 if "peak_bytes_in_use" in stats else None
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return None
+
+
+def slurm_context() -> dict[str, str | None]:
+    """Where a Slurm job ran: job id, partition and the GPUs it was given (None outside Slurm)."""
+    return {name: os.environ.get(name) for name in ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "CUDA_VISIBLE_DEVICES")}

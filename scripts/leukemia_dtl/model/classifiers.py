@@ -1,0 +1,339 @@
+"""The paper's two classifiers (section 2.4) as plain, backend-neutral Keras 3 models.
+
+Every model takes RGB images with pixel values 0..255 (any numeric dtype; the model casts) and runs, in
+order: augmentation (active only in training, Keras switches it off in ``predict``/``evaluate``), input
+normalisation, the frozen ``keras.applications`` backbone, and the paper's head. Class order of the
+2-unit output is the vocabulary's ``CLASS_NAMES`` = [HEM, ALL]; ALL is the positive class.
+
+Adding a third backbone takes one ``BACKBONES`` entry: its ``keras.applications`` constructor, the input
+normalisation it expects (``normalization: model``), its head and its ImageNet ``notop`` weight file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.vocabulary import (
+    AUGMENTATION_OPTIONS,
+    EFFICIENTNETB3,
+    IMAGENET_WEIGHT_FILES,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    VGG19,
+    WEIGHTS,
+)
+
+# ImageDataGenerator (behind the paper's Keras template) fills uncovered pixels with the nearest edge
+# pixel; the Keras layers default to "reflect". C-NMC cells sit on black, so either keeps the border black.
+AUGMENTATION_FILL_MODE = "nearest"
+
+
+@dataclass(frozen=True)
+class ImagenetWeightsFile:
+    """An ImageNet ``notop`` weight file as ``keras.applications`` downloads it (see its source)."""
+
+    file_name: str
+    origin: str
+    md5: str
+
+
+@keras.saving.register_keras_serializable(package="leukemia_dtl")
+class CaffePreprocessing(keras.layers.Layer):
+    """``keras.applications.vgg19.preprocess_input`` as a layer: RGB->BGR, minus the ImageNet BGR mean.
+
+    A layer (not a Lambda) so the saved ``.keras`` model reloads anywhere and runs on every backend.
+    """
+
+    IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+    def call(self, images):
+        bgr = keras.ops.flip(images, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(self.IMAGENET_BGR_MEAN, dtype=bgr.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="leukemia_dtl")
+class InferenceMode(keras.layers.Wrapper):
+    """Runs the wrapped base in inference mode, also while the classifier trains.
+
+    Keras 3 hands the outer call's ``training`` down into a nested model, over a ``training=False`` given
+    where the base is called (Functional's ``operation_fn``). During ``fit`` a frozen EfficientNet-B3 then
+    runs its stochastic-depth Dropout layers, so the head trains on noisy features it never sees in
+    ``predict``. Called from inside a layer, ``training=False`` holds: the base computes what it computes at
+    inference (BatchNormalization statistics, no dropout), as Keras's transfer-learning guide intends.
+    """
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+def vgg19_head(*, dropout: float) -> list[keras.layers.Layer]:
+    """Section 2.4.1 after the base's GlobalMaxPooling2D (7x7x512 -> 512): Dropout -> Dense(2, sigmoid)."""
+    return [
+        keras.layers.Dropout(dropout, name="dropout"),
+        # float32 output keeps the loss stable under mixed precision.
+        keras.layers.Dense(2, activation="sigmoid", dtype="float32", name="predictions"),
+    ]
+
+
+def efficientnetb3_head(*, dropout: float, dense_units: int = 256) -> list[keras.layers.Layer]:
+    """Section 2.4.2 on the max-pooled base: BatchNormalization -> Dense(relu) -> Dropout -> Dense(2, softmax)."""
+    return [
+        keras.layers.BatchNormalization(name="batch_normalization"),
+        keras.layers.Dense(dense_units, activation="relu", name="dense"),
+        keras.layers.Dropout(dropout, name="dropout"),
+        keras.layers.Dense(2, activation="softmax", dtype="float32", name="predictions"),
+    ]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    application: Callable[..., keras.Model]
+    # Layers that turn 0..255 RGB into what the pretrained backbone was trained on (normalization: model).
+    model_normalization: Callable[[], list[keras.layers.Layer]]
+    # The head's layers, in order, on the base's pooled feature vector.
+    head: Callable[..., list[keras.layers.Layer]]
+    imagenet_notop: ImagenetWeightsFile
+
+
+BACKBONES: dict[str, Backbone] = {
+    VGG19: Backbone(
+        application=keras.applications.VGG19,
+        model_normalization=lambda: [CaffePreprocessing(name="caffe_preprocessing")],
+        head=vgg19_head,
+        imagenet_notop=ImagenetWeightsFile(
+            file_name=IMAGENET_WEIGHT_FILES[VGG19],
+            origin="https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + IMAGENET_WEIGHT_FILES[VGG19],
+            md5="253f8cb515780f3b799900260a226db6",
+        ),
+    ),
+    EFFICIENTNETB3: Backbone(
+        application=keras.applications.EfficientNetB3,
+        # Keras's EfficientNet takes 0..255 and rescales/normalises in its own stem.
+        model_normalization=list,
+        head=efficientnetb3_head,
+        imagenet_notop=ImagenetWeightsFile(
+            file_name=IMAGENET_WEIGHT_FILES[EFFICIENTNETB3],
+            origin="https://storage.googleapis.com/keras-applications/" + IMAGENET_WEIGHT_FILES[EFFICIENTNETB3],
+            md5="af6d107764bb5b1abb91932881670226",
+        ),
+    ),
+}
+
+
+def backbone(name: str) -> Backbone:
+    if name not in BACKBONES:
+        raise UserError(f"Unknown model {name!r}; the workflow knows {sorted(BACKBONES)}. Fix `models` in the config.")
+    return BACKBONES[name]
+
+
+def augmentation_layers(augmentation: Mapping | None) -> list[keras.layers.Layer]:
+    """The paper's training-time augmentation (section 2.2) as Keras layers, in the paper's order.
+
+    ``augmentation`` keys: horizontal_flip (bool), rotation_degrees (+-degrees), shift (fraction of
+    height/width), zoom (+-fraction per axis, as ImageDataGenerator's zoom_range). A false or zero value
+    leaves that layer out; ``None`` means no augmentation.
+    """
+    options = dict(augmentation or {})
+    unknown = sorted(set(options) - set(AUGMENTATION_OPTIONS))
+    if unknown:
+        raise UserError(f"Unknown augmentation option(s) {unknown}; allowed: {list(AUGMENTATION_OPTIONS)}.")
+    layers = []
+    if options.get("horizontal_flip"):
+        layers.append(keras.layers.RandomFlip("horizontal", name="augment_flip"))
+    if options.get("rotation_degrees"):
+        # RandomRotation takes a fraction of a full turn.
+        layers.append(
+            keras.layers.RandomRotation(
+                options["rotation_degrees"] / 360, fill_mode=AUGMENTATION_FILL_MODE, name="augment_rotation"
+            )
+        )
+    if options.get("shift"):
+        layers.append(
+            keras.layers.RandomTranslation(
+                options["shift"], options["shift"], fill_mode=AUGMENTATION_FILL_MODE, name="augment_shift"
+            )
+        )
+    if options.get("zoom"):
+        layers.append(
+            keras.layers.RandomZoom(
+                options["zoom"], options["zoom"], fill_mode=AUGMENTATION_FILL_MODE, name="augment_zoom"
+            )
+        )
+    return layers
+
+
+def input_normalization(backbone_name: str, normalization: str) -> list[keras.layers.Layer]:
+    """Layers between augmentation and backbone.
+
+    ``model``: what the pretrained backbone expects (VGG19: caffe BGR mean subtraction; EfficientNetB3:
+    nothing, it rescales 0..255 itself). ``unit``: divide by 255, as the paper wrote; EfficientNetB3's stem
+    then rescales by 1/255 once more, so it sees pixels in [0, 1/255] - a much smaller input than the one
+    its ImageNet weights were trained on.
+    """
+    if normalization == "model":
+        return backbone(backbone_name).model_normalization()
+    if normalization == "unit":
+        return [keras.layers.Rescaling(1 / 255, name="unit_rescaling")]
+    raise UserError(f"normalization must be one of {list(NORMALIZATIONS)}, not {normalization!r}.")
+
+
+def apply_layers(layers: list[keras.layers.Layer], inputs):
+    for layer in layers:
+        inputs = layer(inputs)
+    return inputs
+
+
+def calibrate_batch_normalization(base: keras.Model, images) -> None:
+    """Data-dependent initialisation of a random base: its last BatchNormalization standardises ``images``.
+
+    A random BatchNormalization has mean 0 and variance 1, so in inference mode it passes activations
+    unscaled, and through EfficientNet-B3's 26 blocks swish and squeeze-excitation shrink them to ~1e-7:
+    a frozen random base passes the head features far below the head's BatchNormalization epsilon (1e-3),
+    so nothing can learn. Setting the last BatchNormalization's statistics and scale from ``images`` makes
+    the base's output unit-scale while leaving the random, nearly linear map in front of it untouched
+    (re-normalising every layer would instead make the random network chaotic: features of a shifted image
+    would no longer resemble the original's). Bases without BatchNormalization (VGG-19) are left as they are.
+    """
+    batch_normalizations = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not batch_normalizations:
+        return
+    last = batch_normalizations[-1]
+    activations = keras.Model(base.input, last.input)(images)
+    axes = tuple(range(len(activations.shape) - 1))
+    mean = keras.ops.mean(activations, axis=axes)
+    variance = keras.ops.var(activations, axis=axes)
+    last.moving_mean.assign(mean)
+    last.moving_variance.assign(variance)
+    # Inference computes gamma * (x - mean) / sqrt(variance + epsilon): this gamma cancels the epsilon.
+    last.gamma.assign(keras.ops.sqrt((variance + last.epsilon) / keras.ops.maximum(variance, 1e-30)))
+    last.beta.assign(keras.ops.zeros_like(mean))
+
+
+# Both bases end in the paper's global max pooling (include_top=False, pooling="max"): VGG-19's 7x7x512
+# maps become the 512-vector of section 2.4.1, EfficientNet-B3's the 1536-vector its head's
+# BatchNormalization takes (Keras's EfficientNetB3 with include_top=False, pooling="max": 11,183,665
+# parameters with the paper's head, tests/model/test_classifiers.py). Parameter-free, so the head starts
+# on a vector.
+BASE_POOLING = "max"
+
+
+def build_head(backbone_name: str, **head_options) -> list[keras.layers.Layer]:
+    """The paper's head layers for ``backbone_name``; ``head_options`` checked against the head builder."""
+    spec = backbone(backbone_name)
+    head_parameters = inspect.signature(spec.head).parameters
+    unknown = sorted(set(head_options) - set(head_parameters))
+    if unknown:
+        raise UserError(f"Model {backbone_name!r} has no option(s) {unknown}; its head takes {list(head_parameters)}.")
+    return spec.head(**head_options)
+
+
+def build_classifier(
+    backbone_name: str,
+    *,
+    image_size: int = 224,
+    weights: str | None = "imagenet",
+    normalization: str = "model",
+    freeze_base: bool = True,
+    augmentation: Mapping | None = None,
+    calibration_images=None,
+    **head_options,
+) -> keras.Model:
+    """The paper's classifier on ``backbone_name``: augmentation -> normalisation -> base -> head.
+
+    ``weights``: "imagenet" (from the Keras cache, ``$KERAS_HOME/models``) or "none"/None (random init).
+    ``calibration_images`` (0..255 RGB, a training sample): with ``weights`` "none", the random base's
+    last BatchNormalization is set from them (:func:`calibrate_batch_normalization`).
+    ``head_options`` go to the backbone's head builder (``dropout``; ``dense_units`` for EfficientNetB3).
+    """
+    weights = "none" if weights is None else str(weights)
+    if weights not in WEIGHTS:
+        raise UserError(f"weights must be one of {list(WEIGHTS)}, not {weights!r}.")
+    # The head is made first, so its initial weights and dropout seeds depend on the random seed alone:
+    # build_head_model then reproduces them exactly (the tuning fast path relies on it).
+    head = build_head(backbone_name, **head_options)
+    shape = (image_size, image_size, 3)
+    images = keras.Input(shape=shape, name="image")
+    normalization_layers = input_normalization(backbone_name, normalization)
+    x = apply_layers(augmentation_layers(augmentation) + normalization_layers, images)
+    base = backbone(backbone_name).application(
+        include_top=False,
+        weights="imagenet" if weights == "imagenet" else None,
+        input_shape=shape,
+        pooling=BASE_POOLING,
+    )
+    if weights == "none" and calibration_images is not None:
+        calibration_images = keras.ops.convert_to_tensor(calibration_images, dtype="float32")
+        calibrate_batch_normalization(base, apply_layers(normalization_layers, calibration_images))
+    # Inference mode also if the base is unfrozen (Keras's transfer-learning guidance), so its ImageNet (or
+    # calibrated) BatchNormalization statistics stay intact.
+    base = InferenceMode(base, name=base.name)
+    base.trainable = not freeze_base
+    features = base(x)
+    return keras.Model(images, apply_layers(head, features), name=f"{backbone_name}_classifier")
+
+
+def build_head_model(backbone_name: str, feature_size: int, **head_options) -> keras.Model:
+    """The head alone, on precomputed base features; with the same seed set before, its initial weights
+    and dropout seeds equal those of :func:`build_classifier`'s head."""
+    features = keras.Input(shape=(feature_size,), name="features")
+    head = build_head(backbone_name, **head_options)
+    return keras.Model(features, apply_layers(head, features), name=f"{backbone_name}_head")
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """Images -> the base's pooled features, from a classifier built by :func:`build_classifier`."""
+    (base_at,) = [index for index, layer in enumerate(model.layers) if isinstance(layer, InferenceMode)]
+    # The head's first layer takes the base's output as the classifier's graph has it.
+    return keras.Model(model.input, model.layers[base_at + 1].input, name=f"{model.layers[base_at].name}_features")
+
+
+def compile_classifier(model: keras.Model, *, optimizer: str = "adamax", learning_rate: float = 0.001) -> None:
+    """Categorical cross-entropy for both heads (section 2.4.3), accuracy, optimizer by name.
+
+    On the sigmoid VGG head Keras's categorical cross-entropy first divides the two outputs by their sum,
+    so it trains that normalised pair as the class distribution (``inference.probability_of_all`` reads it
+    the same way).
+    ``jit_compile="auto"``: Keras turns XLA off on CPU-only TensorFlow (about 10x slower there).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {optimizer!r}.")
+    model.compile(
+        optimizer=getattr(keras.optimizers, OPTIMIZERS[optimizer])(learning_rate=learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+        jit_compile="auto",
+    )
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save as ``.keras`` so that a killed job never leaves a complete-looking file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keras picks the format from the suffix, so stage under a .keras name in a private directory.
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        staged = staging / "model.keras"
+        model.save(staged)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a saved classifier; importing this module registered its custom layer."""
+    return keras.saving.load_model(path)

@@ -1,0 +1,123 @@
+"""Predict P(ALL) for every split image of the held-out subsets, and time inference (Table 2)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+import pandas as pd
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import write_json, write_tsv
+from leukemia_dtl.core.vocabulary import (
+    CLASS_NAMES,
+    NEGATIVE_CLASS,
+    POSITIVE_CLASS,
+    PREDICTED_SUBSETS,
+    PREDICTION_COLUMNS,
+)
+from leukemia_dtl.model import backend
+from leukemia_dtl.model.classifiers import load_model
+from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, read_split
+
+log = logging.getLogger("leukemia_dtl")
+
+DECISION_THRESHOLD = 0.5
+
+
+def probability_of_all(outputs: np.ndarray) -> np.ndarray:
+    """P(ALL) from the 2-unit outputs (class order [HEM, ALL]).
+
+    The VGG-19 head ends in two independent sigmoids (the paper's choice), which need not sum to 1.
+    Keras's categorical cross-entropy divided them by their sum before taking the loss, so that
+    normalised pair is the distribution the model was trained to output; for the softmax head the
+    division changes nothing. Both sigmoids underflowing to 0 expresses no preference: 0.5.
+    """
+    outputs = np.asarray(outputs, dtype=np.float64)
+    total = outputs.sum(axis=1)
+    positive = outputs[:, CLASS_NAMES.index(POSITIVE_CLASS)]
+    share = np.divide(positive, total, out=np.full(len(outputs), 0.5), where=total > 0)
+    return np.clip(share, 0.0, 1.0)
+
+
+def inference_ms_per_image(model: keras.Model, images: np.ndarray, batch_size: int) -> float:
+    """Mean milliseconds per image of ``predict_on_batch`` over ``images`` held in memory."""
+    # Full batches only: a ragged last batch would time the building of a second graph.
+    usable = len(images) - len(images) % batch_size or len(images)
+    model.predict_on_batch(images[:batch_size])  # warm-up: the first call builds the predict graph
+    start = time.perf_counter()
+    for first in range(0, usable, batch_size):
+        model.predict_on_batch(images[first : first + batch_size])
+    return (time.perf_counter() - start) * 1000 / usable
+
+
+def predict_subsets(
+    model_path: str | os.PathLike,
+    split: str | os.PathLike,
+    cache: str | os.PathLike,
+    batch_size: int,
+    out_paths: Mapping[str, str | os.PathLike],
+    stats_path: str | os.PathLike,
+    timing_images: int = 200,
+    threads: int | None = None,
+) -> dict:
+    """Write ``path, subject, label, p_all, pred`` for each subset in ``out_paths`` (val/test/external).
+
+    One row per split image of the subset, in split order; ``pred`` is ALL when p_all >= 0.5. A subset
+    without images gets a header-only table. ``stats_path`` receives inference ms/image at
+    ``batch_size`` and at batch 1, measured on at most ``timing_images`` cached test images.
+    ``threads`` limits the backend's CPU threads (the rule's threads).
+    """
+    if threads:
+        backend.limit_cpu_threads(threads)
+    unknown = sorted(set(out_paths) - set(PREDICTED_SUBSETS))
+    if unknown:
+        raise UserError(f"Cannot predict subset(s) {unknown}; predictions cover {list(PREDICTED_SUBSETS)}.")
+    model = load_model(model_path)
+    table = read_split(split)
+    image_cache = ImageCache.open(cache, model.input_shape[1])
+
+    predicted = {}
+    for subset, out_path in out_paths.items():
+        frame = table.loc[table["subset"] == subset, ["path", "subject", "label"]]
+        if frame.empty:
+            log.warning("Split %s has no %s images; writing an empty prediction table", split, subset)
+            write_tsv(pd.DataFrame(columns=list(PREDICTION_COLUMNS)), out_path)
+            continue
+        batches = CachedImageBatches(image_cache.images, image_cache.rows_for(frame["path"]), batch_size=batch_size)
+        p_all = np.empty(len(frame))
+        p_all[batches.order] = probability_of_all(model.predict(batches, verbose=0))
+        frame = frame.assign(p_all=p_all, pred=np.where(p_all >= DECISION_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS))
+        write_tsv(frame, out_path)
+        predicted[subset] = frame
+        share = (frame["pred"] == POSITIVE_CLASS).mean()
+        log.info("%s: %d images, %.1f %% predicted %s", subset, len(frame), 100 * share, POSITIVE_CLASS)
+
+    if not predicted:
+        raise UserError(f"Split {split} has no {'/'.join(out_paths)} images to predict; rebuild the split.")
+    # Time on test images when there are any; read into memory first so disk speed is not timed.
+    timing_frame = predicted.get("test", next(iter(predicted.values())))
+    timing_rows = np.sort(image_cache.rows_for(timing_frame["path"]))[:timing_images]
+    timing_batch = np.asarray(image_cache.images[timing_rows])
+    stats = {
+        "batch_size": batch_size,
+        "inference_ms_per_image_at_batch_size": inference_ms_per_image(model, timing_batch, batch_size),
+        "inference_ms_per_image_at_batch_1": inference_ms_per_image(model, timing_batch, 1),
+        "timing_images": len(timing_batch),
+        "images_predicted": {subset: len(frame) for subset, frame in predicted.items()},
+        "device": backend.device_description(),
+        "keras_backend": backend.backend_name(),
+    }
+    write_json(stats, stats_path)
+    log.info(
+        "Inference: %.2f ms/image at batch %d, %.2f ms/image at batch 1 (%s)",
+        stats["inference_ms_per_image_at_batch_size"],
+        batch_size,
+        stats["inference_ms_per_image_at_batch_1"],
+        stats["device"],
+    )
+    return stats

@@ -1,0 +1,87 @@
+import zipfile
+
+import pytest
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.data.archive import download_kaggle_dataset, extract_archive, sha256_of, write_checksum
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("evil", ["../escape.txt", "C-NMC_Leukemia/../../escape.txt", "/etc/escape.txt"])
+def test_entries_that_would_leave_the_target_are_refused(tmp_path, evil):
+    archive = _zip(tmp_path / "evil.zip", {"C-NMC_Leukemia/training_data/x.bmp": b"x", evil: b"owned"})
+    with pytest.raises(UserError, match="outside the extraction folder"):
+        extract_archive(archive, tmp_path / "out" / "extracted")
+    assert not (tmp_path / "escape.txt").exists()
+    assert not (tmp_path / "out" / "extracted").exists()
+
+
+def test_not_a_zip_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "download.zip"
+    bogus.write_text("<html>Kaggle login page</html>")
+    with pytest.raises(UserError, match="not a zip archive"):
+        extract_archive(bogus, tmp_path / "extracted")
+
+
+def test_truncated_zip_is_a_clear_error(tmp_path):
+    archive = _zip(tmp_path / "full.zip", {f"C-NMC_Leukemia/f{i}.bmp": bytes(range(256)) * 200 for i in range(20)})
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(UserError, match=r"not a zip archive|damaged"):
+        extract_archive(truncated, tmp_path / "extracted")
+    assert not (tmp_path / "extracted").exists()
+
+
+def test_archive_without_the_dataset_folder_is_refused(tmp_path):
+    archive = _zip(tmp_path / "other.zip", {"cats/cat.jpg": b"meow"})
+    with pytest.raises(UserError, match="no C-NMC_Leukemia/ folder"):
+        extract_archive(archive, tmp_path / "extracted")
+
+
+def test_extraction_returns_the_dataset_root_and_replaces_old_content(tmp_path):
+    archive = _zip(tmp_path / "ok.zip", {"C-NMC_Leukemia/training_data/fold_0/all/UID_1_1_1_all.bmp": b"bmp"})
+    (tmp_path / "extracted").mkdir()
+    (tmp_path / "extracted" / "stale.txt").write_text("old")
+    root = extract_archive(archive, tmp_path / "extracted")
+    assert root == tmp_path / "extracted" / "C-NMC_Leukemia"
+    assert (root / "training_data/fold_0/all/UID_1_1_1_all.bmp").read_bytes() == b"bmp"
+    assert not (tmp_path / "extracted" / "stale.txt").exists()
+
+
+def test_checksum_file_matches_sha256sum_format(tmp_path):
+    data = tmp_path / "a.zip"
+    data.write_bytes(b"abc")
+    write_checksum(data, tmp_path / "a.zip.sha256")
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_of(data) == expected
+    assert (tmp_path / "a.zip.sha256").read_text() == f"{expected}  a.zip\n"
+
+
+def test_kaggle_without_credentials_says_what_to_do(tmp_path, monkeypatch, capsys):
+    for variable in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    with pytest.raises(UserError) as error:
+        download_kaggle_dataset("andrewmvd/leukemia-classification", tmp_path / "cnmc.zip")
+    message = str(error.value)
+    assert "no Kaggle credentials" in message
+    assert "data.source: archive" in message and "kaggle auth login" in message
+    assert not (tmp_path / "cnmc.zip").exists()
+    assert "Authentication required" not in capsys.readouterr().out
+
+
+def test_kaggle_offline_with_credentials_says_what_to_do(tmp_path, monkeypatch):
+    """This machine has no route to Kaggle: the real client fails and we explain the alternatives."""
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "not-a-real-token")
+    with pytest.raises(UserError) as error:
+        download_kaggle_dataset("andrewmvd/leukemia-classification", tmp_path / "cnmc.zip")
+    assert "Could not download the Kaggle dataset andrewmvd/leukemia-classification" in str(error.value)
+    assert "not-a-real-token" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,101 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.vocabulary import INVENTORY_COLUMNS
+from leukemia_dtl.data.inventory import build_inventory
+from leukemia_dtl.data.layout import parse_training_filename
+
+
+@pytest.mark.parametrize(
+    "name, subject, image, cell, label",
+    [
+        ("UID_11_10_1_all.bmp", "11", 10, 1, "ALL"),
+        ("UID_H10_14_1_hem.bmp", "H10", 14, 1, "HEM"),
+        ("UID_h3_1_1_hem.bmp", "H3", 1, 1, "HEM"),
+        ("UID_57_29_1_all.bmp", "57", 29, 1, "ALL"),
+    ],
+)
+def test_parse_training_filename_real_style_names(name, subject, image, cell, label):
+    parsed = parse_training_filename(name)
+    assert (parsed.subject, parsed.image, parsed.cell, parsed.label) == (subject, image, cell, label)
+
+
+def test_lower_and_upper_case_h_are_the_same_subject():
+    assert (
+        parse_training_filename("UID_h3_1_1_hem.bmp").subject == parse_training_filename("UID_H3_2_1_hem.bmp").subject
+    )
+
+
+@pytest.mark.parametrize("name", ["UID_11_10_all.bmp", "UID_11_10_1_blast.bmp", "img_001.bmp", "UID_11_10_1_all.png"])
+def test_parse_training_filename_rejects_other_names(name):
+    with pytest.raises(ValueError, match="UID_<subject>"):
+        parse_training_filename(name)
+
+
+def test_inventory_of_demo_layout(demo_dataset):
+    inventory, rejected = build_inventory(demo_dataset, workers=2)
+    assert list(inventory.columns) == list(INVENTORY_COLUMNS)
+    assert set(inventory["source"]) == {"fold_0", "fold_1", "fold_2", "prelim", "final"}
+    assert set(inventory.loc[inventory["source"] != "final", "label"]) == {"ALL", "HEM"}
+    assert (inventory.loc[inventory["source"] == "final", "label"] == "").all()
+    # Subjects are normalised to upper case, so no lower-case h survives.
+    assert not inventory["subject"].str.startswith("h").any()
+    assert inventory.loc[inventory["label"] == "HEM", "subject"].str.startswith("H").all()
+    # Prelim subjects come from the CSV's Patient_ID and are not training subjects.
+    training_subjects = set(inventory.loc[inventory["source"].str.startswith("fold"), "subject"])
+    prelim = inventory[inventory["source"] == "prelim"]
+    assert len(prelim) > 0 and not set(prelim["subject"]) & training_subjects
+    # The demo archive carries one truncated BMP: reported, not fatal.
+    assert len(rejected) == 1 and "cannot decode" in rejected["reason"].iloc[0]
+
+
+def _copy_dataset(demo_dataset, tmp_path):
+    root = tmp_path / "C-NMC_Leukemia"
+    shutil.copytree(demo_dataset, root)
+    return root
+
+
+def test_corrupt_image_and_unparsable_name_are_reported_not_fatal(demo_dataset, tmp_path):
+    root = _copy_dataset(demo_dataset, tmp_path)
+    before, _ = build_inventory(root)
+    victim = root / before.loc[before["source"] == "fold_1", "path"].iloc[0]
+    victim.write_bytes(b"BM" + b"\0" * 40)
+    odd = root / "training_data/fold_2/all/scan_0001.bmp"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(odd)
+
+    inventory, rejected = build_inventory(root, workers=2)
+
+    reasons = dict(zip(rejected["path"], rejected["reason"], strict=True))
+    assert "cannot decode" in reasons[victim.relative_to(root).as_posix()]
+    assert "is not UID_" in reasons["training_data/fold_2/all/scan_0001.bmp"]
+    assert len(inventory) == len(before) - 1
+    assert victim.relative_to(root).as_posix() not in set(inventory["path"])
+
+
+def test_image_in_the_wrong_class_folder_is_rejected(demo_dataset, tmp_path):
+    root = _copy_dataset(demo_dataset, tmp_path)
+    source = next((root / "training_data/fold_0/hem").glob("*.bmp"))
+    source.rename(root / "training_data/fold_0/all" / source.name)
+    _, rejected = build_inventory(root)
+    assert rejected["reason"].str.contains("stored under all/").sum() == 1
+
+
+def test_prelim_label_file_problems_are_reported(demo_dataset, tmp_path):
+    root = _copy_dataset(demo_dataset, tmp_path)
+    labels_csv = root / "validation_data/C-NMC_test_prelim_phase_data_labels.csv"
+    labels = pd.read_csv(labels_csv, dtype=str)
+    labels.iloc[1:].to_csv(labels_csv, index=False)  # first image loses its label row
+    (root / "validation_data/C-NMC_test_prelim_phase_data" / labels.iloc[2]["new_names"]).unlink()
+    _, rejected = build_inventory(root)
+    assert rejected["reason"].str.contains("not listed in").sum() == 1
+    assert rejected["reason"].str.contains("but missing").sum() == 1
+
+
+def test_folder_without_the_layout_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="does not have the C-NMC layout"):
+        build_inventory(tmp_path)

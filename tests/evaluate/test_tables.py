@@ -1,0 +1,248 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv, write_json
+from leukemia_dtl.evaluate import paper_values
+from leukemia_dtl.evaluate.metrics import classification_metrics
+from leukemia_dtl.evaluate.result_files import per_seed_metrics
+from leukemia_dtl.evaluate.significance import paired_ttests
+from leukemia_dtl.evaluate.tables import (
+    TABLE1_METRICS,
+    leakage_table,
+    table1_performance,
+    table2_compute,
+    write_table,
+)
+
+MODELS = ["vgg19", "efficientnetb3"]
+SEEDS = [1, 2, 3]
+SUBSETS = ["test", "external"]
+# How far apart the classes' scores lie: the better model separates them more.
+SEPARATION = {"vgg19": 1.0, "efficientnetb3": 2.5, "resnet50": 1.5}
+
+
+def synthetic_predictions(model: str, seed: int, n_images: int = 120) -> pd.DataFrame:
+    """A prediction table as read_predictions returns it: two ALL per HEM, p_all from a logistic score."""
+    rng = np.random.default_rng([seed, int(10 * SEPARATION[model])])
+    is_all = np.arange(n_images) % 3 != 0
+    score = rng.normal(np.where(is_all, SEPARATION[model] / 2, -SEPARATION[model] / 2), 1.0)
+    p_all = 1 / (1 + np.exp(-score))
+    return pd.DataFrame(
+        {
+            "path": [f"img_{index}.bmp" for index in range(n_images)],
+            "subject": [f"subject_{index % 7}" for index in range(n_images)],
+            "label": np.where(is_all, "ALL", "HEM"),
+            "p_all": p_all,
+            "pred": np.where(p_all >= 0.5, "ALL", "HEM"),
+        }
+    )
+
+
+def write_metrics_files(folder, models=MODELS, seeds=SEEDS, subsets=SUBSETS) -> dict:
+    """Metrics JSONs of every (model, seed, subset), as the evaluation step writes them."""
+    files = {}
+    for model in models:
+        for seed in seeds:
+            for offset, subset in enumerate(subsets):
+                frame = synthetic_predictions(model, 10 * seed + offset)
+                metrics = classification_metrics(frame["label"] == "ALL", frame["p_all"], n_bootstrap=20, seed=seed)
+                files[model, seed, subset] = folder / f"{model}_{seed}_{subset}.json"
+                write_json(metrics, files[model, seed, subset])
+    return files
+
+
+@pytest.fixture(scope="module")
+def metrics_files(tmp_path_factory):
+    return write_metrics_files(tmp_path_factory.mktemp("metrics"), models=[*MODELS, "resnet50"])
+
+
+@pytest.fixture(scope="module")
+def per_seed(metrics_files):
+    return per_seed_metrics(metrics_files)
+
+
+def test_per_seed_metrics_holds_each_json_value(metrics_files, per_seed):
+    assert list(per_seed.columns) == ["subset", "metric", "model", "seed", "value"]
+    assert len(per_seed) == len(metrics_files) * len(TABLE1_METRICS)
+    row = per_seed.query("subset == 'external' and metric == 'f1_hem' and model == 'vgg19' and seed == 2")
+    expected = json.loads(metrics_files["vgg19", 2, "external"].read_text())["f1_hem"]["value"]
+    assert row["value"].item() == expected
+
+
+def test_per_seed_metrics_names_a_broken_file(tmp_path, metrics_files):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(UserError, match=r"broken\.json"):
+        per_seed_metrics({("vgg19", 1, "test"): broken})
+    incomplete = tmp_path / "incomplete.json"
+    incomplete.write_text(json.dumps({"accuracy": {"value": 0.9}}))
+    with pytest.raises(UserError, match=r"incomplete\.json.*precision_all"):
+        per_seed_metrics({("vgg19", 1, "test"): incomplete})
+
+
+def _seed_values(per_seed, subset, metric, model):
+    return per_seed.query("subset == @subset and metric == @metric and model == @model")["value"].to_numpy()
+
+
+def test_table1_has_a_block_per_subset_with_numpy_mean_and_sd(per_seed):
+    table = table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, SUBSETS)
+    assert table["subset"].tolist() == ["test"] * 9 + ["external"] * 9
+    assert table["metric"].tolist() == list(TABLE1_METRICS) * 2
+    assert table["Metric"].iloc[0] == "Overall Accuracy"
+    for _, row in table.iterrows():
+        for model in MODELS:
+            values = _seed_values(per_seed, row["subset"], row["metric"], model)
+            mean, sd = np.mean(values), np.std(values, ddof=1)
+            assert row[f"{model}_mean"] == pytest.approx(mean)
+            assert row[f"{model}_sd"] == pytest.approx(sd)
+            assert row[f"{model}_n_seeds"] == len(SEEDS)
+            assert row[f"{paper_values.model_name(model)} (mean ± sd)"] == f"{mean:.3f} ± {sd:.3f}"
+
+
+def test_table1_difference_is_later_model_minus_first_with_paper_beside_test_rows(per_seed):
+    ttests = paired_ttests(per_seed, MODELS)
+    table = table1_performance(per_seed, ttests, MODELS, SUBSETS).set_index(["subset", "metric"])
+    test = ttests.set_index(["subset", "metric"]).loc[("test", "accuracy")]
+    row = table.loc[("test", "accuracy")]
+    pair = "efficientnetb3_vs_vgg19"
+    # paired_ttests gives vgg19 minus efficientnetb3; Table 1 shows it the paper's way round.
+    assert row[f"diff_{pair}"] == pytest.approx(-test["diff"])
+    assert (row[f"ci_low_{pair}"], row[f"ci_high_{pair}"]) == pytest.approx((-test["ci_high"], -test["ci_low"]))
+    assert (row[f"p_{pair}"], row[f"p_holm_{pair}"]) == pytest.approx((test["p_value"], test["p_holm"]))
+    assert row["95% CI of difference (EfficientNet-B3 vs VGG-19)"] == (
+        f"[{-test['ci_high']:.3f}, {-test['ci_low']:.3f}]"
+    )
+    assert (row["paper_vgg19"], row["paper_efficientnetb3"]) == (0.80, 0.96)
+    assert (row["Paper VGG-19"], row["Paper EfficientNet-B3"]) == ("0.80", "0.96")
+    assert (row[f"paper_ci_low_{pair}"], row[f"paper_ci_high_{pair}"]) == (0.14, 0.18)
+    assert row["Paper p (EfficientNet-B3 vs VGG-19)"] == "<0.001"
+    external = table.loc[("external", "accuracy")]
+    assert np.isnan(external["paper_vgg19"]) and external["Paper VGG-19"] == ""
+    assert external["Paper 95% CI of difference (EfficientNet-B3 vs VGG-19)"] == ""
+
+
+def test_table1_with_reversed_and_extra_models(per_seed):
+    models = ["efficientnetb3", "vgg19", "resnet50"]
+    table = table1_performance(per_seed, paired_ttests(per_seed, models), models, ["test"]).set_index("metric")
+    # The paper's CI turns round with the pair.
+    row = table.loc["recall_hem"]
+    assert (row["paper_ci_low_vgg19_vs_efficientnetb3"], row["paper_ci_high_vgg19_vs_efficientnetb3"]) == (
+        -0.40,
+        -0.36,
+    )
+    assert np.isnan(row["paper_ci_low_resnet50_vs_efficientnetb3"]) and np.isnan(row["paper_resnet50"])
+    assert "p (resnet50 vs EfficientNet-B3)" in table.attrs["markdown_columns"]
+    assert not any("vs resnet50" in column for column in table.columns)
+
+
+def test_table1_names_a_missing_subset(per_seed):
+    with pytest.raises(UserError, match="vgg19 on val"):
+        table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, ["test", "val"])
+
+
+def _stats(model, seed):
+    train = {
+        "training_seconds": 3600.0 * (seed + (model == "vgg19")),
+        "seconds_per_epoch": 36.0 * seed,
+        "peak_host_memory_mb": 1000.0 * seed,
+        "peak_accelerator_memory_mb": None,
+        "model_file_mb": 80.0 if model == "vgg19" else 43.0,
+        "device": "CPU: test (4 cores usable)",
+    }
+    predict = {
+        "inference_ms_per_image_at_batch_size": 2.0 * seed,
+        "inference_ms_per_image_at_batch_1": 5.0 * seed,
+        "device": f"GPU {seed % 2}",
+    }
+    return train, predict
+
+
+def test_table2_summarises_seeds_beside_the_paper():
+    runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
+    table = table2_compute(
+        {key: train for key, (train, _) in runs.items()}, {key: predict for key, (_, predict) in runs.items()}, MODELS
+    ).set_index("quantity")
+    hours = [seed + 1 for seed in SEEDS]
+    assert table.loc["training_hours", "vgg19_mean"] == pytest.approx(np.mean(hours))
+    assert table.loc["training_hours", "vgg19_sd"] == pytest.approx(np.std(hours, ddof=1))
+    assert table.loc["training_hours", "VGG-19 (mean ± sd)"] == "3.00 ± 1.00"
+    assert table.loc["training_hours", "paper_vgg19"] == 4.2
+    assert table.loc["model_size_mb", "efficientnetb3_mean"] == pytest.approx(43 * 2**20 / 1e6)
+    assert table.loc["model_size_mb", "Paper EfficientNet-B3"] == "48"
+    assert table.loc["peak_host_memory_gb", "vgg19_mean"] == pytest.approx(2000 * 2**20 / 1e9)
+    accelerator = table.loc["peak_accelerator_memory_gb"]
+    assert accelerator["VGG-19 (mean ± sd)"] == "n/a" and accelerator["vgg19_n_seeds"] == 0
+    assert accelerator["paper_vgg19"] == 2.1
+    assert table.loc["inference_ms_per_image_batched", "vgg19_mean"] == pytest.approx(4.0)
+    assert table.loc["inference_ms_per_image_batch_1", "vgg19_mean"] == pytest.approx(10.0)
+    assert table.loc["inference_ms_per_image_batch_1", "paper_vgg19"] == 12.3
+    assert table.loc["inference_ms_per_image_batched", "VGG-19 device"] == "GPU 1; GPU 0"
+    assert table.loc["training_hours", "VGG-19 device"] == "CPU: test (4 cores usable)"
+    assert table.loc["seconds_per_epoch", "Paper VGG-19"] == ""
+
+
+def test_table2_names_the_run_whose_stats_lack_a_key():
+    train, predict = _stats("vgg19", 1)
+    del predict["inference_ms_per_image_at_batch_1"]
+    with pytest.raises(UserError, match="prediction stats of vgg19 seed 1 lack 'inference_ms_per_image_at_batch_1'"):
+        table2_compute({("vgg19", 1): train}, {("vgg19", 1): predict}, ["vgg19"])
+
+
+def _shifted(per_seed, shift):
+    return per_seed.assign(value=per_seed["value"] + np.where(per_seed["subset"] == "test", shift, 0.0))
+
+
+def test_leakage_table_differences(per_seed):
+    by_scheme = {"random": _shifted(per_seed, 0.05), "patient": per_seed}
+    table = leakage_table(by_scheme).set_index(["model", "metric"])
+    assert list(table.columns) == [
+        "Metric",
+        "test_random",
+        "test_patient",
+        "external_random",
+        "external_patient",
+        "test_random_minus_test_patient",
+        "test_random_minus_external_random",
+        "test_patient_minus_external_patient",
+    ]
+    assert len(table) == 3 * len(TABLE1_METRICS)
+    row = table.loc[("efficientnetb3", "roc_auc")]
+    test_patient = _seed_values(per_seed, "test", "roc_auc", "efficientnetb3").mean()
+    external = _seed_values(per_seed, "external", "roc_auc", "efficientnetb3").mean()
+    assert row["test_patient"] == pytest.approx(test_patient)
+    assert row["test_random_minus_test_patient"] == pytest.approx(row["test_random"] - row["test_patient"])
+    assert row["test_random_minus_test_patient"] == pytest.approx(0.05)
+    assert row["test_patient_minus_external_patient"] == pytest.approx(test_patient - external)
+
+
+def test_leakage_table_needs_both_schemes(per_seed):
+    with pytest.raises(UserError, match="patient"):
+        leakage_table({"random": per_seed})
+
+
+def test_write_table_writes_tsv_and_markdown(tmp_path, per_seed):
+    table = table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, SUBSETS)
+    write_table(table, tmp_path / "table1.tsv", tmp_path / "table1.md", "Table 1: performance")
+    assert read_tsv(tmp_path / "table1.tsv").columns.tolist() == table.columns.tolist()
+    lines = (tmp_path / "table1.md").read_text().splitlines()
+    assert lines[0] == "## Table 1: performance"
+    header, separator, *rows = lines[2:]
+    assert header.split(" | ")[:3] == ["| Subset", "Metric", "VGG-19 (mean ± sd)"]
+    assert header.count(" | ") == len(table.attrs["markdown_columns"]) - 1
+    assert {cell.strip() for cell in separator.strip("|").split("|")} == {"---"}
+    assert len(rows) == len(table)
+    assert rows[0].startswith("| test | Overall Accuracy | ")
+
+
+def test_markdown_escapes_pipes_and_right_aligns_numbers(tmp_path):
+    frame = pd.DataFrame({"name": ["a|b"], "value": [0.12345]})
+    write_table(frame, tmp_path / "t.tsv", tmp_path / "t.md", "T")
+    assert (tmp_path / "t.md").read_text().splitlines()[2:] == [
+        "| name | value |",
+        "| --- | ---: |",
+        "| a\\|b | 0.123 |",
+    ]

@@ -1,0 +1,221 @@
+"""Training on the image cache: it learns, writes complete outputs, and resumes after a real kill.
+
+Most runs use the tiny test backbone (model_stage_fixtures.TINY_BACKBONE): the paper's backbones
+without ImageNet weights (unavailable offline) give features too small to learn from in a few epochs,
+and they take tens of seconds per run on two CPU cores. One short VGG-19 run checks the real model.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS
+from leukemia_dtl.model import training
+from leukemia_dtl.model.inputs import ImageCache, class_indices, read_split
+from leukemia_dtl.model.training import prepare_backup_dir, train_model
+from model_stage_fixtures import PAPER_AUGMENTATION
+
+TESTS_DIR = REPO / "tests"
+SCRIPTS_DIR = REPO / "scripts"
+TINY_OPTIONS = {
+    "batch_size": 8,
+    "epochs": 3,
+    "optimizer": "adamax",
+    "learning_rate": 0.01,
+    "dropout": 0.5,
+    "freeze_base": False,
+    "weights": "none",
+    "normalization": "model",
+}
+STATS_KEYS = {
+    "wall_seconds",
+    "training_seconds",
+    "seconds_per_epoch",
+    "images_per_second",
+    "peak_host_memory_mb",
+    "peak_accelerator_memory_mb",
+    "device",
+    "keras_backend",
+    "params_total",
+    "params_trainable",
+    "model_file_mb",
+    "epochs_run",
+    "resumed_from_epoch",
+    "SLURM_JOB_ID",
+    "SLURM_JOB_PARTITION",
+    "CUDA_VISIBLE_DEVICES",
+}
+
+
+def training_arguments(run_dir: Path, dataset, model_name="tiny", **model_options) -> dict:
+    split_path, cache_dir = dataset
+    return {
+        "model_name": model_name,
+        "model_options": {**TINY_OPTIONS, **model_options},
+        "augmentation": PAPER_AUGMENTATION,
+        "image_size": 32,
+        "seed": 0,
+        "split_path": str(split_path),
+        "cache_dir": str(cache_dir),
+        "backup_dir": str(run_dir / "backup"),
+        "model_path": str(run_dir / "out" / "model.keras"),
+        "history_path": str(run_dir / "out" / "history.tsv"),
+        "stats_path": str(run_dir / "out" / "train_stats.json"),
+    }
+
+
+def held_out_accuracy(model_path, dataset, subset="test") -> float:
+    split_path, cache_dir = dataset
+    split = read_split(split_path)
+    frame = split[split["subset"] == subset]
+    images = ImageCache.open(cache_dir).images[ImageCache.open(cache_dir).rows_for(frame["path"])]
+    outputs = keras.saving.load_model(model_path).predict(np.asarray(images), verbose=0)
+    return float((outputs.argmax(axis=1) == class_indices(frame["label"])).mean())
+
+
+def test_training_learns_and_writes_complete_outputs(tmp_path, dataset, tiny_backbone):
+    arguments = training_arguments(tmp_path, dataset)
+    stats = train_model(**arguments)
+
+    # 2 of 3 test images are ALL, so always answering ALL scores 0.67.
+    assert held_out_accuracy(arguments["model_path"], dataset) >= 0.9
+    history = read_tsv(arguments["history_path"])
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == ["1", "2", "3"]
+    assert set(stats) >= STATS_KEYS
+    written = json.loads(Path(arguments["stats_path"]).read_text())
+    assert written.pop("model_options") == stats.pop("model_options") == TINY_OPTIONS
+    assert written == pytest.approx(stats)
+    assert (stats["epochs_run"], stats["resumed_from_epoch"]) == (3, 0)
+    assert stats["keras_backend"] == keras.backend.backend()
+    assert stats["peak_accelerator_memory_mb"] is None or stats["peak_accelerator_memory_mb"] > 0
+    assert stats["params_trainable"] == stats["params_total"]  # freeze_base: false
+    assert not Path(arguments["backup_dir"]).exists()
+    assert sorted(p.name for p in Path(arguments["model_path"]).parent.iterdir()) == [
+        "history.tsv",
+        "model.keras",
+        "train_stats.json",
+    ]
+
+
+def test_tuned_hyperparameters_override_the_config_entry(tmp_path, dataset, tiny_backbone):
+    selected = tmp_path / "selected.yaml"
+    selected.write_text("hyperparameters: {learning_rate: 0.02, batch_size: 16, dropout: 0.3}\nmetric: val_auc\n")
+    arguments = training_arguments(tmp_path, dataset, epochs=1)
+    stats = train_model(**arguments, tuned_hyperparameters_path=selected)
+    assert stats["model_options"] == {
+        **TINY_OPTIONS,
+        "epochs": 1,
+        "learning_rate": 0.02,
+        "batch_size": 16,
+        "dropout": 0.3,
+    }
+    assert stats["batch_size"] == 16
+
+
+def test_vgg19_trains_with_a_frozen_base(tmp_path, dataset):
+    arguments = training_arguments(tmp_path, dataset, model_name="vgg19", epochs=1, freeze_base=True)
+    stats = train_model(**arguments)
+    assert stats["params_trainable"] == 1026
+    assert read_tsv(arguments["history_path"])["epoch"].tolist() == ["1"]
+
+
+CHILD_SCRIPT = textwrap.dedent("""
+    import json, logging, sys
+    sys.path[:0] = sys.argv[2:]
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from leukemia_dtl.model import classifiers
+    from leukemia_dtl.model.training import train_model
+    from model_stage_fixtures import TINY_BACKBONE
+    classifiers.BACKBONES["tiny"] = TINY_BACKBONE
+    train_model(**json.loads(open(sys.argv[1]).read()))
+    """)
+
+
+def launch_training(run_dir: Path, arguments: dict) -> subprocess.Popen:
+    (run_dir / "arguments.json").write_text(json.dumps(arguments))
+    (run_dir / "child.py").write_text(CHILD_SCRIPT)
+    return subprocess.Popen(
+        [sys.executable, str(run_dir / "child.py"), str(run_dir / "arguments.json"), str(SCRIPTS_DIR), str(TESTS_DIR)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def epochs_logged(log_lines: list[str]) -> list[int]:
+    return [int(line.split("epoch ")[1].split("/")[0]) for line in log_lines if ": epoch " in line]
+
+
+def test_training_resumes_after_sigkill(tmp_path, dataset):
+    epochs, kill_after = 4, 2
+    arguments = training_arguments(tmp_path, dataset, epochs=epochs)
+
+    first = launch_training(tmp_path, arguments)
+    first_log = []
+    for line in first.stderr:
+        first_log.append(line)
+        if epochs_logged([line]) == [kill_after]:
+            first.send_signal(signal.SIGKILL)
+            break
+    first_log += first.stderr.readlines()
+    assert first.wait(timeout=60) == -signal.SIGKILL, "".join(first_log)
+    # An epoch's log line comes after its backup, so the run stopped with exactly these epochs saved.
+    done_before_kill = epochs_logged(first_log)[-1]
+    assert kill_after <= done_before_kill < epochs
+    assert not Path(arguments["model_path"]).exists()
+
+    second = launch_training(tmp_path, arguments)
+    second_log = second.stderr.read()
+    assert second.wait(timeout=120) == 0, second_log
+    assert f"resuming after epoch {done_before_kill}" in second_log
+    assert epochs_logged(second_log.splitlines())[0] == done_before_kill + 1
+
+    history = read_tsv(arguments["history_path"])
+    assert history["epoch"].tolist() == [str(epoch) for epoch in range(1, epochs + 1)]
+    stats = json.loads(Path(arguments["stats_path"]).read_text())
+    assert (stats["resumed_from_epoch"], stats["epochs_run"]) == (done_before_kill, epochs - done_before_kill)
+    assert not Path(arguments["backup_dir"]).exists()
+
+
+def test_a_failure_after_the_last_epoch_loses_no_training(tmp_path, dataset, tiny_backbone, monkeypatch):
+    def die_before_the_stats(*_):
+        raise RuntimeError("killed")
+
+    arguments = training_arguments(tmp_path, dataset)
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "write_json", die_before_the_stats)
+        with pytest.raises(RuntimeError, match="killed"):
+            train_model(**arguments)
+    stats = train_model(**arguments)
+    assert (stats["epochs_run"], stats["resumed_from_epoch"]) == (0, TINY_OPTIONS["epochs"])
+    assert held_out_accuracy(arguments["model_path"], dataset) >= 0.9  # the restored, trained weights
+    assert read_tsv(arguments["history_path"])["epoch"].tolist() == ["1", "2", "3"]
+
+
+def test_backup_of_another_configuration_is_discarded(tmp_path):
+    backup_dir = tmp_path / "backup"
+    prepare_backup_dir(backup_dir, {"seed": 0})
+    (backup_dir / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    prepare_backup_dir(backup_dir, {"seed": 0})
+    assert (backup_dir / "history.csv").exists()
+    prepare_backup_dir(backup_dir, {"seed": 1})
+    assert not (backup_dir / "history.csv").exists()
+
+
+def test_a_foreign_backup_dir_is_never_deleted(tmp_path):
+    (tmp_path / "precious.txt").write_text("not a backup")
+    with pytest.raises(UserError, match="no training backup"):
+        prepare_backup_dir(tmp_path, {"seed": 0})
+    assert (tmp_path / "precious.txt").exists()
