@@ -1,13 +1,143 @@
-"""The conda environments (snakemake --sdm conda on a cluster) pin what requirements.txt pins."""
+"""The conda environments (snakemake --sdm conda on a cluster) hold what each rule's code imports, pin what
+requirements.txt pins, and the data and evaluation code runs without Keras."""
 
+import ast
+import importlib.metadata
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO
 
-# conda-forge names of packages that PyPI names differently.
+PACKAGE = REPO / "scripts" / "leukemia_dtl"
+# conda-forge names of packages that PyPI names differently (the CPU build stands in for TensorFlow here).
 PYPI_NAME = {"tensorflow": "tensorflow-cpu"}
+# Imported only when the user picks another Keras backend (KERAS_BACKEND=jax|torch); the env holds
+# TensorFlow, the default.
+OTHER_BACKENDS = {"jax", "torch"}
+# In an env although no code of ours imports them.
+NOT_IMPORTED = {
+    "python": "the interpreter",
+    "pip": "installs the pip: section",
+    "h5py": "Keras reads the ImageNet .h5 weight files with it",
+}
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def rule_environments() -> dict[str, tuple[str, str]]:
+    """{rule: (env file, script file)} of every rule with both a `conda:` and a `script:` directive."""
+    rules = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.MULTILINE)[1:]:
+            name = block.split(":", 1)[0]
+            conda = re.search(r'^    conda:\n        "\.\./(envs/[\w.]+)"', block, re.MULTILINE)
+            script = re.search(r'^    script:\n        "\.\./(scripts/[\w.]+)"', block, re.MULTILINE)
+            if conda and script:
+                rules[name] = (conda[1], script[1])
+    return rules
+
+
+def module_file(module: str) -> Path | None:
+    """The file of a leukemia_dtl module or package; None for a name inside a module."""
+    path = REPO / "scripts" / Path(*module.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth of the code, and every `python -m X` it runs."""
+    modules = set()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.List):
+            words = [item.value for item in node.elts if isinstance(item, ast.Constant)]
+            modules.update(words[i + 1] for i, word in enumerate(words[:-1]) if word == "-m")
+    return modules
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """Top-level names of the non-standard modules that a script and the package code it reaches import."""
+    seen, todo, external = set(), [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if top == "leukemia_dtl":
+                parts = module.split(".")
+                # The module and the packages above it, whose __init__ runs on import.
+                todo += [f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i])))]
+            elif top not in sys.stdlib_module_names:
+                external.add(top)
+    return external
+
+
+def distributions(modules: set[str]) -> set[str]:
+    """The installed distributions that provide ``modules`` (normalised PyPI names)."""
+    provided_by = importlib.metadata.packages_distributions()
+    return {normalized(dist) for module in modules for dist in provided_by[module]}
+
+
+def env_packages(env_file: Path) -> set[str]:
+    """Normalised PyPI names of an env's conda and `pip:` dependencies."""
+    names = set()
+    for dependency in yaml.safe_load(env_file.read_text())["dependencies"]:
+        specs = dependency["pip"] if isinstance(dependency, dict) else [dependency]
+        for spec in specs:
+            name = normalized(re.split(r"[=<>\[ ]", spec, maxsplit=1)[0])
+            names.add(PYPI_NAME.get(name, name))
+    return names
+
+
+RULE_ENVIRONMENTS = rule_environments()
+
+
+def test_every_script_rule_is_checked():
+    assert {"inventory", "train_model", "tune_model", "select_hyperparameters", "plot_rulegraph"} <= set(
+        RULE_ENVIRONMENTS
+    )
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_ENVIRONMENTS))
+def test_rule_environment_holds_what_its_code_imports(rule):
+    env, script = RULE_ENVIRONMENTS[rule]
+    imports = third_party_imports(REPO / script) - OTHER_BACKENDS
+    needed = distributions(imports)
+    listed = env_packages(REPO / env)
+    assert needed - listed == set(), f"{rule}: {env} lacks what {script} imports"
+
+
+@pytest.mark.parametrize("env", sorted({env for env, _ in RULE_ENVIRONMENTS.values()}))
+def test_environment_holds_nothing_its_rules_do_not_import(env):
+    scripts = [REPO / script for rule_env, script in RULE_ENVIRONMENTS.values() if rule_env == env]
+    needed = distributions(set().union(*map(third_party_imports, scripts)) - OTHER_BACKENDS)
+    unused = env_packages(REPO / env) - needed - set(NOT_IMPORTED)
+    assert unused == set(), f"{env} installs packages no rule running in it imports"
+
+
+def test_the_import_walk_sees_function_level_imports_and_python_m():
+    assert {"keras", "tensorflow", "yaml"} <= third_party_imports(REPO / "scripts" / "train_model.py")
+    assert "sklearn" in third_party_imports(REPO / "scripts" / "tune_model.py")
+    assert "snakemake" in third_party_imports(REPO / "scripts" / "plot_rulegraph.py")
+    assert "kaggle" in third_party_imports(REPO / "scripts" / "download_kaggle.py")
 
 
 def requirement_pins():
@@ -15,7 +145,7 @@ def requirement_pins():
     for line in (REPO / "requirements.txt").read_text().splitlines():
         match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
         if match:
-            pins[match[1].lower()] = match[2]
+            pins[normalized(match[1])] = match[2]
     return pins
 
 
@@ -26,8 +156,10 @@ def test_every_conda_pin_agrees_with_requirements():
         spec = yaml.safe_load(env.read_text())
         assert spec["channels"][0] == "conda-forge", env.name
         for dependency in spec["dependencies"]:
+            if isinstance(dependency, dict):  # a pip: section, pinned with ==
+                continue
             name, _, version = dependency.partition("=")
-            if name == "python":
+            if name in NOT_IMPORTED:
                 continue
             pypi = PYPI_NAME.get(name, name)
             assert pypi in pins, f"{env.name}: {name} is not pinned in requirements.txt"
@@ -40,3 +172,47 @@ def test_every_rule_names_a_conda_environment_that_exists():
     for smk in (REPO / "rules").glob("*.smk"):
         for env in re.findall(r'conda:\s*\n\s*"\.\./(envs/[\w.]+)"', smk.read_text()):
             assert (REPO / env).is_file(), f"{smk.name} uses missing {env}"
+
+
+KERAS_FREE = ["core", "data", "evaluate", "tuning.selection"]
+
+
+def import_without_keras(modules: list[str]) -> subprocess.CompletedProcess:
+    """Import ``modules`` in a fresh interpreter in which Keras and TensorFlow are not importable."""
+    child = textwrap.dedent(
+        f"""
+        import importlib, sys
+        class NoKeras:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("keras", "tensorflow"):
+                    raise ImportError(f"{{name}} is not installed in this environment")
+        sys.meta_path.insert(0, NoKeras())
+        sys.path.insert(0, {str(REPO / "scripts")!r})
+        for module in {modules!r}:
+            importlib.import_module(module)
+        print("imported", len({modules!r}))
+        """
+    )
+    return subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+
+
+def test_data_and_evaluation_code_imports_without_keras():
+    """Every module of the subpackages that run outside the train env imports with Keras and TensorFlow
+    made unimportable, as in envs/data.yaml and envs/evaluate.yaml."""
+    modules = []
+    for name in KERAS_FREE:
+        path = PACKAGE / Path(*name.split("."))
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        modules += [
+            ".".join(("leukemia_dtl", *f.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+            for f in files
+        ]
+    assert len(modules) >= 20
+    result = import_without_keras(modules)
+    assert result.returncode == 0, result.stderr
+    assert f"imported {len(modules)}" in result.stdout
+
+
+def test_model_code_does_need_keras():
+    result = import_without_keras(["leukemia_dtl.model.classifiers"])
+    assert result.returncode != 0 and "keras is not installed" in result.stderr
