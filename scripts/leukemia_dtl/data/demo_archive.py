@@ -18,18 +18,11 @@ from PIL import Image
 
 from leukemia_dtl.core.fileio import atomic_path
 from leukemia_dtl.core.vocabulary import DATASET_DIR, NEGATIVE_CLASS, POSITIVE_CLASS
-from leukemia_dtl.data.layout import (
-    FINAL_DIR,
-    PRELIM_DIR,
-    PRELIM_LABEL_CODES,
-    PRELIM_LABEL_COLUMNS,
-    PRELIM_LABELS,
-    TRAINING_FOLDS,
-)
+from leukemia_dtl.data import layout
 
 log = logging.getLogger(__name__)
 
-LABEL_CODE_OF = {label: code for code, label in PRELIM_LABEL_CODES.items()}
+LABEL_CODE_OF = {label: code for code, label in layout.PRELIM_LABEL_CODES.items()}
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
     next_id = 1
     with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
         corrupt_left = spec.corrupt_images
-        for fold in TRAINING_FOLDS:
+        for fold in layout.TRAINING_FOLDS:
             fold_subjects = _make_subjects(rng, spec.all_subjects_per_fold, POSITIVE_CLASS, next_id)
             next_id += spec.all_subjects_per_fold
             fold_subjects += _make_subjects(rng, spec.hem_subjects_per_fold, NEGATIVE_CLASS, next_id)
@@ -125,12 +118,12 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
         next_id += spec.prelim_subjects_per_class
         prelim = [(name, data, s.label) for s in prelim_subjects for name, data in _subject_images(rng, s, spec)]
         order = rng.permutation(len(prelim))
-        rows = [",".join(PRELIM_LABEL_COLUMNS)]
+        rows = [",".join(layout.PRELIM_LABEL_COLUMNS)]
         for new_number, index in enumerate(order, start=1):
             original_name, data, label = prelim[index]
-            zf.writestr(f"{DATASET_DIR}/{PRELIM_DIR}/{new_number}.bmp", data)
+            zf.writestr(f"{DATASET_DIR}/{layout.PRELIM_DIR}/{new_number}.bmp", data)
             rows.append(f"{original_name},{new_number}.bmp,{LABEL_CODE_OF[label]}")
-        zf.writestr(f"{DATASET_DIR}/{PRELIM_LABELS}", "\n".join(rows) + "\n")
+        zf.writestr(f"{DATASET_DIR}/{layout.PRELIM_LABELS}", "\n".join(rows) + "\n")
         counts["prelim"] = len(prelim)
 
         final_subjects = _make_subjects(rng, 2, POSITIVE_CLASS, next_id) + _make_subjects(
@@ -139,7 +132,7 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
         for number in range(1, spec.final_images + 1):
             subject = final_subjects[number % len(final_subjects)]
             pixels = render_cell(rng, subject.label, subject.stain, spec.bmp_size)
-            zf.writestr(f"{DATASET_DIR}/{FINAL_DIR}/{number}.bmp", bmp_bytes(pixels))
+            zf.writestr(f"{DATASET_DIR}/{layout.FINAL_DIR}/{number}.bmp", bmp_bytes(pixels))
         counts["final"] = spec.final_images
     log.info("demo archive %s: %s", archive, counts)
     return counts
