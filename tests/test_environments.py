@@ -216,3 +216,13 @@ def test_data_and_evaluation_code_imports_without_keras():
 def test_model_code_does_need_keras():
     result = import_without_keras(["leukemia_dtl.model.classifiers"])
     assert result.returncode != 0 and "keras is not installed" in result.stderr
+
+
+STATISTICS = ["result_files", "metrics", "delong", "calibration", "significance", "model_comparison"]
+PRESENTATION = ["tables", "figures", "rulegraph"]
+
+
+@pytest.mark.parametrize("module", STATISTICS)
+def test_statistics_never_import_presentation(module):
+    imports = imported_modules(PACKAGE / "evaluate" / f"{module}.py")
+    assert not {f"leukemia_dtl.evaluate.{name}" for name in PRESENTATION} & imports
