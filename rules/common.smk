@@ -3,12 +3,14 @@
 # names, model option groups) come from the package's vocabulary module.
 import sys
 from itertools import product
+from pathlib import Path
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import Paramspace, validate
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
+from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
     COMPARISON_TABLES,
@@ -24,6 +26,7 @@ from leukemia_dtl.core.vocabulary import (
     SPLIT_SCHEMES,
     drop_model_options,
 )
+from leukemia_dtl.data.layout import listing_digest
 
 validate(config, "../config/schema.yaml", set_default=True)
 
@@ -99,12 +102,14 @@ def benchmark_file(name):
 
 
 def archive_file():
-    """The zip that extract_archive unpacks, by data.source."""
-    return {
+    """The zip that extract_archive unpacks, by data.source; none for a folder (data.source: directory),
+    which nothing extracts."""
+    archives = {
         "kaggle": KAGGLE_ARCHIVE,
         "demo": DEMO_ARCHIVE,
         "archive": config["data"]["archive"],
-    }[config["data"]["source"]]
+    }
+    return archives.get(config["data"]["source"], [])
 
 
 def dataset_folder():
@@ -116,6 +121,24 @@ def dataset_folder():
 
 def dataset_root():
     return f"{dataset_folder()}/{DATASET_DIR}"
+
+
+def dataset_listing():
+    """With data.source: directory, a digest of the user's tree (names, sizes, modification times), so that
+    a replaced, added or removed image reruns the inventory; Snakemake sees only the folder itself. An
+    extracted archive changes only through extract_archive, which reruns the inventory anyway.
+    """
+    if config["data"]["source"] != "directory":
+        return ""
+    if not Path(dataset_root()).is_dir():
+        raise WorkflowError(
+            f"data.directory is {config['data']['directory']}, which holds no {DATASET_DIR}/ folder: "
+            f"point it at the folder that holds {DATASET_DIR}/ (the top folder of the Kaggle archive)."
+        )
+    try:
+        return listing_digest(dataset_root())
+    except UserError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def cache_images(size=None):

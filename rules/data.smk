@@ -69,6 +69,7 @@ rule inventory:
         runtime=60,
     params:
         dataset_root=dataset_root(),
+        listing=dataset_listing(),
     script:
         "../scripts/inventory.py"
 

@@ -26,7 +26,9 @@ def run_snakemake(*args: str, workdir: Path | None = None, timeout: int = 600) -
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry-run as {rule: count}."""
+    """The 'Job stats' table of a dry-run as {rule: count}; empty when there is nothing to be done."""
+    if "Job stats:" not in dry_run_output:
+        return {}
     table = dry_run_output.split("Job stats:")[1].split("total")[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 

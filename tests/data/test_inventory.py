@@ -99,3 +99,23 @@ def test_prelim_label_file_problems_are_reported(demo_dataset, tmp_path):
 def test_folder_without_the_layout_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not have the C-NMC layout"):
         build_inventory(tmp_path)
+
+
+def test_a_symlinked_class_folder_is_followed(demo_dataset, tmp_path):
+    """A user's copy whose class folder links to where the images really are loses no image."""
+    root = _copy_dataset(demo_dataset, tmp_path)
+    expected, expected_rejected = build_inventory(root)
+    hem = root / "training_data" / "fold_0" / "hem"
+    shutil.move(hem, tmp_path / "elsewhere")
+    hem.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    inventory, rejected = build_inventory(root)
+    assert (inventory["path"].str.startswith("training_data/fold_0/hem/")).sum() > 0
+    pd.testing.assert_frame_equal(inventory, expected)
+    pd.testing.assert_frame_equal(rejected, expected_rejected)
+
+
+def test_a_symlink_loop_is_refused_naming_the_link(demo_dataset, tmp_path):
+    root = _copy_dataset(demo_dataset, tmp_path)
+    (root / "training_data" / "fold_1" / "all" / "loop").symlink_to(root / "training_data", target_is_directory=True)
+    with pytest.raises(UserError, match=r"fold_1/all/loop/fold_1 leads to .* already listed"):
+        build_inventory(root)

@@ -20,6 +20,7 @@ from leukemia_dtl.data.layout import (
     PRELIM_LABEL_COLUMNS,
     PRELIM_LABELS,
     TRAINING_FOLDS,
+    files_under,
     parse_training_filename,
 )
 
@@ -48,9 +49,7 @@ def _training_candidates(root: Path) -> tuple[list[dict], list[dict]]:
                 f"(training_data/fold_0..2/all|hem). Point data.directory at the folder that holds "
                 f"{DATASET_DIR}/, or use data.source: kaggle|archive."
             )
-        for path in sorted(fold_dir.rglob("*")):
-            if not path.is_file():
-                continue
+        for path in files_under(fold_dir):
             relative = path.relative_to(root).as_posix()
             try:
                 parsed = parse_training_filename(path.name)
