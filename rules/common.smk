@@ -141,6 +141,13 @@ def dataset_listing():
         raise WorkflowError(str(error)) from None
 
 
+def gpu_requirement():
+    """config require_gpu as the GPU rules' resource "auto", "true" or "false": a resource, not a param,
+    because it decides whether a job may run, never what it computes, so changing it reruns nothing.
+    """
+    return str(config["require_gpu"]).lower()
+
+
 def cache_images(size=None):
     return CACHE_IMAGES.format(size=size or config["image_size"])
 

@@ -38,6 +38,7 @@ rule train_model:
     threads: 8
     resources:
         gpu=1,
+        require_gpu=gpu_requirement(),
         mem_mb=32000,
         runtime=720,
     params:
@@ -73,6 +74,7 @@ rule predict_model:
     threads: 8
     resources:
         gpu=1,
+        require_gpu=gpu_requirement(),
         mem_mb=16000,
         runtime=120,
     script:

@@ -30,6 +30,7 @@ rule extract_features:
     threads: 8
     resources:
         gpu=1,
+        require_gpu=gpu_requirement(),
         mem_mb=32000,
         runtime=60,
     params:
@@ -54,6 +55,7 @@ rule tune_model:
     threads: 1
     resources:
         gpu=1,
+        require_gpu=gpu_requirement(),
         mem_mb=16000,
         runtime=240,
     params:

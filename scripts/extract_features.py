@@ -6,6 +6,7 @@ output:  features (<dir>/features.npy), index (<dir>/index.tsv)
 params:  model_name, model_options (the model's config entry without training options), image_size,
          seed (tuning.seed), keras_home (Keras cache holding the ImageNet weights)
 threads: CPU threads the backend may use
+resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
@@ -13,9 +14,11 @@ from leukemia_dtl.core.vocabulary import FEATURES_FILE
 
 
 def main(snakemake):
+    from leukemia_dtl.model.backend import check_gpu
     from leukemia_dtl.model.inputs import cache_dir_of
     from leukemia_dtl.tuning.grid_search import extract_features
 
+    check_gpu(snakemake.resources.require_gpu)
     extract_features(
         model_name=snakemake.params.model_name,
         model_options=snakemake.params.model_options,

@@ -5,6 +5,7 @@ input:   model (.keras), train_stats (its train_stats.json: the training batch s
          split (split TSV), cache_images, cache_index (the image cache files)
 output:  val, test, external (prediction TSVs), stats (predict_stats.json)
 threads: CPU threads the backend may use
+resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
 
 from leukemia_dtl.core.fileio import read_json
@@ -13,9 +14,11 @@ from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
 
 
 def main(snakemake):
+    from leukemia_dtl.model.backend import check_gpu
     from leukemia_dtl.model.inference import predict_subsets
     from leukemia_dtl.model.inputs import cache_dir_of
 
+    check_gpu(snakemake.resources.require_gpu)
     predict_subsets(
         model_path=snakemake.input.model,
         split=snakemake.input.split,

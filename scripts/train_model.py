@@ -7,15 +7,18 @@ params:  model_name, model_options (the config's models.<name> entry), augmentat
          precision, deterministic, backup_dir (resume state; outside the outputs so Snakemake leaves it
          alone), keras_home (Keras cache holding the ImageNet weights)
 threads: CPU threads the backend may use
+resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
 
 
 def main(snakemake):
+    from leukemia_dtl.model.backend import check_gpu
     from leukemia_dtl.model.inputs import cache_dir_of
     from leukemia_dtl.model.training import train_model
 
+    check_gpu(snakemake.resources.require_gpu)
     train_model(
         model_name=snakemake.params.model_name,
         model_options=snakemake.params.model_options,

@@ -7,6 +7,7 @@ params:  model_name, model_options (config entry without the grid's keys and epo
          (this job's grid point), epochs, seed (tuning.*), augmentation (the config's, or {} with
          tuning.augmentation off), image_size, keras_home
 threads: CPU threads the backend may use
+resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
@@ -14,6 +15,7 @@ from leukemia_dtl.core.vocabulary import FEATURES_FILE
 
 
 def main(snakemake):
+    from leukemia_dtl.model.backend import check_gpu
     from leukemia_dtl.model.inputs import cache_dir_of
     from leukemia_dtl.tuning.grid_search import tune_configuration
 
@@ -21,6 +23,8 @@ def main(snakemake):
     if inputs.get("features"):
         data = {"features_dir": cache_dir_of(inputs.features, inputs.features_index, FEATURES_FILE)}
     else:
+        # Only the image path needs a GPU: the fast path trains a small head on features.
+        check_gpu(snakemake.resources.require_gpu)
         data = {"cache_dir": cache_dir_of(inputs.cache_images, inputs.cache_index)}
     tune_configuration(
         model_name=snakemake.params.model_name,

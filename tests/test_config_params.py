@@ -16,6 +16,7 @@ NOT_PARAMS = {
     "split.schemes": "are the {scheme} wildcards of the targets",
     "seeds": "are the {seed} wildcards of the targets",
     "hyperparameters": "adds the tuning selection to the training jobs' inputs",
+    "require_gpu": "is a resource of the GPU rules: whether a job may run without a GPU, never what it computes",
 }
 CONFIG_REFERENCE = re.compile(r'config((?:\["\w+"\])+)')
 

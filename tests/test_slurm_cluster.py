@@ -174,3 +174,30 @@ def test_demo_training_job_ran_in_slurm_with_a_gpu(slurm_cluster, demo_through_s
     # CPU stages went to the default partition; the demo archive is a local rule and never reached Slurm.
     assert "rule_build_image_cache" in res.stdout and "rule_generate_demo_archive" not in res.stdout
     assert "localrule generate_demo_archive" in res.stdout
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_a_gpu_job_whose_keras_sees_no_gpu_stops_at_once(slurm_cluster, demo_through_slurm):
+    """The fake GPU is a GPU to Slurm but not to Keras: with require_gpu: auto (the overlay's "false" taken
+    back for this one job) the training job stops before its first epoch, saying why."""
+    workdir, _ = demo_through_slurm
+    target = DEMO_TRAINING.replace("seed0", "seed1")
+    train = {"slurm_partition": "gpu", "gpu": 1, "cpus_per_task": 1, "mem_mb": 500, "runtime": 10}
+    res = slurm_cluster.snakemake(
+        target,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        str(workdir / "small.yaml"),
+        "--set-resources",
+        *(f"train_model:{key}={value}" for key, value in {**train, "require_gpu": "auto"}.items()),
+        cwd=workdir,
+        timeout=240,
+    )
+    assert res.returncode != 0, res.stdout[-3000:]
+    log = (workdir / "results/logs/train_model/random/vgg19/seed1.log").read_text()
+    assert "was given a GPU (SLURM_GPUS_ON_NODE=1)" in log, log
+    assert "tensorflow[and-cuda]" in log and ": epoch " not in log
+    assert not (workdir / target).exists()

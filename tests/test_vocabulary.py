@@ -12,6 +12,7 @@ from conftest import REPO, run_snakemake
 from leukemia_dtl.core.vocabulary import (
     AUGMENTATION_OPTIONS,
     DATA_SOURCES,
+    GPU_REQUIREMENTS,
     MODEL_OPTION_GROUPS,
     MODELS,
     NORMALIZATIONS,
@@ -38,6 +39,7 @@ MODEL_ENTRY = SCHEMA["models"]["additionalProperties"]["properties"]
         (MODEL_ENTRY["weights"]["enum"], WEIGHTS),
         (MODEL_ENTRY["normalization"]["enum"], NORMALIZATIONS),
         (SCHEMA["precision"]["enum"], PRECISIONS),
+        ([str(value).lower() for value in SCHEMA["require_gpu"]["enum"]], GPU_REQUIREMENTS),
         (SCHEMA["tuning"]["properties"]["metric"]["enum"], TUNING_METRICS),
         (list(SCHEMA["augmentation"]["properties"]), AUGMENTATION_OPTIONS),
         (list(MODEL_ENTRY), [name for group in MODEL_OPTION_GROUPS.values() for name in group]),

@@ -15,7 +15,7 @@ import sys
 import keras
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import PRECISIONS
+from leukemia_dtl.core.vocabulary import GPU_REQUIREMENTS, PRECISIONS
 
 log = logging.getLogger("leukemia_dtl")
 
@@ -58,6 +58,35 @@ def cpu_name() -> str:
 def device_description() -> str:
     """The device training or inference runs on, for the stats files."""
     return accelerator_name() or f"CPU: {cpu_name()} ({len(os.sched_getaffinity(0))} cores usable)"
+
+
+def gpus_given() -> str | None:
+    """The variable by which Slurm or CUDA says this job was given GPUs (e.g. "SLURM_GPUS_ON_NODE=1"), or None."""
+    for name in ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES"):
+        value = os.environ.get(name, "").strip()
+        # No GPU: unset, empty, a count of 0, or CUDA's "-1" / Slurm's "NoDevFiles".
+        if value and value not in ("-1", "NoDevFiles") and not (name == "SLURM_GPUS_ON_NODE" and value == "0"):
+            return f"{name}={value}"
+    return None
+
+
+def check_gpu(require_gpu: str) -> None:
+    """Stop a GPU job that would run on the CPU: with "auto" if the job was given a GPU that the Keras
+    backend cannot see, with "true" whenever the backend sees no GPU; "false" never stops."""
+    if require_gpu not in GPU_REQUIREMENTS:
+        raise UserError(f"require_gpu must be one of {list(GPU_REQUIREMENTS)}, not {require_gpu!r}. Fix the config.")
+    given = gpus_given()
+    if require_gpu == "false" or (require_gpu == "auto" and given is None) or accelerator_name() is not None:
+        return
+    situation = f"was given a GPU ({given})" if given else "must run on a GPU (require_gpu: true)"
+    raise UserError(
+        f"This job {situation}, but Keras's {backend_name()} backend sees no GPU, so it would run on the CPU, "
+        "many times slower. Likely causes: a CPU-only TensorFlow (the tensorflow-cpu wheel that `make` "
+        "installs into .venv, or tensorflow without its CUDA libraries), CUDA libraries missing from the "
+        "job's environment, or no NVIDIA driver on the node (run nvidia-smi in a job). Fix: install "
+        "tensorflow[and-cuda] of the pinned version in the environment the jobs use (or run Keras on JAX or "
+        "PyTorch with CUDA, KERAS_BACKEND), or set require_gpu: false to run on the CPU on purpose."
+    )
 
 
 def limit_cpu_threads(threads: int) -> None:
