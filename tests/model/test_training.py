@@ -8,6 +8,7 @@ and they take tens of seconds per run on two CPU cores. One short VGG-19 run che
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -219,3 +220,43 @@ def test_a_foreign_backup_dir_is_never_deleted(tmp_path):
     with pytest.raises(UserError, match="no training backup"):
         prepare_backup_dir(tmp_path, {"seed": 0})
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_a_second_trainer_of_a_running_run_stops_and_a_dead_ones_lock_is_taken_over(tmp_path, dataset):
+    """One writer per run: while a trainer runs (paused here), a second one on the same run stops at once,
+    naming it; after the first is SIGKILLed its lock is stale and the next trainer takes it over and resumes."""
+    epochs = 6
+    arguments = training_arguments(tmp_path, dataset, epochs=epochs)
+    first = launch_training(tmp_path, arguments)
+    first_log = []
+    for line in first.stderr:
+        first_log.append(line)
+        if epochs_logged([line]) == [1]:
+            # Paused, it is alive and holds the run, however fast the rest of its epochs would go.
+            first.send_signal(signal.SIGSTOP)
+            break
+    lock = Path(f"{arguments['backup_dir']}.lock")
+    assert json.loads(lock.read_text())["pid"] == first.pid
+
+    (tmp_path / "second").mkdir()
+    second = launch_training(tmp_path / "second", arguments)
+    second_log = second.stderr.read()
+    assert second.wait(timeout=60) != 0, second_log
+    assert first.poll() is None, "the second trainer outlived the first: it did not stop at once"
+    assert f"is being trained by process {first.pid} on {socket.gethostname()}" in second_log, second_log
+    assert ": epoch " not in second_log
+
+    first.send_signal(signal.SIGKILL)
+    first_log += first.stderr.readlines()
+    assert first.wait(timeout=60) == -signal.SIGKILL
+    done_before_kill = epochs_logged(first_log)[-1]
+    assert lock.exists()  # a SIGKILL leaves the lock behind
+
+    third = launch_training(tmp_path, arguments)
+    third_log = third.stderr.read()
+    assert third.wait(timeout=120) == 0, third_log
+    assert f"taking over the lock {lock}" in third_log and f"process {first.pid}" in third_log
+    assert f"resuming after epoch {done_before_kill}" in third_log
+    history = read_tsv(arguments["history_path"])
+    assert history["epoch"].tolist() == [str(epoch) for epoch in range(1, epochs + 1)]
+    assert not lock.exists()

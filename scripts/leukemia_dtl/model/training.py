@@ -24,6 +24,7 @@ import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_json, write_tsv
+from leukemia_dtl.core.run_lock import run_lock
 from leukemia_dtl.core.vocabulary import (
     HISTORY_COLUMNS,
     INDEX_FILE,
@@ -240,93 +241,95 @@ def train_model(
     batch_size, epochs, optimizer, learning_rate = (model_options[name] for name in training_options)
     options = drop_model_options(model_options, ["training"])
 
-    subsets = read_training_subsets(split_path)
-    cache = ImageCache.open(cache_dir, image_size)
-    train_batches, val_batches = training_batches(cache, subsets, batch_size, seed)
-    model = build_seeded_classifier(model_name, options, cache, subsets, image_size, augmentation, seed)
-    compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
-
     backup_dir = Path(backup_dir)
-    run_config = {
-        "model_name": model_name,
-        "model_options": dict(model_options),
-        "augmentation": dict(augmentation or {}),
-        "image_size": image_size,
-        "seed": seed,
-        "precision": policy,
-        "split_sha256": file_digest(split_path),
-        "cache_index_sha256": file_digest(Path(cache_dir) / INDEX_FILE),
-    }
-    prepare_backup_dir(backup_dir, run_config)
-    history_csv = backup_dir / "history.csv"
     run_name = f"{model_name} seed {seed}"
-    train_images = len(subsets["train"])
-    progress = TrainingProgress(run_name, epochs, train_images)
-    log.info(
-        "%s: %d train / %d val images of %dpx, batch %d, %d epochs, %s on %s (%s, %s)",
-        run_name,
-        train_images,
-        len(subsets["val"]),
-        image_size,
-        batch_size,
-        epochs,
-        optimizer,
-        backend.device_description(),
-        backend.backend_name(),
-        policy,
-    )
-    model.fit(
-        train_batches,
-        validation_data=val_batches,
-        epochs=epochs,
-        # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
-        shuffle=False,
-        verbose=0,
-        callbacks=[
-            keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
-            progress.timing_callback(),
-            keras.callbacks.CSVLogger(str(history_csv), append=True),
-            # delete_checkpoint=False: a kill between the end of fit and the outputs must not lose the run.
-            keras.callbacks.BackupAndRestore(backup_dir / "state", double_checkpoint=True, delete_checkpoint=False),
-            progress.logging_callback(),
-        ],
-    )
+    # Before anything reads or clears the resume state: a second job on this run stops here.
+    with run_lock(backup_dir.with_name(f"{backup_dir.name}.lock"), run_name):
+        subsets = read_training_subsets(split_path)
+        cache = ImageCache.open(cache_dir, image_size)
+        train_batches, val_batches = training_batches(cache, subsets, batch_size, seed)
+        model = build_seeded_classifier(model_name, options, cache, subsets, image_size, augmentation, seed)
+        compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
 
-    history = read_history(history_csv, epochs)
-    save_model(model, model_path)
-    write_tsv(history, history_path)
-    stats = {
-        "model": model_name,
-        "seed": seed,
-        # The options trained with: the config entry, or with tuned values over it.
-        "model_options": dict(model_options),
-        "wall_seconds": time.perf_counter() - started,
-        "training_seconds": float(history["epoch_seconds"].sum()),
-        "seconds_per_epoch": float(history["epoch_seconds"].mean()),
-        "images_per_second": float(train_images * epochs / history["train_seconds"].sum()),
-        "train_images": train_images,
-        "val_images": len(subsets["val"]),
-        "batch_size": batch_size,
-        "image_size": image_size,
-        "epochs_run": progress.epochs_run,
-        "resumed_from_epoch": epochs - progress.epochs_run,
-        "params_total": model.count_params(),
-        "params_trainable": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
-        "model_file_mb": Path(model_path).stat().st_size / 2**20,
-        "peak_host_memory_mb": backend.peak_host_memory_mb(),
-        "peak_accelerator_memory_mb": backend.peak_accelerator_memory_mb(),
-        "device": backend.device_description(),
-        "keras_backend": backend.backend_name(),
-        "precision": policy,
-        **backend.slurm_context(),
-    }
-    write_json(stats, stats_path)
-    shutil.rmtree(backup_dir)
-    log.info(
-        "%s: done in %.0f s, %.1f s/epoch, %.0f img/s",
-        run_name,
-        stats["wall_seconds"],
-        stats["seconds_per_epoch"],
-        stats["images_per_second"],
-    )
-    return stats
+        run_config = {
+            "model_name": model_name,
+            "model_options": dict(model_options),
+            "augmentation": dict(augmentation or {}),
+            "image_size": image_size,
+            "seed": seed,
+            "precision": policy,
+            "split_sha256": file_digest(split_path),
+            "cache_index_sha256": file_digest(Path(cache_dir) / INDEX_FILE),
+        }
+        prepare_backup_dir(backup_dir, run_config)
+        history_csv = backup_dir / "history.csv"
+        train_images = len(subsets["train"])
+        progress = TrainingProgress(run_name, epochs, train_images)
+        log.info(
+            "%s: %d train / %d val images of %dpx, batch %d, %d epochs, %s on %s (%s, %s)",
+            run_name,
+            train_images,
+            len(subsets["val"]),
+            image_size,
+            batch_size,
+            epochs,
+            optimizer,
+            backend.device_description(),
+            backend.backend_name(),
+            policy,
+        )
+        model.fit(
+            train_batches,
+            validation_data=val_batches,
+            epochs=epochs,
+            # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
+            shuffle=False,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
+                progress.timing_callback(),
+                keras.callbacks.CSVLogger(str(history_csv), append=True),
+                # delete_checkpoint=False: a kill between the end of fit and the outputs must not lose the run.
+                keras.callbacks.BackupAndRestore(backup_dir / "state", double_checkpoint=True, delete_checkpoint=False),
+                progress.logging_callback(),
+            ],
+        )
+
+        history = read_history(history_csv, epochs)
+        save_model(model, model_path)
+        write_tsv(history, history_path)
+        stats = {
+            "model": model_name,
+            "seed": seed,
+            # The options trained with: the config entry, or with tuned values over it.
+            "model_options": dict(model_options),
+            "wall_seconds": time.perf_counter() - started,
+            "training_seconds": float(history["epoch_seconds"].sum()),
+            "seconds_per_epoch": float(history["epoch_seconds"].mean()),
+            "images_per_second": float(train_images * epochs / history["train_seconds"].sum()),
+            "train_images": train_images,
+            "val_images": len(subsets["val"]),
+            "batch_size": batch_size,
+            "image_size": image_size,
+            "epochs_run": progress.epochs_run,
+            "resumed_from_epoch": epochs - progress.epochs_run,
+            "params_total": model.count_params(),
+            "params_trainable": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
+            "model_file_mb": Path(model_path).stat().st_size / 2**20,
+            "peak_host_memory_mb": backend.peak_host_memory_mb(),
+            "peak_accelerator_memory_mb": backend.peak_accelerator_memory_mb(),
+            "device": backend.device_description(),
+            "keras_backend": backend.backend_name(),
+            "precision": policy,
+            **backend.slurm_context(),
+        }
+        write_json(stats, stats_path)
+        shutil.rmtree(backup_dir)
+        log.info(
+            "%s: done in %.0f s, %.1f s/epoch, %.0f img/s",
+            run_name,
+            stats["wall_seconds"],
+            stats["seconds_per_epoch"],
+            stats["images_per_second"],
+        )
+        return stats
