@@ -141,6 +141,15 @@ def dataset_listing():
         raise WorkflowError(str(error)) from None
 
 
+def gpu_resources(gpus=1):
+    """The GPU request of a GPU rule, the one place that says how: config gpu_request gpus -> resource
+    gpu (Slurm --gpus, and the local profile's GPU slot), gres -> resource gres (Slurm --gres=gpu:N).
+    """
+    if config["gpu_request"] == "gres":
+        return {"gres": f"gpu:{gpus}"}
+    return {"gpu": gpus}
+
+
 def gpu_requirement():
     """config require_gpu as the GPU rules' resource "auto", "true" or "false": a resource, not a param,
     because it decides whether a job may run, never what it computes, so changing it reruns nothing.

@@ -37,7 +37,7 @@ rule train_model:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        **gpu_resources(),
         require_gpu=gpu_requirement(),
         mem_mb=32000,
         runtime=720,
@@ -73,7 +73,7 @@ rule predict_model:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        **gpu_resources(),
         require_gpu=gpu_requirement(),
         mem_mb=16000,
         runtime=120,

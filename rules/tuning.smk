@@ -29,7 +29,7 @@ rule extract_features:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        **gpu_resources(),
         require_gpu=gpu_requirement(),
         mem_mb=32000,
         runtime=60,
@@ -54,7 +54,7 @@ rule tune_model:
         "../envs/train.yaml"
     threads: 1
     resources:
-        gpu=1,
+        **gpu_resources(),
         require_gpu=gpu_requirement(),
         mem_mb=16000,
         runtime=240,

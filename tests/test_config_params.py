@@ -17,6 +17,7 @@ NOT_PARAMS = {
     "seeds": "are the {seed} wildcards of the targets",
     "hyperparameters": "adds the tuning selection to the training jobs' inputs",
     "require_gpu": "is a resource of the GPU rules: whether a job may run without a GPU, never what it computes",
+    "gpu_request": "is a resource of the GPU rules: how they ask Slurm for a GPU, never what they compute",
 }
 CONFIG_REFERENCE = re.compile(r'config((?:\["\w+"\])+)')
 

@@ -12,9 +12,14 @@ because a run whose last finished job failed waits one more polling interval bef
 from __future__ import annotations
 
 import json
+import logging
+import re
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -30,9 +35,11 @@ SNAKEFILE = textwrap.dedent(
     rule all:
         input: "gpu_env.txt", "local_env.txt", "never.txt"
 
-    # Named like the workflow's GPU rule, so the profiles' set-resources apply to it.
+    # Named like the workflow's GPU rule, so the test overlay's set-resources apply to it; like it, it asks
+    # for a GPU, and the profile's partitions.yaml sends it to the gpu partition.
     rule train_model:
         output: "gpu_env.txt"
+        resources: gpu=1
         shell:
             "for v in SLURM_JOB_ID SLURM_JOB_PARTITION CUDA_VISIBLE_DEVICES SLURM_JOB_GPUS "
             "SLURM_STEP_GPUS SLURM_GPUS SLURM_GPUS_ON_NODE GPU_DEVICE_ORDINAL; do "
@@ -65,26 +72,92 @@ def slurm_run(slurm_cluster, tmp_path_factory):
     return workdir, res, seconds
 
 
-def test_profiles_declare_gpu_rules():
-    """The real Slurm profile sends the GPU rules to a GPU partition with one GPU (no cluster needed)."""
+def test_the_slurm_profile_leaves_partitions_to_the_partition_file():
+    """No rule or resource names a partition: the plugin picks it per job from profiles/slurm/partitions.yaml,
+    so overriding a GPU rule's resources cannot send it to a CPU partition (no cluster needed)."""
     slurm = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm"
     assert slurm["rerun-incomplete"] is True
-    for key in ("slurm_account", "slurm_partition", "runtime", "mem_mb", "cpus_per_task"):
+    assert slurm["slurm-partition-config"] == "partitions.yaml"
+    partitions = yaml.safe_load((REPO / "profiles/slurm" / slurm["slurm-partition-config"]).read_text())["partitions"]
+    assert any(limits.get("max_gpu", 0) > 0 for limits in partitions.values())
+    assert any(limits.get("max_gpu", 0) == 0 for limits in partitions.values())
+    for key in ("slurm_account", "runtime", "mem_mb", "cpus_per_task"):
         assert key in slurm["default-resources"], key
-    for rule in GPU_RULES:
-        res = slurm["set-resources"][rule]
-        assert res.get("gpu") == 1 or "gpu" in str(res.get("gres", "")), rule
-        for key in ("slurm_partition", "cpus_per_task", "mem_mb", "runtime"):
-            assert key in res, (rule, key)
+    overlay = yaml.safe_load((REPO / "tests/slurm/test_overlay/config.yaml").read_text())
+    assert overlay["slurm-status-command"] == "squeue"
+    for profile in (slurm, overlay):
+        assert "slurm_partition" not in profile.get("default-resources", {})
+        assert all("slurm_partition" not in res for res in profile.get("set-resources", {}).values())
     local = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
     assert local["cores"] == "all"
     assert local["resources"] == {"gpu": 1}
-    overlay = yaml.safe_load((REPO / "tests/slurm/test_overlay/config.yaml").read_text())
-    assert overlay["slurm-status-command"] == "squeue"
-    assert set(overlay["set-resources"]) == set(slurm["set-resources"])
-    for rule in GPU_RULES:
-        assert overlay["set-resources"][rule]["gpu"] == slurm["set-resources"][rule]["gpu"]
+
+
+def dry_run_jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job a dry-run would submit (local rules left out)."""
+    jobs = []
+    for block in re.split(r"^rule ", output, flags=re.MULTILINE)[1:]:
+        rule = block.split(":", 1)[0]
+        line = re.search(r"^    resources: (.*)$", block, re.MULTILINE)
+        jobs.append((rule, dict(item.split("=", 1) for item in line[1].split(", "))))
+    return jobs
+
+
+def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
+    """A site overriding one GPU rule's resources, as a new user would (--profile profiles/slurm --profile
+    my-site): every job of the paper study still gets the partition the plugin picks from partitions.yaml,
+    GPU jobs one with GPUs, CPU jobs one without; the same for the --gres route."""
+    from snakemake_executor_plugin_slurm import Executor
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+
+    site = tmp_path / "my-site"
+    site.mkdir()
+    (site / "config.yaml").write_text(yaml.safe_dump({"set-resources": {"train_model": {"runtime": 1440}}}))
+    partition_file = REPO / "profiles/slurm/partitions.yaml"
+    limits = yaml.safe_load(partition_file.read_text())["partitions"]
+    plugin = SimpleNamespace(
+        _partitions=read_partition_file(partition_file), logger=logging.getLogger(), _fallback_partition=""
+    )
+    for gpu_request, asks_for_gpu in (("gpus", "gpu"), ("gres", "gres")):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                str(REPO / "Snakefile"),
+                "-d",
+                str(tmp_path / gpu_request),
+                "-n",
+                "--profile",
+                str(REPO / "profiles/slurm"),
+                "--profile",
+                str(site),
+                "--configfile",
+                str(REPO / "config/config.yaml"),
+                "--config",
+                "split={'schemes': ['random', 'patient']}",
+                "hyperparameters=tuned",
+                f"gpu_request={gpu_request}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        jobs = dry_run_jobs(result.stdout)
+        assert {rule for rule, _ in jobs} >= {*GPU_RULES, "inventory", "build_image_cache", "compare_models"}
+        for rule, resources in jobs:
+            job = SimpleNamespace(name=rule, resources=resources, threads=1)
+            partition = Executor.get_partition_arg(plugin, job).removeprefix(" -p ")
+            needs_gpu = limits[partition].get("max_gpu", 0) > 0
+            assert needs_gpu == (rule in GPU_RULES), (gpu_request, rule, partition, resources)
+            if rule in GPU_RULES:
+                # One GPU request, never both: the plugin would emit --gpus and --gres.
+                assert [key for key in ("gpu", "gres") if key in resources] == [asks_for_gpu]
+        assert dict(jobs)["train_model"]["runtime"] == "1440"
 
 
 @pytest.mark.slurm
@@ -171,19 +244,29 @@ def test_demo_training_job_ran_in_slurm_with_a_gpu(slurm_cluster, demo_through_s
     assert stats["CUDA_VISIBLE_DEVICES"] == "0"
     job = slurm_cluster.run("scontrol", "show", "job", stats["SLURM_JOB_ID"]).stdout
     assert "TresPerJob=gres:gpu:1" in job, job
-    # CPU stages went to the default partition; the demo archive is a local rule and never reached Slurm.
+    # The demo archive is a local rule and never reached Slurm.
     assert "rule_build_image_cache" in res.stdout and "rule_generate_demo_archive" not in res.stdout
     assert "localrule generate_demo_archive" in res.stdout
+    # Every job the plugin submitted went where partitions.yaml sends it: GPU rules to gpu, the rest to cpu.
+    partitions = {}
+    for job in slurm_cluster.run("scontrol", "show", "job").stdout.split("\n\n"):
+        rule = re.search(r"Comment=rule_(\w+?)(?:_wildcards\S*)?\s", job)
+        if rule:
+            partitions.setdefault(rule[1], set()).add(re.search(r"Partition=(\S+)", job)[1])
+    assert {"inventory", "split_dataset", "build_image_cache", "train_model"} <= set(partitions), partitions
+    for rule, used in partitions.items():
+        assert used == ({"gpu"} if rule in GPU_RULES else {"cpu"}), (rule, used)
 
 
 @pytest.mark.slurm
 @pytest.mark.workflow
 def test_a_gpu_job_whose_keras_sees_no_gpu_stops_at_once(slurm_cluster, demo_through_slurm):
     """The fake GPU is a GPU to Slurm but not to Keras: with require_gpu: auto (the overlay's "false" taken
-    back for this one job) the training job stops before its first epoch, saying why."""
+    back for this one job) the training job stops before its first epoch, saying why. It asks for its GPU
+    the --gres way (config gpu_request: gres), which the partition file routes to the gpu partition too."""
     workdir, _ = demo_through_slurm
     target = DEMO_TRAINING.replace("seed0", "seed1")
-    train = {"slurm_partition": "gpu", "gpu": 1, "cpus_per_task": 1, "mem_mb": 500, "runtime": 10}
+    train = {"require_gpu": "auto", "cpus_per_task": 1, "mem_mb": 500, "runtime": 10}
     res = slurm_cluster.snakemake(
         target,
         "-s",
@@ -191,13 +274,18 @@ def test_a_gpu_job_whose_keras_sees_no_gpu_stops_at_once(slurm_cluster, demo_thr
         "--configfile",
         str(REPO / "config/demo.yaml"),
         str(workdir / "small.yaml"),
+        "--config",
+        "gpu_request=gres",
         "--set-resources",
-        *(f"train_model:{key}={value}" for key, value in {**train, "require_gpu": "auto"}.items()),
+        *(f"train_model:{key}={value}" for key, value in train.items()),
         cwd=workdir,
         timeout=240,
     )
     assert res.returncode != 0, res.stdout[-3000:]
     log = (workdir / "results/logs/train_model/random/vgg19/seed1.log").read_text()
-    assert "was given a GPU (SLURM_GPUS_ON_NODE=1)" in log, log
+    assert "was given a GPU (" in log, log
     assert "tensorflow[and-cuda]" in log and ": epoch " not in log
     assert not (workdir / target).exists()
+    jobs = slurm_cluster.run("scontrol", "show", "job").stdout.split("\n\n")
+    (job,) = [job for job in jobs if re.search(r"Comment=rule_train_model_wildcards_\S*_1\s", job)]
+    assert "Partition=gpu" in job and "TresPerNode=gres" in job and "TresPerJob" not in job, job

@@ -12,6 +12,7 @@ from conftest import REPO, run_snakemake
 from leukemia_dtl.core.vocabulary import (
     AUGMENTATION_OPTIONS,
     DATA_SOURCES,
+    GPU_REQUESTS,
     GPU_REQUIREMENTS,
     MODEL_OPTION_GROUPS,
     MODELS,
@@ -40,6 +41,7 @@ MODEL_ENTRY = SCHEMA["models"]["additionalProperties"]["properties"]
         (MODEL_ENTRY["normalization"]["enum"], NORMALIZATIONS),
         (SCHEMA["precision"]["enum"], PRECISIONS),
         ([str(value).lower() for value in SCHEMA["require_gpu"]["enum"]], GPU_REQUIREMENTS),
+        (SCHEMA["gpu_request"]["enum"], GPU_REQUESTS),
         (SCHEMA["tuning"]["properties"]["metric"]["enum"], TUNING_METRICS),
         (list(SCHEMA["augmentation"]["properties"]), AUGMENTATION_OPTIONS),
         (list(MODEL_ENTRY), [name for group in MODEL_OPTION_GROUPS.values() for name in group]),

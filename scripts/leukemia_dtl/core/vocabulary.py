@@ -87,6 +87,8 @@ NORMALIZATIONS = ("model", "unit")
 # Config name -> class name in keras.optimizers.
 OPTIMIZERS = {"adamax": "Adamax", "adam": "Adam", "rmsprop": "RMSprop"}
 AUGMENTATION_OPTIONS = ("horizontal_flip", "rotation_degrees", "shift", "zoom")
+# Config `gpu_request`: how the GPU rules ask for a GPU (resource gpu -> --gpus, resource gres -> --gres).
+GPU_REQUESTS = ("gpus", "gres")
 # Config `require_gpu`, as the GPU rules receive it (a resource string).
 GPU_REQUIREMENTS = ("auto", "true", "false")
 # Config `precision` -> Keras dtype policy.
