@@ -2,6 +2,7 @@
 requirements.txt pins, and the data and evaluation code runs without Keras."""
 
 import importlib.metadata
+import json
 import re
 import subprocess
 import sys
@@ -53,13 +54,9 @@ def distributions(modules: set[str]) -> set[str]:
 
 def env_packages(env_file: Path) -> set[str]:
     """Normalised PyPI names of an env's conda and `pip:` dependencies."""
-    names = set()
-    for dependency in yaml.safe_load(env_file.read_text())["dependencies"]:
-        specs = dependency["pip"] if isinstance(dependency, dict) else [dependency]
-        for spec in specs:
-            name = normalized(re.split(r"[=<>\[ ]", spec, maxsplit=1)[0])
-            names.add(PYPI_NAME.get(name, name))
-    return names
+    conda, pip = env_spec(env_file)
+    names = {normalized(re.split(r"[=<>\[ ]", spec, maxsplit=1)[0]) for spec in conda + pip}
+    return {PYPI_NAME.get(name, name) for name in names}
 
 
 RULE_ENVIRONMENTS = rule_environments()
@@ -95,32 +92,98 @@ def test_the_import_walk_sees_function_level_imports_and_python_m():
     assert "kaggle" in third_party_imports(REPO / "scripts" / "download_kaggle.py")
 
 
-def requirement_pins():
+def pins_in(lines) -> dict[str, str]:
+    """{normalised name: version} of the ``name==version`` lines (extras such as [and-cuda] dropped)."""
     pins = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
+    for line in lines:
+        match = re.match(r"^([A-Za-z0-9_.-]+)(\[[\w,-]+\])?==(\S+)$", line.strip())
         if match:
-            pins[normalized(match[1])] = match[2]
+            pins[normalized(match[1])] = match[3]
     return pins
 
 
-def test_every_conda_pin_agrees_with_requirements():
-    pins = requirement_pins()
+def requirement_lines(name: str) -> list[str]:
+    return [line for line in (REPO / name).read_text().splitlines() if line and not line.startswith("#")]
+
+
+def env_spec(env_file: Path) -> tuple[list[str], list[str]]:
+    """An env file's conda dependencies and its pip: section."""
+    conda, pip = [], []
+    for dependency in yaml.safe_load(env_file.read_text())["dependencies"]:
+        if isinstance(dependency, dict):
+            pip += dependency["pip"]
+        else:
+            conda.append(dependency)
+    return conda, pip
+
+
+ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+
+
+def test_requirements_and_every_env_agree_on_every_pin():
+    pins = pins_in(requirement_lines("requirements.txt"))
+    gpu_lines = requirement_lines("requirements-gpu.txt")
+    # The GPU venv: the same packages and versions, TensorFlow's CUDA build for the CPU build.
+    cpu_lines = [line.replace("tensorflow[and-cuda]==", "tensorflow-cpu==") for line in gpu_lines]
+    assert cpu_lines == requirement_lines("requirements.txt")
+    assert "tensorflow[and-cuda]==" + pins["tensorflow-cpu"] in gpu_lines
     checked = 0
-    for env in sorted((REPO / "envs").glob("*.yaml")):
-        spec = yaml.safe_load(env.read_text())
-        assert spec["channels"][0] == "conda-forge", env.name
-        for dependency in spec["dependencies"]:
-            if isinstance(dependency, dict):  # a pip: section, pinned with ==
-                continue
-            name, _, version = dependency.partition("=")
-            if name in NOT_IMPORTED:
-                continue
-            pypi = PYPI_NAME.get(name, name)
-            assert pypi in pins, f"{env.name}: {name} is not pinned in requirements.txt"
-            assert version == pins[pypi], f"{env.name}: {name}={version}, requirements.txt has {pins[pypi]}"
+    for env in ENV_FILES:
+        conda, pip = env_spec(env)
+        assert yaml.safe_load(env.read_text())["channels"][0] == "conda-forge", env.name
+        assert conda == ["python=3.11", "pip"], f"{env.name}: conda provides only Python and pip"
+        for name, version in pins_in(pip).items():
+            pinned = PYPI_NAME.get(name, name)
+            assert pinned in pins, f"{env.name}: {name} is not pinned in requirements.txt"
+            assert version == pins[pinned], f"{env.name}: {name}=={version}, requirements.txt has {pins[pinned]}"
             checked += 1
-    assert checked >= 10
+        assert len(pins_in(pip)) == len(pip), f"{env.name}: every pip package is pinned with =="
+    assert checked >= 15
+    assert "tensorflow[and-cuda]==" + pins["tensorflow-cpu"] in env_spec(REPO / "envs" / "train.yaml")[1]
+
+
+def resolve(requirements: list[str], tmp_path: Path) -> dict[str, str]:
+    """What pip would install for ``requirements`` from the package registry: {name: version}."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    installs = json.loads(report.read_text())["install"]
+    return {normalized(item["metadata"]["name"]): item["metadata"]["version"] for item in installs}
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("env", [env.name for env in ENV_FILES])
+def test_each_environment_resolves_against_the_registry(env, tmp_path):
+    _, pip = env_spec(REPO / "envs" / env)
+    resolved = resolve(pip, tmp_path)
+    for name, version in pins_in(pip).items():
+        assert resolved[name] == version
+    if env == "train.yaml":
+        assert any(name.startswith("nvidia-cudnn") for name in resolved), "the CUDA build brings cuDNN"
+
+
+@pytest.mark.registry
+def test_the_gpu_venv_resolves_against_the_registry(tmp_path):
+    lines = requirement_lines("requirements-gpu.txt")
+    resolved = resolve(lines, tmp_path)
+    assert resolved["tensorflow"] == pins_in(lines)["tensorflow"]
+    assert "tensorflow-cpu" not in resolved and any(name.startswith("nvidia-cudnn") for name in resolved)
 
 
 def test_every_rule_names_a_conda_environment_that_exists():
