@@ -17,12 +17,15 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from leukemia_dtl.core.fileio import read_tsv
 
 REPO = Path(__file__).resolve().parent.parent
 GPU_RULES = ("train_model", "predict_model", "extract_features", "tune_model")
@@ -289,3 +292,54 @@ def test_a_gpu_job_whose_keras_sees_no_gpu_stops_at_once(slurm_cluster, demo_thr
     jobs = slurm_cluster.run("scontrol", "show", "job").stdout.split("\n\n")
     (job,) = [job for job in jobs if re.search(r"Comment=rule_train_model_wildcards_\S*_1\s", job)]
     assert "Partition=gpu" in job and "TresPerNode=gres" in job and "TresPerJob" not in job, job
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_a_cancelled_training_job_is_retried_and_continues_from_its_last_epoch(slurm_cluster, demo_through_slurm):
+    """scancel ends a training job in the middle, as a time limit or preemption would; Snakemake retries it
+    (retries: 1, the real profile's value) and the new Slurm job takes the dead job's run lock over and
+    continues from the last finished epoch, to a history with every epoch once."""
+    workdir, _ = demo_through_slurm
+    run = "results/models/random/efficientnetb3/seed0"
+    log = workdir / "results/logs/train_model/random/efficientnetb3/seed0.log"
+    outcome = {}
+    snakemake = threading.Thread(
+        target=lambda: outcome.update(
+            result=slurm_cluster.snakemake(
+                f"{run}/train_stats.json",
+                "-s",
+                str(REPO / "Snakefile"),
+                "--configfile",
+                str(REPO / "config/demo.yaml"),
+                str(workdir / "small.yaml"),
+                "--retries",
+                "1",
+                cwd=workdir,
+                timeout=420,
+            )
+        )
+    )
+    snakemake.start()
+    deadline = time.monotonic() + 300
+    while not (log.exists() and ": epoch 2/" in log.read_text()):
+        assert snakemake.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.5)
+    running = [
+        job
+        for job in slurm_cluster.run("scontrol", "show", "job").stdout.split("\n\n")
+        if "Comment=rule_train_model" in job and "JobState=RUNNING" in job
+    ]
+    cancelled = re.search(r"JobId=(\d+)", running[0])[1]
+    slurm_cluster.run("scancel", cancelled)
+    snakemake.join(timeout=450)
+    result = outcome["result"]
+    assert result.returncode == 0, result.stdout[-4000:]
+
+    stats = json.loads((workdir / run / "train_stats.json").read_text())
+    assert stats["SLURM_JOB_ID"] != cancelled and stats["resumed_from_epoch"] >= 2, stats
+    history = read_tsv(workdir / run / "history.tsv")
+    assert history["epoch"].tolist() == [str(epoch) for epoch in range(1, len(history) + 1)]
+    retried_log = log.read_text()
+    assert "taking over the lock" in retried_log and f"Slurm job {cancelled}" in retried_log, retried_log
+    assert f"resuming after epoch {stats['resumed_from_epoch']}" in retried_log
