@@ -231,6 +231,35 @@ def uses_feature_fast_path(model):
     return frozen and not config["tuning"]["augmentation"]
 
 
+# The group of the fast-path tuning jobs: each fits a small head on features for seconds to minutes on
+# one CPU, so a cluster profile submits many as one job (group-components in profiles/slurm).
+HEAD_TUNING_GROUP = "head_tuning"
+
+
+def tuning_group(wildcards):
+    """Fast-path configurations go to Slurm in groups; a configuration trained on images stays one GPU job."""
+    return HEAD_TUNING_GROUP if uses_feature_fast_path(wildcards.model) else None
+
+
+def tuning_resources():
+    """tune_model's resources per job: the fast path asks for no GPU, one CPU and minutes; the image path
+    for a GPU (as gpu_resources asks) and hours."""
+
+    def image_path(value_on_images, value_on_features):
+        return lambda wildcards: (
+            value_on_features
+            if uses_feature_fast_path(wildcards.model)
+            else value_on_images
+        )
+
+    ((gpu_key, gpu_value),) = gpu_resources().items()
+    return {
+        gpu_key: image_path(gpu_value, 0 if gpu_key == "gpu" else ""),
+        "mem_mb": image_path(16000, 4000),
+        "runtime": image_path(240, 30),
+    }
+
+
 def tuning_inputs(wildcards):
     inputs = {"split": SPLIT.format(scheme=wildcards.scheme)}
     if uses_feature_fast_path(wildcards.model):

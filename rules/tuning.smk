@@ -50,14 +50,14 @@ rule tune_model:
         result=tune_result(),
     log:
         log_file(f"tune_model/{{scheme}}/{{model}}/{TUNING_GRID.wildcard_pattern}"),
+    group:
+        tuning_group
     conda:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources(),
+        **tuning_resources(),
         require_gpu=gpu_requirement(),
-        mem_mb=16000,
-        runtime=240,
     params:
         model_name="{model}",
         model_options=lambda wildcards: untuned_options(wildcards.model),

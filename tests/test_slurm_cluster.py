@@ -100,9 +100,10 @@ def test_the_slurm_profile_leaves_partitions_to_the_partition_file():
 def dry_run_jobs(output: str) -> list[tuple[str, dict]]:
     """(rule, resources) of every job a dry-run would submit (local rules left out)."""
     jobs = []
-    for block in re.split(r"^rule ", output, flags=re.MULTILINE)[1:]:
+    # Jobs of a group job are indented under it.
+    for block in re.split(r"^ *rule ", output, flags=re.MULTILINE)[1:]:
         rule = block.split(":", 1)[0]
-        line = re.search(r"^    resources: (.*)$", block, re.MULTILINE)
+        line = re.search(r"^ +resources: (.*)$", block, re.MULTILINE)
         jobs.append((rule, dict(item.split("=", 1) for item in line[1].split(", "))))
     return jobs
 
@@ -155,12 +156,17 @@ def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
         for rule, resources in jobs:
             job = SimpleNamespace(name=rule, resources=resources, threads=1)
             partition = Executor.get_partition_arg(plugin, job).removeprefix(" -p ")
-            needs_gpu = limits[partition].get("max_gpu", 0) > 0
-            assert needs_gpu == (rule in GPU_RULES), (gpu_request, rule, partition, resources)
+            asks = resources.get("gpu", "0") != "0" or "gpu" in resources.get("gres", "")
+            assert (limits[partition].get("max_gpu", 0) > 0) == asks, (gpu_request, rule, partition, resources)
+            # Every GPU rule asks for a GPU but the fast path's tuning jobs, which fit a head on features.
+            assert asks == (rule in GPU_RULES and rule != "tune_model"), (rule, resources)
             if rule in GPU_RULES:
                 # One GPU request, never both: the plugin would emit --gpus and --gres.
                 assert [key for key in ("gpu", "gres") if key in resources] == [asks_for_gpu]
         assert dict(jobs)["train_model"]["runtime"] == "1440"
+        # The paper grid for both schemes: 432 configurations in 8 submissions of the head_tuning group.
+        assert [rule for rule, _ in jobs].count("tune_model") == 432
+        assert result.stdout.count("Group job head_tuning") == 8
 
 
 @pytest.mark.slurm
@@ -343,3 +349,34 @@ def test_a_cancelled_training_job_is_retried_and_continues_from_its_last_epoch(s
     retried_log = log.read_text()
     assert "taking over the lock" in retried_log and f"Slurm job {cancelled}" in retried_log, retried_log
     assert f"resuming after epoch {stats['resumed_from_epoch']}" in retried_log
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_the_grid_search_reaches_slurm_in_batches_without_gpus(slurm_cluster, demo_through_slurm):
+    """The demo grid (2 models x 4 configurations on the random split) on the fast path: 8 tuning jobs in
+    ceil(8 / 3) = 3 submissions with --group-components head_tuning=3, on the CPU partition; the two
+    feature extractions stay GPU jobs."""
+    workdir, _ = demo_through_slurm
+    res = slurm_cluster.snakemake(
+        "tune",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        str(workdir / "small.yaml"),
+        "--group-components",
+        "head_tuning=3",
+        cwd=workdir,
+        timeout=420,
+    )
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert len(list((workdir / "results/tuning/random").glob("*/*/*/*/*/validation.json"))) == 8
+    jobs = slurm_cluster.run("scontrol", "show", "job").stdout.split("\n\n")
+    batches = [job for job in jobs if "Comment=rule_head_tuning" in job]
+    assert len(batches) == 3, batches
+    for job in batches:
+        assert "Partition=cpu" in job and "gres:gpu" not in job and "JobState=COMPLETED" in job, job
+    assert not [job for job in jobs if "Comment=rule_tune_model" in job]
+    extractions = [job for job in jobs if "Comment=rule_extract_features" in job]
+    assert len(extractions) == 2 and all("Partition=gpu" in job for job in extractions)
