@@ -168,6 +168,35 @@ def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
         assert [rule for rule, _ in jobs].count("tune_model") == 432
         assert result.stdout.count("Group job head_tuning") == 8
 
+    # Tuning on images (augmentation on): every configuration is a GPU job of its own.
+    (tmp_path / "images.yaml").write_text(yaml.safe_dump({"tuning": {"augmentation": True}}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path / "images"),
+            "-n",
+            "tune",
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            str(tmp_path / "images.yaml"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tuning = [resources for rule, resources in dry_run_jobs(result.stdout) if rule == "tune_model"]
+    assert len(tuning) == 216 and all(resources["gpu"] == "1" for resources in tuning)
+    assert "Group job" not in result.stdout
+
 
 @pytest.mark.slurm
 @pytest.mark.workflow
