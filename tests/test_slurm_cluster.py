@@ -108,6 +108,13 @@ def dry_run_jobs(output: str) -> list[tuple[str, dict]]:
     return jobs
 
 
+def slurm_dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """A dry-run of the project's workflow with the real Slurm profile (no cluster needed) and ``args``."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n"]
+    command += ["--profile", str(REPO / "profiles/slurm"), *args]
+    return subprocess.run(command, cwd=workdir.parent, capture_output=True, text=True, timeout=300)
+
+
 def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
     """A site overriding one GPU rule's resources, as a new user would (--profile profiles/slurm --profile
     my-site): every job of the paper study still gets the partition the plugin picks from partitions.yaml,
@@ -124,31 +131,16 @@ def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
         _partitions=read_partition_file(partition_file), logger=logging.getLogger(), _fallback_partition=""
     )
     for gpu_request, asks_for_gpu in (("gpus", "gpu"), ("gres", "gres")):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "-s",
-                str(REPO / "Snakefile"),
-                "-d",
-                str(tmp_path / gpu_request),
-                "-n",
-                "--profile",
-                str(REPO / "profiles/slurm"),
-                "--profile",
-                str(site),
-                "--configfile",
-                str(REPO / "config/config.yaml"),
-                "--config",
-                "split={'schemes': ['random', 'patient']}",
-                "hyperparameters=tuned",
-                f"gpu_request={gpu_request}",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        result = slurm_dry_run(
+            tmp_path / gpu_request,
+            "--profile",
+            str(site),
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            "--config",
+            "split={'schemes': ['random', 'patient']}",
+            "hyperparameters=tuned",
+            f"gpu_request={gpu_request}",
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         jobs = dry_run_jobs(result.stdout)
@@ -170,27 +162,8 @@ def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
 
     # Tuning on images (augmentation on): every configuration is a GPU job of its own.
     (tmp_path / "images.yaml").write_text(yaml.safe_dump({"tuning": {"augmentation": True}}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(tmp_path / "images"),
-            "-n",
-            "tune",
-            "--profile",
-            str(REPO / "profiles/slurm"),
-            "--configfile",
-            str(REPO / "config/config.yaml"),
-            str(tmp_path / "images.yaml"),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = slurm_dry_run(
+        tmp_path / "images", "tune", "--configfile", str(REPO / "config/config.yaml"), str(tmp_path / "images.yaml")
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     tuning = [resources for rule, resources in dry_run_jobs(result.stdout) if rule == "tune_model"]
