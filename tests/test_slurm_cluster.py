@@ -224,6 +224,12 @@ def test_failing_slurm_job_fails_the_run(slurm_run):
 DEMO_TRAINING = "results/models/random/vgg19/seed0/train_stats.json"
 
 
+def run_demo(slurm_cluster, workdir: Path, *args: str, **options) -> subprocess.CompletedProcess:
+    """The project's workflow on the demo config, narrowed by ``workdir/small.yaml``, through the cluster."""
+    demo = ("-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/demo.yaml"), str(workdir / "small.yaml"))
+    return slurm_cluster.snakemake(*args[:1], *demo, *args[1:], cwd=workdir, **options)
+
+
 @pytest.fixture(scope="module")
 def demo_through_slurm(slurm_cluster, tmp_path_factory):
     """The project's own workflow on the demo data through Slurm, up to one training job."""
@@ -231,14 +237,10 @@ def demo_through_slurm(slurm_cluster, tmp_path_factory):
     # hyperparameters: config keeps the demo's tuning out: one training job is the point here.
     small = {"split": {"schemes": ["random"]}, "models": {"vgg19": {"epochs": 1}}, "hyperparameters": "config"}
     (workdir / "small.yaml").write_text(yaml.safe_dump(small))
-    res = slurm_cluster.snakemake(
+    res = run_demo(
+        slurm_cluster,
+        workdir,
         DEMO_TRAINING,
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(REPO / "config/demo.yaml"),
-        str(workdir / "small.yaml"),
-        cwd=workdir,
         timeout=420,
     )
     assert res.returncode == 0, res.stdout[-4000:]
@@ -278,18 +280,14 @@ def test_a_gpu_job_whose_keras_sees_no_gpu_stops_at_once(slurm_cluster, demo_thr
     workdir, _ = demo_through_slurm
     target = DEMO_TRAINING.replace("seed0", "seed1")
     train = {"require_gpu": "auto", "cpus_per_task": 1, "mem_mb": 500, "runtime": 10}
-    res = slurm_cluster.snakemake(
+    res = run_demo(
+        slurm_cluster,
+        workdir,
         target,
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(REPO / "config/demo.yaml"),
-        str(workdir / "small.yaml"),
         "--config",
         "gpu_request=gres",
         "--set-resources",
         *(f"train_model:{key}={value}" for key, value in train.items()),
-        cwd=workdir,
         timeout=240,
     )
     assert res.returncode != 0, res.stdout[-3000:]
@@ -314,16 +312,12 @@ def test_a_cancelled_training_job_is_retried_and_continues_from_its_last_epoch(s
     outcome = {}
     snakemake = threading.Thread(
         target=lambda: outcome.update(
-            result=slurm_cluster.snakemake(
+            result=run_demo(
+                slurm_cluster,
+                workdir,
                 f"{run}/train_stats.json",
-                "-s",
-                str(REPO / "Snakefile"),
-                "--configfile",
-                str(REPO / "config/demo.yaml"),
-                str(workdir / "small.yaml"),
                 "--retries",
                 "1",
-                cwd=workdir,
                 timeout=420,
             )
         )
@@ -360,16 +354,12 @@ def test_the_grid_search_reaches_slurm_in_batches_without_gpus(slurm_cluster, de
     ceil(8 / 3) = 3 submissions with --group-components head_tuning=3, on the CPU partition; the two
     feature extractions stay GPU jobs."""
     workdir, _ = demo_through_slurm
-    res = slurm_cluster.snakemake(
+    res = run_demo(
+        slurm_cluster,
+        workdir,
         "tune",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(REPO / "config/demo.yaml"),
-        str(workdir / "small.yaml"),
         "--group-components",
         "head_tuning=3",
-        cwd=workdir,
         timeout=420,
     )
     assert res.returncode == 0, res.stdout[-4000:]
