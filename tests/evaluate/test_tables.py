@@ -14,6 +14,7 @@ from leukemia_dtl.evaluate.tables import (
     TABLE1_METRICS,
     leakage_table,
     table1_performance,
+    table2_caption,
     table2_compute,
     write_table,
 )
@@ -152,20 +153,24 @@ def _stats(model, seed):
         "peak_accelerator_memory_mb": None,
         "model_file_mb": 80.0 if model == "vgg19" else 43.0,
         "device": "CPU: test (4 cores usable)",
+        "keras_backend": "jax",
     }
     predict = {
         "inference_ms_per_image_at_batch_size": 2.0 * seed,
         "inference_ms_per_image_at_batch_1": 5.0 * seed,
         "device": f"GPU {seed % 2}",
+        "keras_backend": "jax",
     }
     return train, predict
 
 
+def _split(runs):
+    return {key: train for key, (train, _) in runs.items()}, {key: predict for key, (_, predict) in runs.items()}
+
+
 def test_table2_summarises_seeds_beside_the_paper():
     runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
-    table = table2_compute(
-        {key: train for key, (train, _) in runs.items()}, {key: predict for key, (_, predict) in runs.items()}, MODELS
-    ).set_index("quantity")
+    table = table2_compute(*_split(runs), MODELS).set_index("quantity")
     hours = [seed + 1 for seed in SEEDS]
     assert table.loc["training_hours", "vgg19_mean"] == pytest.approx(np.mean(hours))
     assert table.loc["training_hours", "vgg19_sd"] == pytest.approx(np.std(hours, ddof=1))
@@ -180,9 +185,46 @@ def test_table2_summarises_seeds_beside_the_paper():
     assert table.loc["inference_ms_per_image_batched", "vgg19_mean"] == pytest.approx(4.0)
     assert table.loc["inference_ms_per_image_batch_1", "vgg19_mean"] == pytest.approx(10.0)
     assert table.loc["inference_ms_per_image_batch_1", "paper_vgg19"] == 12.3
-    assert table.loc["inference_ms_per_image_batched", "VGG-19 device"] == "GPU 1; GPU 0"
-    assert table.loc["training_hours", "VGG-19 device"] == "CPU: test (4 cores usable)"
     assert table.loc["seconds_per_epoch", "Paper VGG-19"] == ""
+
+
+def test_table2_names_its_devices_once_in_a_caption_not_per_row(tmp_path):
+    runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
+    table = table2_compute(*_split(runs), MODELS)
+    assert not any("device" in column.lower() for column in table.columns)
+    caption = "Measured on: training: CPU: test (4 cores usable) (jax backend); inference: GPU 1, GPU 0 (jax backend)"
+    assert table.attrs["caption"] == caption
+    write_table(table, tmp_path / "table2.tsv", tmp_path / "table2.md", "Table 2: computation")
+    title, blank, caption_line, blank_too, header, _, *rows = (tmp_path / "table2.md").read_text().splitlines()
+    assert (title, blank, caption_line, blank_too) == ("## Table 2: computation", "", caption, "")
+    assert header.count(" | ") == len(table.attrs["markdown_columns"]) - 1 and "device" not in header.lower()
+    assert len(rows) == len(table) and not any("GPU" in row or "CPU" in row for row in rows)
+    # The TSV keeps every machine column, and no device column per row.
+    assert read_tsv(tmp_path / "table2.tsv").columns.tolist() == table.columns.tolist()
+
+
+def test_table2_caption_names_one_device_once_and_tolerates_stats_without_a_backend():
+    train, predict = _stats("vgg19", 1)
+    for stats in (train, predict):
+        stats["device"] = "NVIDIA H100 80GB HBM3"
+    runs = {(model, seed): (train, predict) for model in MODELS for seed in SEEDS}
+    assert table2_caption(*_split(runs), MODELS) == (
+        "Measured on: NVIDIA H100 80GB HBM3 (training and inference, jax backend)"
+    )
+    old = {key: {name: value for name, value in train.items() if name != "keras_backend"} for key in runs}
+    assert table2_caption(old, old, MODELS) == "Measured on: NVIDIA H100 80GB HBM3 (training and inference)"
+
+
+def test_table2_caption_lists_each_models_device_per_stage():
+    runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
+    for seed in SEEDS:
+        train, predict = runs["efficientnetb3", seed]
+        train |= {"device": "NVIDIA H100 80GB HBM3", "keras_backend": "tensorflow"}
+        predict |= {"device": "NVIDIA H100 80GB HBM3", "keras_backend": "tensorflow"}
+    assert table2_caption(*_split(runs), MODELS) == (
+        "Measured on: training: CPU: test (4 cores usable) (jax backend), NVIDIA H100 80GB HBM3 (tensorflow backend); "
+        "inference: GPU 1 (jax backend), GPU 0 (jax backend), NVIDIA H100 80GB HBM3 (tensorflow backend)"
+    )
 
 
 def test_table2_names_the_run_whose_stats_lack_a_key():

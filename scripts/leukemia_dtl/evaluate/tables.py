@@ -3,7 +3,8 @@ cost of the image-level split, each written as TSV and Markdown.
 
 Table 1 and Table 2 come in two parts: first the columns for reading (named in words, numbers formatted
 as "mean ± sd", listed in ``frame.attrs["markdown_columns"]`` and the only ones in the Markdown), then
-snake_case columns holding the same numbers unformatted for machines.
+snake_case columns holding the same numbers unformatted for machines. Table 2 names the device(s) its
+numbers were measured on once, in ``frame.attrs["caption"]``, a line that goes under the Markdown title.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ METRIC_LABELS = {metric: row.label for metric, row in paper_values.TABLE1.items(
 # The paper evaluates on its test split only, so its numbers sit beside our test rows.
 PAPER_SUBSET = "test"
 MARKDOWN_COLUMNS = "markdown_columns"
+CAPTION = "caption"
 
 
 def mean_sd(values) -> tuple[float, float, int]:
@@ -238,13 +240,54 @@ def _stage_values(stats: Mapping[tuple[str, int], Mapping], model: str, stage: s
     return [runs[seed][key] for seed in sorted(runs)]
 
 
+def _measured_on(stats: Mapping[tuple[str, int], Mapping], models: Sequence[str], stage: str) -> list[tuple]:
+    """The (device, Keras backend) pairs of ``stage``'s stats, in model then seed order, each once. Stats
+    written before they recorded the backend give None, left out where the device is known with one."""
+    pairs = {}
+    for model in models:
+        devices = _stage_values(stats, model, stage, "device")
+        seeds = sorted(seed for run_model, seed in stats if run_model == model)
+        for device, seed in zip(devices, seeds, strict=True):
+            pairs[" ".join(str(device).split()), stats[model, seed].get("keras_backend")] = None
+    with_backend = {device for device, backend in pairs if backend}
+    return [(device, backend) for device, backend in pairs if backend or device not in with_backend]
+
+
+def _devices_text(pairs: list[tuple], scope: str | None = None) -> str:
+    """ "A, B (scope, jax backend)" when the devices share a backend, else "A (jax backend), B (torch backend)"."""
+    backends = {backend for _, backend in pairs}
+    if len(backends) == 1:
+        (backend,) = backends
+        notes = [note for note in (scope, backend and f"{backend} backend") if note]
+        devices = ", ".join(device for device, _ in pairs)
+        return f"{devices} ({', '.join(notes)})" if notes else devices
+    text = ", ".join(f"{device} ({backend} backend)" if backend else device for device, backend in pairs)
+    return f"{scope}: {text}" if scope else text
+
+
+def table2_caption(
+    train_stats: Mapping[tuple[str, int], Mapping],
+    predict_stats: Mapping[tuple[str, int], Mapping],
+    models: Sequence[str],
+) -> str:
+    """One line naming the device(s) and Keras backend(s) Table 2 was measured on, e.g. "Measured on: NVIDIA H100
+    80GB HBM3 (training and inference, jax backend)", or "Measured on: training: A (jax backend); inference: B
+    (jax backend)" when the stages ran on different devices."""
+    training = _measured_on(train_stats, models, "training")
+    inference = _measured_on(predict_stats, models, "prediction")
+    if set(training) == set(inference):
+        return f"Measured on: {_devices_text(training, 'training and inference')}"
+    return f"Measured on: training: {_devices_text(training)}; inference: {_devices_text(inference)}"
+
+
 def table2_compute(
     train_stats: Mapping[tuple[str, int], Mapping],
     predict_stats: Mapping[tuple[str, int], Mapping],
     models: Sequence[str],
 ) -> pd.DataFrame:
-    """The paper's Table 2: per model, mean ± sd over seeds of each quantity, the device(s) that measured
-    it and the paper's value. Stats are keyed by (model, seed), as the stats JSONs hold them."""
+    """The paper's Table 2: per model, mean ± sd over seeds of each quantity and the paper's value, with the
+    device(s) that measured them in ``attrs["caption"]`` (:func:`table2_caption`). Stats are keyed by
+    (model, seed), as the stats JSONs hold them."""
     stats_by_stage = {"training": train_stats, "prediction": predict_stats}
     rows = []
     for quantity in TABLE2_QUANTITIES:
@@ -253,16 +296,16 @@ def table2_compute(
         row = [({"Metric": quantity.label}, {"quantity": quantity.key})]
         for model in models:
             raw = _stage_values(stats, model, quantity.stage, quantity.stats_key)
-            devices = dict.fromkeys(_stage_values(stats, model, quantity.stage, "device"))
             row += [
                 _model_columns(
                     [math.nan if value is None else value * quantity.scale for value in raw], model, quantity.digits
                 ),
-                ({f"{model_name(model)} device": "; ".join(devices)}, {}),
                 _paper_value_columns(paper_row, model, "g"),
             ]
         rows.append(row)
-    return _table(rows)
+    table = _table(rows)
+    table.attrs[CAPTION] = table2_caption(train_stats, predict_stats, models)
+    return table
 
 
 def _metric_order(metrics) -> list[str]:
@@ -315,21 +358,24 @@ def _markdown_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(frame: pd.DataFrame, title: str) -> str:
-    """A GitHub-flavoured Markdown table under a level-2 heading; numeric columns right-aligned."""
+def markdown_table(frame: pd.DataFrame, title: str, caption: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table under a level-2 heading and, if given, a one-line caption;
+    numeric columns right-aligned."""
 
     def line(cells) -> str:
         return "| " + " | ".join(cells) + " |"
 
     alignment = ["---:" if is_numeric_dtype(frame[column]) else "---" for column in frame.columns]
     body = [line(_markdown_cell(value) for value in row) for row in frame.astype(object).to_numpy()]
-    return "\n".join([f"## {title}", "", line(map(str, frame.columns)), line(alignment), *body]) + "\n"
+    above = [f"## {title}", "", *([" ".join(caption.split()), ""] if caption else [])]
+    return "\n".join([*above, line(map(str, frame.columns)), line(alignment), *body]) + "\n"
 
 
 def write_table(frame: pd.DataFrame, tsv_path: str | os.PathLike, md_path: str | os.PathLike, title: str) -> None:
     """Write every column to ``tsv_path`` and the reading columns (``frame.attrs["markdown_columns"]``,
-    else all) as a Markdown table to ``md_path``, both atomically."""
+    else all) as a Markdown table to ``md_path``, under ``frame.attrs["caption"]`` if there is one, both
+    atomically."""
     write_tsv(frame, tsv_path)
     shown = frame[frame.attrs.get(MARKDOWN_COLUMNS, list(frame.columns))]
     with atomic_path(md_path) as tmp:
-        tmp.write_text(markdown_table(shown, title))
+        tmp.write_text(markdown_table(shown, title, frame.attrs.get(CAPTION)))
