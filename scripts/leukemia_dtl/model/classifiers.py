@@ -24,7 +24,6 @@ import numpy as np
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import (
-    AUGMENTATION_OPTIONS,
     EFFICIENTNETB3,
     IMAGENET_WEIGHT_FILES,
     NORMALIZATIONS,
@@ -32,10 +31,7 @@ from leukemia_dtl.core.vocabulary import (
     VGG19,
     WEIGHTS,
 )
-
-# ImageDataGenerator (behind the paper's Keras template) fills uncovered pixels with the nearest edge
-# pixel; the Keras layers default to "reflect". C-NMC cells sit on black, so either keeps the border black.
-AUGMENTATION_FILL_MODE = "nearest"
+from leukemia_dtl.model.augmentation import augmentation_layers
 
 
 @dataclass(frozen=True)
@@ -140,42 +136,6 @@ def backbone(name: str) -> Backbone:
     if name not in BACKBONES:
         raise UserError(f"Unknown model {name!r}; the workflow knows {sorted(BACKBONES)}. Fix `models` in the config.")
     return BACKBONES[name]
-
-
-def augmentation_layers(augmentation: Mapping | None) -> list[keras.layers.Layer]:
-    """The paper's training-time augmentation (section 2.2) as Keras layers, in the paper's order.
-
-    ``augmentation`` keys: horizontal_flip (bool), rotation_degrees (+-degrees), shift (fraction of
-    height/width), zoom (+-fraction per axis, as ImageDataGenerator's zoom_range). A false or zero value
-    leaves that layer out; ``None`` means no augmentation.
-    """
-    options = dict(augmentation or {})
-    unknown = sorted(set(options) - set(AUGMENTATION_OPTIONS))
-    if unknown:
-        raise UserError(f"Unknown augmentation option(s) {unknown}; allowed: {list(AUGMENTATION_OPTIONS)}.")
-    layers = []
-    if options.get("horizontal_flip"):
-        layers.append(keras.layers.RandomFlip("horizontal", name="augment_flip"))
-    if options.get("rotation_degrees"):
-        # RandomRotation takes a fraction of a full turn.
-        layers.append(
-            keras.layers.RandomRotation(
-                options["rotation_degrees"] / 360, fill_mode=AUGMENTATION_FILL_MODE, name="augment_rotation"
-            )
-        )
-    if options.get("shift"):
-        layers.append(
-            keras.layers.RandomTranslation(
-                options["shift"], options["shift"], fill_mode=AUGMENTATION_FILL_MODE, name="augment_shift"
-            )
-        )
-    if options.get("zoom"):
-        layers.append(
-            keras.layers.RandomZoom(
-                options["zoom"], options["zoom"], fill_mode=AUGMENTATION_FILL_MODE, name="augment_zoom"
-            )
-        )
-    return layers
 
 
 def input_normalization(backbone_name: str, normalization: str) -> list[keras.layers.Layer]:
@@ -332,7 +292,9 @@ def feature_extractor(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.layers[base_at + 1].input, name=f"{model.layers[base_at].name}_features")
 
 
-def compile_classifier(model: keras.Model, *, optimizer: str = "adamax", learning_rate: float = 0.001) -> None:
+def compile_classifier(
+    model: keras.Model, *, optimizer: str = "adamax", learning_rate: float = 0.001, jit_compile: bool | str = "auto"
+) -> None:
     """Categorical cross-entropy for both heads (section 2.4.3), accuracy, optimizer by name.
 
     On the sigmoid VGG head Keras's categorical cross-entropy first divides the two outputs by their sum,
@@ -346,7 +308,7 @@ def compile_classifier(model: keras.Model, *, optimizer: str = "adamax", learnin
         optimizer=getattr(keras.optimizers, OPTIMIZERS[optimizer])(learning_rate=learning_rate),
         loss=keras.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
-        jit_compile="auto",
+        jit_compile=jit_compile,
     )
 
 
