@@ -3,16 +3,19 @@
     python tests/benchmark.py cache --images 600 --size 224
     python tests/benchmark.py evaluation --seeds 5 --images 1600 --resamples 2000
     python tests/benchmark.py training --model efficientnetb3 --images 256 --size 64
+    python tests/benchmark.py prediction --model efficientnetb3 --images 512 --size 224
     python tests/benchmark.py tuning --model efficientnetb3 --images 512 --size 64 --epochs 5
     python tests/benchmark.py dryrun --seeds 10
 
 Not a test: numbers depend on the machine. Each section prints the workflow's rate, the baseline's and
-their ratio.
+their ratio; training and prediction also print the device and an efficiency line (workflow over the
+model-only limit: the same model fed from memory), best of --repeats runs taken round-robin.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -188,16 +191,11 @@ def benchmark_tuning(model_name: str, images: int, size: int, batch_size: int, e
     )
 
 
-def benchmark_training(model_name: str, images: int, size: int, batch_size: int, epochs: int) -> None:
-    """The workflow's input pipeline (memmapped cache, augmentation inside the model) against Keras's
-    image_dataset_from_directory over the BMPs with the same augmentation mapped over the dataset."""
-    import keras
+PAPER_AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "zoom": 0.1}
 
-    from leukemia_dtl.model import backend
-    from leukemia_dtl.model.classifiers import augmentation_layers, build_classifier, compile_classifier
-    from leukemia_dtl.model.training import train_model
 
-    augmentation = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "zoom": 0.1}
+def paper_options(model_name: str, batch_size: int, epochs: int) -> dict:
+    """The config's options for ``model_name`` with random weights (no download) and the given batch and epochs."""
     options = {
         "batch_size": batch_size,
         "epochs": epochs,
@@ -206,54 +204,209 @@ def benchmark_training(model_name: str, images: int, size: int, batch_size: int,
         "dropout": 0.5,
         "weights": "none",
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        train_images = write_training_dataset(folder, images, size)
-        train_model(
-            model_name=model_name,
-            model_options=options,
-            augmentation=augmentation,
-            image_size=size,
-            seed=0,
-            split_path=folder / "split.tsv",
-            cache_dir=folder,
-            backup_dir=folder / "resume",
-            model_path=folder / "model.keras",
-            history_path=folder / "history.tsv",
-            stats_path=folder / "stats.json",
+    return options | ({"dense_units": 256} if model_name == "efficientnetb3" else {})
+
+
+def run_header(section: str, model_name: str, size: int, batch_size: int, jit_compile) -> str:
+    from leukemia_dtl.model import backend
+
+    return (
+        f"{section} {model_name} at {size}px, batch {batch_size}; device: {backend.device_description()}; "
+        f"keras {backend.backend_name()} backend, {keras_policy()}, jit_compile={jit_compile}"
+    )
+
+
+def keras_policy() -> str:
+    import keras
+
+    return keras.mixed_precision.global_policy().name
+
+
+def best_of(rates: dict[str, list[float]]) -> dict[str, float]:
+    return {name: max(values) for name, values in rates.items() if values}
+
+
+def print_rates(rates: dict[str, list[float]], unit: str) -> None:
+    for name, values in rates.items():
+        if values:
+            print(f"  {name:34}: best {max(values):9.1f} {unit}  (runs: {', '.join(f'{v:.1f}' for v in values)})")
+
+
+class TrainingBenchmark:
+    """One synthetic dataset and three ways of training the same seeded classifier on it."""
+
+    def __init__(self, folder: Path, model_name: str, images: int, size: int, batch_size: int, epochs: int):
+        from leukemia_dtl.model.inputs import ImageCache
+        from leukemia_dtl.model.training import read_training_subsets, training_batches
+
+        self.folder, self.model_name, self.size, self.epochs = folder, model_name, size, epochs
+        self.batch_size = batch_size
+        self.train_images = write_training_dataset(folder, images, size)
+        self.options = paper_options(model_name, batch_size, epochs)
+        self.cache = ImageCache.open(folder, size)
+        self.subsets = read_training_subsets(folder / "split.tsv")
+        train_batches, _ = training_batches(self.cache, self.subsets, batch_size, seed=0)
+        # The workflow's first-epoch batches, decoded and in memory.
+        served = [train_batches[index] for index in range(len(train_batches))]
+        self.in_memory = tuple(np.concatenate(parts) for parts in zip(*served, strict=True))
+
+    def seeded_model(self, jit_compile="auto"):
+        from leukemia_dtl.core.vocabulary import drop_model_options
+        from leukemia_dtl.model.classifiers import compile_classifier
+        from leukemia_dtl.model.training import build_seeded_classifier
+
+        build_options = drop_model_options(self.options, ["training"])
+        model = build_seeded_classifier(
+            self.model_name, build_options, self.cache, self.subsets, self.size, PAPER_AUGMENTATION, seed=0
         )
-        workflow_rate = _steady_rate(pd.read_csv(folder / "history.tsv", sep="\t"), train_images)
+        compile_classifier(model, jit_compile=jit_compile)
+        return model
+
+    def last_epoch_rate(self, model, data, **fit_arguments) -> float:
+        from leukemia_dtl.model.training import TrainingProgress
+
+        progress = TrainingProgress("benchmark", self.epochs, self.train_images)
+        logs = []
+        model.fit(
+            data,
+            epochs=self.epochs,
+            verbose=0,
+            callbacks=[progress.timing_callback(), keras_logs_callback(logs)],
+            **fit_arguments,
+        )
+        return self.train_images / logs[-1]["train_seconds"]
+
+    def model_only_limit(self, jit_compile="auto") -> float:
+        """The model fed batches already in memory: Keras's own array path, no shuffling, same batches."""
+        images, labels = self.in_memory
+        return self.last_epoch_rate(
+            self.seeded_model(jit_compile), images, y=labels, batch_size=self.batch_size, shuffle=False
+        )
+
+    def workflow(self, precision: str) -> float:
+        """``train_model`` as the train rule calls it: memory-mapped cache, backups, history, stats."""
+        from leukemia_dtl.model.training import train_model
+
+        out = Path(tempfile.mkdtemp(prefix="workflow", dir=self.folder))
+        train_model(
+            model_name=self.model_name,
+            model_options=self.options,
+            augmentation=PAPER_AUGMENTATION,
+            image_size=self.size,
+            seed=0,
+            split_path=self.folder / "split.tsv",
+            cache_dir=self.folder,
+            backup_dir=out / "resume",
+            model_path=out / "model.keras",
+            history_path=out / "history.tsv",
+            stats_path=out / "stats.json",
+            precision=precision,
+        )
+        return _steady_rate(pd.read_csv(out / "history.tsv", sep="\t"), self.train_images)
+
+    def plain_keras_pipeline(self) -> float:
+        """``image_dataset_from_directory`` over the BMPs with the augmentation mapped over the dataset."""
+        import keras
+
+        from leukemia_dtl.model.augmentation import augmentation_layers
 
         dataset = keras.utils.image_dataset_from_directory(
-            folder / "bmp",
+            self.folder / "bmp",
             label_mode="categorical",
             class_names=list(CLASS_NAMES),
-            image_size=(size, size),
-            batch_size=batch_size,
+            image_size=(self.size, self.size),
+            batch_size=self.batch_size,
             interpolation="bilinear",
             shuffle=True,
             seed=0,
+            verbose=False,
         )
-        augment = keras.Sequential(augmentation_layers(augmentation))
+        augment = keras.Sequential(augmentation_layers(PAPER_AUGMENTATION))
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y)).prefetch(2)
-        model = build_classifier(model_name, image_size=size, weights="none", dropout=0.5)
-        compile_classifier(model)
-        epoch_seconds = []
-        timer = keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs: epoch_seconds.append(time.perf_counter()),
-            on_epoch_end=lambda epoch, logs: epoch_seconds.__setitem__(-1, time.perf_counter() - epoch_seconds[-1]),
-        )
-        model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
-        baseline_rate = images / epoch_seconds[-1]
-    print(
-        f"training {model_name} at {size}px, batch {batch_size}, {backend.device_description()} "
-        f"({backend.backend_name()}), images/s of the last of {epochs} epochs"
-    )
-    print(f"  image_dataset_from_directory + augmentation map: {baseline_rate:8.1f} images/s")
-    print(f"  workflow (memmapped cache, augmentation in model): {workflow_rate:8.1f} images/s")
-    print(f"  ratio                                           : {workflow_rate / baseline_rate:8.2f}x")
-    if backend.accelerator_name() is None:
-        print("  GPU: skipped (no GPU visible to Keras on this machine)")
+        model = self.seeded_model()
+        images = sum(1 for _ in (self.folder / "bmp").rglob("*.bmp"))
+        return self.last_epoch_rate(model, dataset, shuffle=False) * images / self.train_images
+
+
+def keras_logs_callback(logs: list):
+    import keras
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, epoch_logs: logs.append(dict(epoch_logs)))
+
+
+def benchmark_training(
+    model_name: str,
+    images: int,
+    size: int,
+    batch_size: int,
+    epochs: int,
+    repeats: int,
+    precisions: list[str],
+    jit: str,
+) -> None:
+    """The workflow's training (``train_model``) against the model-only limit (the same model, batches and
+    augmentation, fed from memory) and Keras's plain pipeline, round-robin, best of ``repeats`` each; once
+    per precision, on one dataset."""
+    from leukemia_dtl.model import backend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = TrainingBenchmark(Path(tmp), model_name, images, size, batch_size, epochs)
+        for precision in precisions:
+            backend.set_precision(precision)
+            print(run_header("training", model_name, size, batch_size, bench.seeded_model().jit_compile), flush=True)
+            plain_skip = None if backend.backend_name() == "tensorflow" else "needs tf.data (TensorFlow backend)"
+            contenders = {
+                "model-only limit": bench.model_only_limit,
+                "workflow (train_model)": functools.partial(bench.workflow, precision),
+                "plain Keras pipeline": None if plain_skip else bench.plain_keras_pipeline,
+            }
+            if jit != "auto":
+                without = f"model-only limit, jit_compile={jit}"
+                contenders[without] = functools.partial(bench.model_only_limit, jit == "true")
+            rates = {name: [] for name in contenders}
+            for run in range(repeats):
+                for name, measure in contenders.items():
+                    # Without XLA a step can take many times longer: once is enough.
+                    if measure and (run == 0 or "jit_compile" not in name):
+                        rates[name].append(measure())
+                        print(f"  run {run + 1}/{repeats}: {name} {rates[name][-1]:.1f} img/s", flush=True)
+            print(f"  images/s of the last of {epochs} epochs, {bench.train_images} training images:")
+            print_rates(rates, "img/s")
+            if plain_skip:
+                print(f"  plain Keras pipeline              : skipped ({plain_skip})")
+            best = best_of(rates)
+            efficiency = best["workflow (train_model)"] / best["model-only limit"]
+            print(f"efficiency (workflow / model-only limit): {efficiency:.2f}", flush=True)
+
+
+def benchmark_prediction(model_name: str, images: int, size: int, batch_size: int, repeats: int) -> None:
+    """The workflow's prediction (``model.predict`` over the memory-mapped cache, as predict_model runs it)
+    against the model-only limit: ``predict_on_batch`` over batches in memory (Table 2's timing)."""
+    from leukemia_dtl.model.classifiers import load_model, save_model
+    from leukemia_dtl.model.inference import inference_ms_per_image, predict_probability_of_all
+
+    rates = {"model-only limit (predict_on_batch)": [], "workflow (predict_model)": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = TrainingBenchmark(Path(tmp), model_name, images, size, batch_size, epochs=1)
+        # Predict from a saved model, as the predict rule does.
+        save_model(bench.seeded_model(), Path(tmp) / "model.keras")
+        model = load_model(Path(tmp) / "model.keras")
+        paths = bench.subsets["train"]["path"]
+        in_memory = np.asarray(bench.cache.images[np.sort(bench.cache.rows_for(paths))])
+        print(run_header("prediction", model_name, size, batch_size, model.jit_compile), flush=True)
+        predict_probability_of_all(model, bench.cache, paths, batch_size)  # builds the predict step
+        for _ in range(repeats):
+            rates["model-only limit (predict_on_batch)"].append(
+                1000 / inference_ms_per_image(model, in_memory, batch_size)
+            )
+            started = time.perf_counter()
+            predict_probability_of_all(model, bench.cache, paths, batch_size)
+            rates["workflow (predict_model)"].append(len(paths) / (time.perf_counter() - started))
+    print(f"  images/s over {len(paths)} images:")
+    print_rates(rates, "img/s")
+    best = best_of(rates)
+    efficiency = best["workflow (predict_model)"] / best["model-only limit (predict_on_batch)"]
+    print(f"efficiency (workflow / model-only limit): {efficiency:.2f}")
 
 
 def benchmark_dry_run(seeds: int) -> None:
@@ -295,12 +448,23 @@ def main() -> None:
     evaluation.add_argument("--seeds", type=int, default=5)
     evaluation.add_argument("--images", type=int, default=1600)
     evaluation.add_argument("--resamples", type=int, default=2000)
-    training = sections.add_parser("training", help="training input pipeline vs image_dataset_from_directory")
+    training = sections.add_parser("training", help="train_model vs the model-only limit and plain Keras")
     training.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
     training.add_argument("--images", type=int, default=256)
     training.add_argument("--size", type=int, default=64)
     training.add_argument("--batch-size", type=int, default=32)
     training.add_argument("--epochs", type=int, default=2)
+    training.add_argument("--repeats", type=int, default=3)
+    training.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "mixed"])
+    training.add_argument(
+        "--jit-compile", default="auto", choices=["auto", "true", "false"], help="also time the limit with this"
+    )
+    prediction = sections.add_parser("prediction", help="predict_model vs predict_on_batch over memory")
+    prediction.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
+    prediction.add_argument("--images", type=int, default=512)
+    prediction.add_argument("--size", type=int, default=64)
+    prediction.add_argument("--batch-size", type=int, default=32)
+    prediction.add_argument("--repeats", type=int, default=3)
     tuning = sections.add_parser("tuning", help="one tuning configuration: on images vs on precomputed features")
     tuning.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
     tuning.add_argument("--images", type=int, default=512)
@@ -320,7 +484,18 @@ def main() -> None:
     elif args.section == "tuning":
         benchmark_tuning(args.model, args.images, args.size, args.batch_size, args.epochs, args.grid)
     elif args.section == "training":
-        benchmark_training(args.model, args.images, args.size, args.batch_size, args.epochs)
+        benchmark_training(
+            args.model,
+            args.images,
+            args.size,
+            args.batch_size,
+            args.epochs,
+            args.repeats,
+            args.precision,
+            args.jit_compile,
+        )
+    elif args.section == "prediction":
+        benchmark_prediction(args.model, args.images, args.size, args.batch_size, args.repeats)
 
 
 if __name__ == "__main__":

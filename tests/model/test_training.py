@@ -260,3 +260,18 @@ def test_a_second_trainer_of_a_running_run_stops_and_a_dead_ones_lock_is_taken_o
     history = read_tsv(arguments["history_path"])
     assert history["epoch"].tolist() == [str(epoch) for epoch in range(1, epochs + 1)]
     assert not lock.exists()
+
+
+def test_no_training_callback_makes_keras_wait_for_each_step(tmp_path):
+    # Keras dispatches batch ends asynchronously (JAX, PyTorch) only if no callback overrides them without
+    # declaring itself async-safe; BackupAndRestore overrides on_train_batch_end, and undeclared it made each
+    # step wait for the GPU before the next batch was fetched.
+    batches = training.CachedImageBatches(np.zeros((4, 8, 8, 3), np.uint8), np.arange(4), batch_size=2)
+    callbacks = training.training_callbacks(batches, training.TrainingProgress("run", 1, 4), tmp_path)
+    for callback in callbacks:
+        for hook in ("on_batch_end", "on_train_batch_end", "on_test_batch_end"):
+            overridden = getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook) or (
+                hook in vars(callback)
+            )
+            assert getattr(callback, "async_safe", False) or not overridden, (type(callback).__name__, hook)
+    assert any(isinstance(callback, keras.callbacks.BackupAndRestore) for callback in callbacks)

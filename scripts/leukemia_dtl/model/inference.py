@@ -44,8 +44,18 @@ def probability_of_all(outputs: np.ndarray) -> np.ndarray:
     return np.clip(share, 0.0, 1.0)
 
 
+def predict_probability_of_all(model: keras.Model, cache: ImageCache, paths: pd.Series, batch_size: int) -> np.ndarray:
+    """P(ALL) for the cached images of ``paths``, in their order: ``model.predict`` over cache batches."""
+    batches = CachedImageBatches(cache.images, cache.rows_for(paths), batch_size=batch_size)
+    p_all = np.empty(len(paths))
+    p_all[batches.order] = probability_of_all(model.predict(batches, verbose=0))
+    return p_all
+
+
 def inference_ms_per_image(model: keras.Model, images: np.ndarray, batch_size: int) -> float:
-    """Mean milliseconds per image of ``predict_on_batch`` over ``images`` held in memory."""
+    """Mean milliseconds per image of ``predict_on_batch`` over ``images`` held in memory: the model's own
+    speed, without the input side (Table 2's inference times; ``tests/benchmark.py prediction`` compares
+    the workflow's prediction with it)."""
     # Full batches only: a ragged last batch would time the building of a second graph.
     usable = len(images) - len(images) % batch_size or len(images)
     model.predict_on_batch(images[:batch_size])  # warm-up: the first call builds the predict graph
@@ -88,9 +98,7 @@ def predict_subsets(
             log.warning("Split %s has no %s images; writing an empty prediction table", split, subset)
             write_tsv(pd.DataFrame(columns=list(PREDICTION_COLUMNS)), out_path)
             continue
-        batches = CachedImageBatches(image_cache.images, image_cache.rows_for(frame["path"]), batch_size=batch_size)
-        p_all = np.empty(len(frame))
-        p_all[batches.order] = probability_of_all(model.predict(batches, verbose=0))
+        p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size)
         frame = frame.assign(p_all=p_all, pred=np.where(p_all >= DECISION_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS))
         write_tsv(frame, out_path)
         predicted[subset] = frame

@@ -111,6 +111,34 @@ def file_digest(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def epoch_backup(state_dir: Path) -> keras.callbacks.BackupAndRestore:
+    """``BackupAndRestore`` after every epoch, declared safe for Keras's asynchronous batch-end dispatch.
+
+    BackupAndRestore overrides ``on_train_batch_end`` (it acts there only with an integer ``save_freq``),
+    and Keras then turns the dispatch of batch ends synchronous: each step waits for the accelerator to
+    finish before the next batch is fetched, so input and compute no longer overlap on a GPU.
+    ``delete_checkpoint=False``: a kill between the end of fit and the outputs must not lose the run.
+    """
+    backup = keras.callbacks.BackupAndRestore(state_dir, double_checkpoint=True, delete_checkpoint=False)
+    backup.async_safe = True
+    return backup
+
+
+def training_callbacks(
+    train_batches: CachedImageBatches, progress: TrainingProgress, backup_dir: Path
+) -> list[keras.callbacks.Callback]:
+    """Per epoch, in order: the epoch's batch draw, timing, the history row (``backup_dir/history.csv``),
+    the backup of weights and optimizer (``backup_dir/state``), the log line. None acts on batch ends, so
+    Keras dispatches those asynchronously (JAX, PyTorch) and never waits on the accelerator inside an epoch."""
+    return [
+        keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
+        progress.timing_callback(),
+        keras.callbacks.CSVLogger(str(backup_dir / "history.csv"), append=True),
+        epoch_backup(backup_dir / "state"),
+        progress.logging_callback(),
+    ]
+
+
 def prepare_backup_dir(backup_dir: Path, run_config: dict) -> None:
     """Keep a backup only if it was made by the same training configuration; else start afresh."""
     config_file = backup_dir / "run_config.json"
@@ -285,14 +313,7 @@ def train_model(
             # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
             shuffle=False,
             verbose=0,
-            callbacks=[
-                keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
-                progress.timing_callback(),
-                keras.callbacks.CSVLogger(str(history_csv), append=True),
-                # delete_checkpoint=False: a kill between the end of fit and the outputs must not lose the run.
-                keras.callbacks.BackupAndRestore(backup_dir / "state", double_checkpoint=True, delete_checkpoint=False),
-                progress.logging_callback(),
-            ],
+            callbacks=training_callbacks(train_batches, progress, backup_dir),
         )
 
         history = read_history(history_csv, epochs)
