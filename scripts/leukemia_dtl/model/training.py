@@ -46,6 +46,10 @@ from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
 log = logging.getLogger("leukemia_dtl")
 
+# Resume state inside backup_dir: the CSVLogger history and BackupAndRestore's checkpoints.
+BACKUP_HISTORY_FILE = "history.csv"
+BACKUP_STATE_DIR = "state"
+
 # Training images whose statistics initialise a random base's BatchNormalization (weights: none).
 CALIBRATION_IMAGES = 256
 
@@ -127,14 +131,14 @@ def epoch_backup(state_dir: Path) -> keras.callbacks.BackupAndRestore:
 def training_callbacks(
     train_batches: CachedImageBatches, progress: TrainingProgress, backup_dir: Path
 ) -> list[keras.callbacks.Callback]:
-    """Per epoch, in order: the epoch's batch draw, timing, the history row (``backup_dir/history.csv``),
-    the backup of weights and optimizer (``backup_dir/state``), the log line. None acts on batch ends, so
+    """Per epoch, in order: the epoch's batch draw, timing, the history row, the backup of weights and
+    optimizer (both in ``backup_dir``), the log line. None acts on batch ends, so
     Keras dispatches those asynchronously (JAX, PyTorch) and never waits on the accelerator inside an epoch."""
     return [
         keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
         progress.timing_callback(),
-        keras.callbacks.CSVLogger(str(backup_dir / "history.csv"), append=True),
-        epoch_backup(backup_dir / "state"),
+        keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY_FILE), append=True),
+        epoch_backup(backup_dir / BACKUP_STATE_DIR),
         progress.logging_callback(),
     ]
 
@@ -290,7 +294,7 @@ def train_model(
             "cache_index_sha256": file_digest(Path(cache_dir) / INDEX_FILE),
         }
         prepare_backup_dir(backup_dir, run_config)
-        history_csv = backup_dir / "history.csv"
+        history_csv = backup_dir / BACKUP_HISTORY_FILE
         train_images = len(subsets["train"])
         progress = TrainingProgress(run_name, epochs, train_images)
         log.info(
