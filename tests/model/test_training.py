@@ -275,3 +275,46 @@ def test_no_training_callback_makes_keras_wait_for_each_step(tmp_path):
             )
             assert getattr(callback, "async_safe", False) or not overridden, (type(callback).__name__, hook)
     assert any(isinstance(callback, keras.callbacks.BackupAndRestore) for callback in callbacks)
+
+
+def test_epoch_timings_count_steps_the_device_has_not_finished(tmp_path):
+    # JAX returns from each training step before running it (as TensorFlow and PyTorch do on a GPU): a clock
+    # read at validation start, before the queued steps ran, charged them to validation, and the workflow
+    # reported 25 times the images/s of the same model fed from memory.
+    child = textwrap.dedent(
+        """
+        import json, sys
+        import keras, numpy as np
+        from leukemia_dtl.model.training import TrainingProgress
+
+        images = np.random.default_rng(0).random((256, 48, 48, 3), np.float32)
+        labels = keras.utils.to_categorical(np.arange(256) % 2, 2)
+        model = keras.Sequential([
+            keras.Input((48, 48, 3)), keras.layers.Conv2D(96, 3), keras.layers.Conv2D(96, 3),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax"),
+        ])
+        model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+        epochs = []
+        model.fit(
+            images, labels, validation_data=(images[:4], labels[:4]), epochs=2, batch_size=32, verbose=0,
+            callbacks=[
+                TrainingProgress("run", 2, 256).timing_callback(),
+                keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(dict(logs))),
+            ],
+        )
+        print(json.dumps({"backend": keras.backend.backend(), "epochs": epochs}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child],
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(SCRIPTS_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["backend"] == "jax"
+    for epoch in report["epochs"]:
+        # 64 training steps against one validation step of 4 images.
+        assert epoch["train_seconds"] > 0.8 * epoch["epoch_seconds"], epoch

@@ -55,7 +55,7 @@ CALIBRATION_IMAGES = 256
 
 
 class TrainingProgress:
-    """Per-epoch timing and progress log lines, hooked into ``fit`` through two LambdaCallbacks.
+    """Per-epoch timing and progress log lines, hooked into ``fit`` through two callbacks.
 
     ``timing_callback`` must come before CSVLogger, which then records ``epoch_seconds`` (whole epoch)
     and ``train_seconds`` (validation excluded) with the metrics, so timings survive a resume too.
@@ -69,32 +69,10 @@ class TrainingProgress:
         self.epochs_run = 0
 
     def timing_callback(self) -> keras.callbacks.Callback:
-        return keras.callbacks.LambdaCallback(
-            on_epoch_begin=self._start_epoch,
-            on_epoch_end=self._time_epoch,
-            on_test_begin=self._start_validation,
-            on_test_end=self._end_validation,
-        )
+        return EpochTimer(self)
 
     def logging_callback(self) -> keras.callbacks.Callback:
         return keras.callbacks.LambdaCallback(on_epoch_end=self._log_epoch)
-
-    def _start_epoch(self, epoch, logs=None):
-        if self.epochs_run == 0 and epoch > 0:
-            log.info("%s: resuming after epoch %d from the backup", self.run_name, epoch)
-        self._epoch_start = time.perf_counter()
-        self._validation_seconds = 0.0
-
-    def _start_validation(self, logs=None):
-        self._validation_start = time.perf_counter()
-
-    def _end_validation(self, logs=None):
-        self._validation_seconds += time.perf_counter() - self._validation_start
-
-    def _time_epoch(self, epoch, logs):
-        logs["epoch_seconds"] = time.perf_counter() - self._epoch_start
-        logs["train_seconds"] = logs["epoch_seconds"] - self._validation_seconds
-        self.epochs_run += 1
 
     def _log_epoch(self, epoch, logs):
         log.info(
@@ -109,6 +87,41 @@ class TrainingProgress:
             logs["epoch_seconds"],
             self.train_images / logs["train_seconds"],
         )
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` and ``train_seconds`` to each epoch's logs.
+
+    Under JAX (and TensorFlow or PyTorch on a GPU) ``fit`` returns from a step before the device has run
+    it, so the clock is read only once the model's variables are computed: otherwise the training steps
+    still queued when validation starts are charged to validation.
+    """
+
+    def __init__(self, progress: TrainingProgress):
+        super().__init__()
+        self.progress = progress
+
+    def _device_clock(self) -> float:
+        for variable in [self.model.optimizer.iterations, *self.model.metrics_variables]:
+            keras.ops.convert_to_numpy(variable)
+        return time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.progress.epochs_run == 0 and epoch > 0:
+            log.info("%s: resuming after epoch %d from the backup", self.progress.run_name, epoch)
+        self._epoch_start = self._device_clock()
+        self._validation_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._validation_start = self._device_clock()
+
+    def on_test_end(self, logs=None):
+        self._validation_seconds += self._device_clock() - self._validation_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = self._device_clock() - self._epoch_start
+        logs["train_seconds"] = logs["epoch_seconds"] - self._validation_seconds
+        self.progress.epochs_run += 1
 
 
 def file_digest(path: str | os.PathLike) -> str:
