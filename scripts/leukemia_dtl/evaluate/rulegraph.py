@@ -21,9 +21,13 @@ _EDGE = re.compile(r"^\s*(\d+) -> (\d+)", re.MULTILINE)
 def snakemake_rulegraph(snakefile: str, configfiles: list[str]) -> str:
     """The DOT text of ``snakemake --rulegraph`` for the same Snakefile and config files."""
     command = [sys.executable, "-m", "snakemake", "-s", snakefile, "--rulegraph", "--nolock", "--quiet", "all"]
-    for configfile in configfiles:
-        command += ["--configfile", configfile]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if configfiles:
+        # One flag with every file: a repeated --configfile keeps only the last, which alone may not validate.
+        command += ["--configfile", *configfiles]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake --rulegraph failed:\n{result.stderr[-3000:]}")
+    return result.stdout
 
 
 # Bookkeeping rules that are no step of the method.
