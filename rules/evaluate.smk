@@ -155,6 +155,7 @@ rule plot_subset_figures:
         "../envs/evaluate.yaml"
     params:
         run_keys=lambda wildcards: run_keys([wildcards.subset]),
+        threshold=config["statistics"]["threshold"],
     script:
         "../scripts/plot_subset_figures.py"
 

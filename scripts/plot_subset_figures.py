@@ -1,6 +1,7 @@
 """Rule plot_subset_figures: ROC curves, confusion matrices and reliability diagram of one subset.
 
-params: run_keys ((model, seed, subset) of each prediction file, in input order).
+params: run_keys ((model, seed, subset) of each prediction file, in input order), threshold (p_all at or above
+which the confusion matrices call an image ALL: statistics.threshold, as the metrics files use it).
 """
 
 from collections import defaultdict
@@ -22,7 +23,8 @@ def main(snakemake):
     predictions = dict(predictions)
     output = snakemake.output
     save_figure(plot_roc_curves(predictions, snakemake.wildcards.subset), output.roc_png, output.roc_pdf)
-    save_figure(plot_confusion_matrices(predictions), output.confusion_png, output.confusion_pdf)
+    confusion = plot_confusion_matrices(predictions, snakemake.params.threshold)
+    save_figure(confusion, output.confusion_png, output.confusion_pdf)
     save_figure(plot_reliability_diagram(predictions), output.reliability_png, output.reliability_pdf)
 
 

@@ -139,13 +139,13 @@ def test_roc_needs_both_classes(predictions):
 
 
 def test_confusion_matrices_show_mean_counts_and_row_percentages(tmp_path, predictions):
-    figure = plot_confusion_matrices(predictions)
+    figure = plot_confusion_matrices(predictions, threshold=0.5)
     matrices = [axes for axes in figure.axes if axes.get_label() != "<colorbar>"]
     assert len(matrices) == len(MODELS)
-    assert _axis_labels(figure) == {("Predicted class", "True class")}
+    assert _axis_labels(figure) == {("Predicted class (ALL at p(ALL) ≥ 0.5)", "True class")}
     runs = predictions["vgg19"]
     true_all = np.mean([(run["label"] == "ALL").sum() for run in runs])
-    called_all = np.mean([((run["label"] == "ALL") & (run["pred"] == "ALL")).sum() for run in runs])
+    called_all = np.mean([((run["label"] == "ALL") & (run["p_all"] >= 0.5)).sum() for run in runs])
     top_left = matrices[0].texts[0].get_text()
     assert top_left.startswith((f"{called_all:.1f}\n", f"{called_all:.0f}\n"))
     assert top_left.endswith(f"({100 * called_all / true_all:.1f}%)")

@@ -21,13 +21,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from scipy.stats import norm
-from sklearn.metrics import confusion_matrix
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import atomic_path
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, EFFICIENTNETB3, VGG19
 from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error, reliability_curve
 from leukemia_dtl.evaluate.delong import delong_auc_variance
+from leukemia_dtl.evaluate.metrics import confusion_counts
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import is_all
 from leukemia_dtl.evaluate.tables import mean_sd, mean_sd_text
@@ -220,16 +220,24 @@ def plot_roc_curves(predictions: Mapping[str, Sequence[pd.DataFrame]], subset_la
     return figure
 
 
+def mean_confusion_counts(runs: Sequence[pd.DataFrame], threshold: float) -> np.ndarray:
+    """Mean over seeds of the confusion counts at ``threshold`` (the metrics files' tp, fn, fp, tn), rows the
+    truth and columns the call, each in CONFUSION_ORDER (ALL first)."""
+    # confusion_counts orders HEM then ALL; reversing both axes puts ALL first.
+    return np.mean([confusion_counts(is_all(run), run["p_all"], threshold)[::-1, ::-1] for run in runs], axis=0)
+
+
 @_styled
-def plot_confusion_matrices(predictions: Mapping[str, Sequence[pd.DataFrame]]) -> Figure:
+def plot_confusion_matrices(predictions: Mapping[str, Sequence[pd.DataFrame]], threshold: float) -> Figure:
     """One confusion matrix per model side by side as Fig. 7: mean counts per seed, shaded and
-    annotated with the percentage of the true class (so each row's diagonal cell is that class's recall)."""
+    annotated with the percentage of the true class (so each row's diagonal cell is that class's recall).
+
+    An image is called ALL when ``p_all >= threshold`` (``statistics.threshold``), as in the metrics files;
+    the prediction tables' ``pred`` column is the model's argmax and is not used."""
     figure = _new_figure(figsize=(4.2 * len(predictions) + 1, 4.2))
     grid = figure.subplots(1, len(predictions), squeeze=False)[0]
     for (model, runs), axes in zip(predictions.items(), grid, strict=True):
-        counts = np.mean(
-            [confusion_matrix(run["label"], run["pred"], labels=list(CONFUSION_ORDER)) for run in runs], axis=0
-        )
+        counts = mean_confusion_counts(runs, threshold)
         percent = 100 * counts / counts.sum(axis=1, keepdims=True)
         image = axes.imshow(percent, cmap="Blues", vmin=0, vmax=100)
         count_format = ".0f" if np.allclose(counts, counts.round()) else ".1f"
@@ -249,7 +257,7 @@ def plot_confusion_matrices(predictions: Mapping[str, Sequence[pd.DataFrame]]) -
             xticklabels=CONFUSION_ORDER,
             yticklabels=CONFUSION_ORDER,
             title=f"{model_name(model)}\n(mean counts of {_seeds_text(len(runs))})",
-            xlabel="Predicted class",
+            xlabel=f"Predicted class (ALL at p(ALL) ≥ {threshold:g})",
             ylabel="True class",
         )
     figure.colorbar(image, ax=list(grid), label="% of true class", shrink=0.8)

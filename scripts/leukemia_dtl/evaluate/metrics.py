@@ -1,4 +1,10 @@
-"""Test-set metrics for ALL (positive) vs HEM with stratified bootstrap and DeLong confidence intervals."""
+"""Test-set metrics for ALL (positive) vs HEM with stratified bootstrap and DeLong confidence intervals.
+
+Every thresholded number of a run (these metrics, the confusion figures, McNemar and agreement) calls an
+image ALL through :func:`called_all` at the configured ``statistics.threshold``. The ``pred`` column of a
+prediction table is the model's own argmax decision (ALL when p_all >= 0.5, whatever is configured) and is
+never read as the decision here.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,17 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import NEGATIVE_CLASS, POSITIVE_CLASS
 from leukemia_dtl.evaluate.delong import delong_auc_variance
 from leukemia_dtl.evaluate.result_files import is_all, read_predictions
+
+
+def called_all(p_all, threshold: float) -> np.ndarray:
+    """1 where an image is called ALL, ``p_all >= threshold``, else 0."""
+    return (np.asarray(p_all, dtype=float) >= threshold).astype(int)
+
+
+def confusion_counts(y_true, p_all, threshold: float) -> np.ndarray:
+    """scikit-learn's confusion matrix of the calls at ``threshold``: rows the truth, columns the call,
+    each HEM (0) then ALL (1), so ``.ravel()`` gives tn, fp, fn, tp."""
+    return confusion_matrix(y_true, called_all(p_all, threshold), labels=[0, 1])
 
 
 def _point_estimates(y_true: np.ndarray, y_pred: np.ndarray, p_all: np.ndarray) -> dict[str, float]:
@@ -125,7 +142,7 @@ def classification_metrics(y_true, p_all, threshold=0.5, n_bootstrap=2000, seed=
             f"Metrics need test images of both classes, but there are {n_all} ALL and {n_hem} HEM; "
             "check the test split and the labels in the prediction file."
         )
-    y_pred = (p_all >= threshold).astype(int)
+    y_pred = called_all(p_all, threshold)
 
     point = _point_estimates(y_true, y_pred, p_all)
     samples = _stratified_bootstrap(y_true, y_pred, p_all, n_bootstrap, np.random.default_rng(seed))
@@ -146,7 +163,7 @@ def classification_metrics(y_true, p_all, threshold=0.5, n_bootstrap=2000, seed=
         "ci_low": float(max(0.0, auc - half_width)),
         "ci_high": float(min(1.0, auc + half_width)),
     }
-    tn, fp, fn, tp = (int(count) for count in confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel())
+    tn, fp, fn, tp = (int(count) for count in confusion_counts(y_true, p_all, threshold).ravel())
     result.update(
         tp=tp,
         fp=fp,
@@ -162,7 +179,8 @@ def classification_metrics(y_true, p_all, threshold=0.5, n_bootstrap=2000, seed=
 
 
 def evaluate_prediction_file(path, threshold: float, n_bootstrap: int, seed: int, confidence: float) -> dict:
-    """:func:`classification_metrics` of one prediction table (``result_files.read_predictions``)."""
+    """:func:`classification_metrics` of one prediction table (``result_files.read_predictions``), calling ALL
+    from its ``p_all`` at ``threshold``; its ``pred`` column (the model's argmax) is not used."""
     predictions = read_predictions(path)
     return classification_metrics(
         is_all(predictions),

@@ -13,6 +13,7 @@ import pandas as pd
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import COMPARISON_TABLES
 from leukemia_dtl.evaluate.delong import delong_roc_test
+from leukemia_dtl.evaluate.metrics import called_all
 from leukemia_dtl.evaluate.result_files import align_predictions, is_all, per_seed_metrics, read_predictions
 from leukemia_dtl.evaluate.significance import inter_model_kappa, mcnemar_test, paired_ttests
 
@@ -39,11 +40,14 @@ def compare_models(
     threshold: float,
     mcnemar_exact_below: int,
 ) -> dict[str, pd.DataFrame]:
-    """Paired t-tests over seeds, and per seed McNemar, DeLong and inter-model kappa, for each model pair."""
+    """Paired t-tests over seeds, and per seed McNemar, DeLong and inter-model kappa, for each model pair.
+
+    McNemar and the agreement compare the models' calls at ``threshold`` (:func:`metrics.called_all`), the
+    calls behind the metrics files; the prediction tables' ``pred`` column (the argmax) is not used."""
     mcnemar_rows, delong_rows, agreement_rows = [], [], []
     for key, a, b in _per_seed_pairs(prediction_files, models):
         truth = is_all(a).astype(bool)
-        called_a, called_b = (a["p_all"] >= threshold).to_numpy(), (b["p_all"] >= threshold).to_numpy()
+        called_a, called_b = called_all(a["p_all"], threshold), called_all(b["p_all"], threshold)
         mcnemar_rows.append(
             key | {"n": len(a)} | mcnemar_test(called_a == truth, called_b == truth, mcnemar_exact_below)
         )
