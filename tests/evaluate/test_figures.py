@@ -82,7 +82,7 @@ def test_training_curves(tmp_path, histories):
     figure = plot_training_curves(histories)
     assert len(figure.axes) == 2 * len(MODELS)
     assert [(axes.get_xlabel(), axes.get_ylabel()) for axes in figure.axes[-2:]] == [
-        ("Epoch", "Accuracy"),
+        ("Epoch", "Accuracy (argmax)"),
         ("Epoch", "Loss"),
     ]
     first = figure.axes[0]

@@ -52,6 +52,8 @@ BAND_ALPHA = 0.2
 SEED_LINE_ALPHA = 0.4
 ROC_MAX_THRESHOLDS = 2001
 CALIBRATION_BINS = 10
+# Training curves' y axes; accuracy is the training loop's, at the argmax whatever statistics.threshold says.
+TRAINING_CURVE_LABELS = {"accuracy": "Accuracy (argmax)", "loss": "Loss"}
 
 
 def _styled(plot):
@@ -110,7 +112,10 @@ def _plot_mean_and_band(axes, runs: Sequence[pd.Series], colour: str, linestyle:
 @_styled
 def plot_training_curves(histories: Mapping[str, Sequence[pd.DataFrame]]) -> Figure:
     """Accuracy and loss per epoch, training (solid) and validation (dashed): one row per model as the
-    paper's Figs 4-5, mean over seeds with a min-max band."""
+    paper's Figs 4-5, mean over seeds with a min-max band.
+
+    The accuracy is Keras's, measured during training at the model's argmax (p_all >= 0.5); the history
+    holds no probabilities to call at ``statistics.threshold``, so the axis says so."""
     colours = model_colours(list(histories))
     figure = _new_figure(figsize=(9, 3.2 * len(histories)))
     grid = figure.subplots(len(histories), 2, squeeze=False, sharex=True)
@@ -125,7 +130,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[pd.DataFrame]]) -> Fig
                 handles.append(Patch(color=colours[model], alpha=BAND_ALPHA, label="Min–max over seeds"))
             axes.legend(handles=handles, title=f"Mean of {_seeds_text(len(runs))}")
             axes.set_title(f"({next(panel_letters)}) {model_name(model)}: {quantity}")
-            axes.set_ylabel(quantity.capitalize())
+            axes.set_ylabel(TRAINING_CURVE_LABELS[quantity])
             axes.grid(alpha=0.3)
     for axes in grid[-1]:
         axes.set_xlabel("Epoch")
