@@ -35,7 +35,11 @@ def _file_lines(rows: pd.Index) -> str:
 
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a prediction TSV, with ``p_all`` as float; raise UserError naming the file if it is malformed."""
+    """Read a prediction TSV, with ``p_all`` as float; raise UserError naming the file if it is malformed.
+
+    ``pred`` is the model's argmax decision (ALL when p_all >= 0.5), checked here but never the decision of
+    an evaluation output: those call ALL from ``p_all`` at ``statistics.threshold`` (``metrics.called_all``).
+    """
     frame = read_tsv(path)
     require_columns(frame, PREDICTION_COLUMNS, f"Prediction file {path}", _REGENERATE)
     if frame.empty:
