@@ -70,6 +70,7 @@ rule inventory:
     params:
         dataset_root=dataset_root(),
         listing=dataset_listing(),
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/inventory.py"
 

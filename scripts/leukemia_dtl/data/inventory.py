@@ -4,6 +4,8 @@ and every file that had to be rejected with the reason."""
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -39,6 +41,22 @@ def check_image(path: Path) -> str | None:
     return None
 
 
+def _named_in_utf8(paths: Iterable[Path], root: Path, source: str, rejected: list[dict]) -> Iterator[tuple[Path, str]]:
+    """Each of ``paths`` with its path relative to ``root``, except a path that is not valid UTF-8: that one
+    goes to ``rejected``. Linux allows any bytes in a file name, which Python hands over with the bad bytes
+    as lone surrogates; written to a TSV they would crash the rule, so such a file is listed with the bytes
+    escaped (``\\xff``) instead."""
+    for path in paths:
+        relative = path.relative_to(root).as_posix()
+        try:
+            relative.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(relative).decode("utf-8", errors="backslashreplace")
+            rejected.append({"path": shown, "source": source, "reason": "file name is not valid UTF-8: rename it"})
+            continue
+        yield path, relative
+
+
 def _training_candidates(root: Path) -> tuple[list[dict], list[dict]]:
     rows, rejected = [], []
     for fold in TRAINING_FOLDS:
@@ -49,8 +67,7 @@ def _training_candidates(root: Path) -> tuple[list[dict], list[dict]]:
                 f"(training_data/fold_0..2/all|hem). Point data.directory at the folder that holds "
                 f"{DATASET_DIR}/, or use data.source: kaggle|archive."
             )
-        for path in files_under(fold_dir):
-            relative = path.relative_to(root).as_posix()
+        for path, relative in _named_in_utf8(files_under(fold_dir), root, fold, rejected):
             try:
                 parsed = parse_training_filename(path.name)
             except ValueError as error:
@@ -69,19 +86,45 @@ def _training_candidates(root: Path) -> tuple[list[dict], list[dict]]:
     return rows, rejected
 
 
+def _prelim_labels(labels_csv: Path) -> dict[str, tuple[str, str]]:
+    """``new_names`` -> (``Patient_ID``, ``labels``) of the prelim-phase labels CSV. An empty cell or an image
+    listed twice is a UserError naming the file and its lines: either would silently decide a label."""
+    # keep_default_na=False: an empty cell stays "" (not NaN) so that it can be reported as empty.
+    labels = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    remedy = "Use the file of the C-NMC archive from Kaggle."
+    require_columns(labels, PRELIM_LABEL_COLUMNS, str(labels_csv), remedy)
+    empty = labels[list(PRELIM_LABEL_COLUMNS)].apply(lambda column: column.str.strip() == "")
+    if empty.any(axis=None):
+        cells = [
+            f"line {_csv_line(row)} ({', '.join(empty.columns[flags])})"
+            for row, flags in empty[empty.any(axis=1)].iterrows()
+        ]
+        raise UserError(f"{labels_csv} has empty cells: {'; '.join(cells)}. Each row needs all three. {remedy}")
+    repeated = labels[labels["new_names"].duplicated(keep=False)].groupby("new_names").groups
+    if repeated:
+        rows = "; ".join(
+            f"{name} on lines {', '.join(str(_csv_line(row)) for row in index)}" for name, index in repeated.items()
+        )
+        raise UserError(
+            f"{labels_csv} lists an image more than once ({rows}): which label holds? Keep one row per image. {remedy}"
+        )
+    return {record.new_names: (record.Patient_ID, record.labels) for record in labels.itertuples(index=False)}
+
+
+def _csv_line(row: int) -> int:
+    """The line of a data frame's row in its CSV file: line 1 is the header."""
+    return row + 2
+
+
 def _prelim_candidates(root: Path) -> tuple[list[dict], list[dict]]:
     labels_csv = root / PRELIM_LABELS
     if not labels_csv.is_file():
         raise UserError(f"{labels_csv} is missing: the prelim-phase labels file belongs to the C-NMC archive.")
-    labels = pd.read_csv(labels_csv, dtype=str)
-    require_columns(labels, PRELIM_LABEL_COLUMNS, str(labels_csv), "Use the file of the C-NMC archive from Kaggle.")
-    listed = {}
-    for record in labels.itertuples(index=False):
-        listed[record.new_names] = (record.Patient_ID, record.labels)
+    listed = _prelim_labels(labels_csv)
     rows, rejected = [], []
     image_dir = root / PRELIM_DIR
-    for path in sorted(image_dir.glob("*")) if image_dir.is_dir() else []:
-        relative = path.relative_to(root).as_posix()
+    paths = sorted(image_dir.glob("*")) if image_dir.is_dir() else []
+    for path, relative in _named_in_utf8(paths, root, "prelim", rejected):
         if path.name not in listed:
             rejected.append({"path": relative, "source": "prelim", "reason": f"not listed in {PRELIM_LABELS}"})
             continue
@@ -102,10 +145,15 @@ def _prelim_candidates(root: Path) -> tuple[list[dict], list[dict]]:
     return rows, rejected
 
 
-def _final_candidates(root: Path) -> list[dict]:
+def _final_candidates(root: Path) -> tuple[list[dict], list[dict]]:
     image_dir = root / FINAL_DIR
-    files = sorted(image_dir.glob("*.bmp")) if image_dir.is_dir() else []
-    return [{"path": p.relative_to(root).as_posix(), "subject": "", "label": "", "source": "final"} for p in files]
+    paths = sorted(image_dir.glob("*.bmp")) if image_dir.is_dir() else []
+    rejected = []
+    rows = [
+        {"path": relative, "subject": "", "label": "", "source": "final"}
+        for _, relative in _named_in_utf8(paths, root, "final", rejected)
+    ]
+    return rows, rejected
 
 
 def build_inventory(root: str | Path, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -117,8 +165,9 @@ def build_inventory(root: str | Path, workers: int = 1) -> tuple[pd.DataFrame, p
     root = Path(root)
     training, rejected = _training_candidates(root)
     prelim, prelim_rejected = _prelim_candidates(root)
-    candidates = training + prelim + _final_candidates(root)
-    rejected += prelim_rejected
+    final, final_rejected = _final_candidates(root)
+    candidates = training + prelim + final
+    rejected += prelim_rejected + final_rejected
     log.info("decoding %d images with %d workers", len(candidates), workers)
     rows = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -139,3 +188,22 @@ def build_inventory(root: str | Path, workers: int = 1) -> tuple[pd.DataFrame, p
     if inventory.empty:
         raise UserError(f"no readable images under {root}: is it the C-NMC_Leukemia folder?")
     return inventory, rejected_frame
+
+
+def require_few_rejected(inventory: pd.DataFrame, rejected: pd.DataFrame, max_rejected_fraction: float) -> None:
+    """UserError summarising the reasons when more than ``max_rejected_fraction`` of the files were rejected.
+
+    A few damaged files are expected and reported; many mean a wrong folder, a wrong file extension or a
+    broken copy, which would otherwise surface only as a strange result after training.
+    """
+    total = len(inventory) + len(rejected)
+    if not total or len(rejected) / total <= max_rejected_fraction:
+        return
+    per_source = ", ".join(f"{source} {count}" for source, count in rejected["source"].value_counts().items())
+    examples = "; ".join(f"{row.path}: {row.reason}" for row in rejected.head(3).itertuples(index=False))
+    raise UserError(
+        f"{len(rejected)} of {total} files were rejected ({len(rejected) / total:.1%}, more than "
+        f"data.max_rejected_fraction = {max_rejected_fraction:g}): {per_source}. For example {examples}. The log "
+        f"lists every rejected file with its reason. Check that the dataset is the complete C-NMC archive with its "
+        f".bmp names in the original folders, or raise data.max_rejected_fraction if losing these files is intended."
+    )

@@ -83,5 +83,6 @@ def listing_digest(root: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     for path in files_under(root):
         status = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+        # os.fsencode: a file name need not be valid UTF-8; the inventory rejects such a file, naming it.
+        digest.update(os.fsencode(path.relative_to(root)) + f"\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
     return digest.hexdigest()
