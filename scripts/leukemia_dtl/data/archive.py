@@ -7,8 +7,11 @@ import hashlib
 import io
 import logging
 import shutil
+import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from leukemia_dtl.core.errors import UserError
@@ -48,28 +51,31 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
-def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
-    """Download ``dataset`` as a zip to ``archive`` with the kaggle package's API."""
-    archive = Path(archive)
-    try:
-        # Without credentials the client prints a long help text (already on import, which authenticates)
-        # and calls exit(1); the message below says it shorter.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            from kaggle.api.kaggle_api_extended import KaggleApi
+@contextlib.contextmanager
+def _kaggle_client_output_dropped() -> Iterator[None]:
+    """Drop everything the kaggle client prints while it runs.
 
-            api = KaggleApi()
-            api.authenticate()
-    except SystemExit:
-        raise UserError(
-            _NO_KAGGLE.format(dataset=dataset, reason="no Kaggle credentials found", root=DATASET_DIR)
-        ) from None
-    except Exception as error:  # token checks go over the network: offline this is a connection error
-        raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
-    with atomic_path(archive) as tmp_archive:
+    With VERBOSE or VERBOSE_OUTPUT set in the environment the client prints every request with its
+    headers (``Authorization: Bearer <token>``, or the API key as Basic auth) and bodies (the token it
+    checks at login); without credentials it prints a long help text. None of it may reach the console,
+    the rule's log or a result, so the client's stdout and stderr go nowhere for its whole run; the
+    messages of this module say what happened instead.
+    """
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
+    """Download ``dataset`` as a zip to ``archive`` with the kaggle package's API; no credential is ever
+    printed or logged, whatever the environment."""
+    archive = Path(archive)
+    log.info("downloading the Kaggle dataset %s (about 10 GB for the C-NMC archive)", dataset)
+    with atomic_path(archive) as tmp_archive, _kaggle_client_output_dropped():
+        api = _authenticated_kaggle_api(dataset)
         download_dir = tmp_archive.parent / f".{archive.name}.download"
         shutil.rmtree(download_dir, ignore_errors=True)
         try:
-            api.dataset_download_files(dataset, path=str(download_dir), quiet=False, force=True)
+            api.dataset_download_files(dataset, path=str(download_dir), quiet=True, force=True)
         except (Exception, SystemExit) as error:
             raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
         finally:
@@ -79,25 +85,84 @@ def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
             shutil.rmtree(download_dir, ignore_errors=True)
         if not downloaded:
             raise UserError(f"The Kaggle client finished but left no zip file for {dataset}; rerun the rule.")
+    log.info("downloaded %s (%.1f GB)", archive, archive.stat().st_size / 1e9)
 
 
-def _checked_members(archive: zipfile.ZipFile, archive_path: Path) -> list[zipfile.ZipInfo]:
-    members = []
-    for member in archive.infolist():
+def _authenticated_kaggle_api(dataset: str):
+    try:
+        # The import authenticates already; without credentials the client calls exit(1).
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        api.authenticate()
+    except SystemExit:
+        raise UserError(
+            _NO_KAGGLE.format(dataset=dataset, reason="no Kaggle credentials found", root=DATASET_DIR)
+        ) from None
+    except Exception as error:  # token checks go over the network: offline this is a connection error
+        raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
+    return api
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far an archive may expand before extraction refuses it.
+
+    The C-NMC archive is about 9.2 GB in about 15,200 entries, and its zip is several times smaller (the
+    black backgrounds compress well); a zip bomb expands a thousandfold. Each limit is a few times what
+    the real archive needs. ``zipfile`` never writes more of an entry than the size its header declares,
+    so checking the declared sizes bounds what extraction writes.
+    """
+
+    max_total_bytes: int = 32 * 2**30
+    max_entries: int = 100_000
+    # Declared uncompressed bytes per byte of the archive file, over the whole archive: one all-black
+    # image may compress a thousandfold, the archive as a whole does not.
+    max_ratio: float = 100.0
+
+
+C_NMC_ARCHIVE_LIMITS = ArchiveLimits()
+
+
+def _checked_members(archive: zipfile.ZipFile, archive_path: Path, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
+    """Every entry, once none would land outside the folder, none is a symbolic link and the whole stays
+    within ``limits``; otherwise a UserError naming the archive and what it holds."""
+    members = archive.infolist()
+    for member in members:
         name = PurePosixPath(member.filename.replace("\\", "/"))
         if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
             raise UserError(
                 f"{archive_path} holds the entry {member.filename!r}, which would be written outside the "
                 f"extraction folder. Refusing to extract it: use the original archive from Kaggle."
             )
-        members.append(member)
+        if stat.S_ISLNK(member.external_attr >> 16):
+            raise UserError(
+                f"{archive_path} holds the entry {member.filename!r}, a symbolic link; the C-NMC archive has "
+                f"none. Refusing to extract it: use the original archive from Kaggle, or unpack it yourself, check "
+                f"where its links lead, and set data.source: directory."
+            )
+    total = sum(member.file_size for member in members)
+    ratio = total / archive_path.stat().st_size
+    if len(members) > limits.max_entries or total > limits.max_total_bytes or ratio > limits.max_ratio:
+        raise UserError(
+            f"{archive_path} would expand to {total / 1e9:.1f} GB in {len(members):,} entries, {ratio:.0f} times "
+            f"its own size; the limits are {limits.max_total_bytes / 1e9:.1f} GB, {limits.max_entries:,} entries and "
+            f"{limits.max_ratio:.0f} times (the C-NMC archive is about 9.2 GB in about 15,200 entries). Refusing to "
+            f"extract it, as a damaged or crafted archive could fill the disk: use the original archive from "
+            f"Kaggle, or, if this one is what you mean, unpack it yourself and set data.source: directory."
+        )
     return members
 
 
-def extract_archive(archive_path: str | Path, destination: str | Path) -> Path:
+def extract_archive(
+    archive_path: str | Path, destination: str | Path, limits: ArchiveLimits = C_NMC_ARCHIVE_LIMITS
+) -> Path:
     """Extract the C-NMC archive into ``destination`` and return the dataset root, ``destination/C-NMC_Leukemia``.
 
-    Extraction goes to a temporary folder first, so a failure never leaves a half-filled destination.
+    Every entry is checked before anything is written: an entry that would land outside ``destination``,
+    a symbolic link entry, or an archive beyond ``limits`` is refused (links are refused rather than
+    extracted as plain files, whose content would be the link's target path). Extraction goes to a
+    temporary folder first, so a failure never leaves a half-filled destination.
     """
     archive_path, destination = Path(archive_path), Path(destination)
     if not archive_path.is_file():
@@ -108,11 +173,11 @@ def extract_archive(archive_path: str | Path, destination: str | Path) -> Path:
             f"and check its sha256."
         )
     staging = destination.parent / f".{destination.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            members = _checked_members(archive, archive_path)
+            members = _checked_members(archive, archive_path, limits)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
             log.info("extracting %d entries from %s", len(members), archive_path)
             for done, member in enumerate(members, start=1):
                 archive.extract(member, staging)
