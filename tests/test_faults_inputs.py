@@ -101,7 +101,8 @@ def test_many_rejected_files_stop_the_inventory_with_a_summary(dataset):
     total = len(inventory) + len(rejected)
     assert f"{len(rejected)} of {total} files were rejected" in message
     assert f"fold_2 {len(rejected) - 1}" in message  # and the demo's one truncated BMP in fold_0
-    assert "is not UID_<subject>" in message and "data.max_rejected_fraction" in message
+    assert f"{len(rejected) - 1} × file name '…' is not UID_<subject>" in message
+    assert "1 × cannot decode" in message and "data.max_rejected_fraction" in message
     require_few_rejected(inventory, rejected, max_rejected_fraction=0.5)
 
 

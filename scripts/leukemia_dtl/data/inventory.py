@@ -200,10 +200,13 @@ def require_few_rejected(inventory: pd.DataFrame, rejected: pd.DataFrame, max_re
     if not total or len(rejected) / total <= max_rejected_fraction:
         return
     per_source = ", ".join(f"{source} {count}" for source, count in rejected["source"].value_counts().items())
-    examples = "; ".join(f"{row.path}: {row.reason}" for row in rejected.head(3).itertuples(index=False))
+    # Alike reasons differ only in the file they quote: count them together.
+    kinds = rejected["reason"].str.replace(r"'[^']*'", "'…'", regex=True).value_counts()
+    common = "; ".join(f"{count} × {kind}" for kind, count in kinds.head(3).items())
     raise UserError(
         f"{len(rejected)} of {total} files were rejected ({len(rejected) / total:.1%}, more than "
-        f"data.max_rejected_fraction = {max_rejected_fraction:g}): {per_source}. For example {examples}. The log "
-        f"lists every rejected file with its reason. Check that the dataset is the complete C-NMC archive with its "
-        f".bmp names in the original folders, or raise data.max_rejected_fraction if losing these files is intended."
+        f"data.max_rejected_fraction = {max_rejected_fraction:g}), by source {per_source}. Most common reasons: "
+        f"{common}. The log lists every rejected file with its reason. Check that the dataset is the complete "
+        f"C-NMC archive with its .bmp names in the original folders, or raise data.max_rejected_fraction if losing "
+        f"these files is intended."
     )
