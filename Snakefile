@@ -14,6 +14,20 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
+from leukemia_dtl.core.run_lock import (
+    record_snakemake_lock_owner,
+    release_locks_of_dead_snakemake,
+)
+
+# A Snakemake killed with SIGKILL leaves its locks behind: the same command again then just works.
+if workflow.is_main_process:
+    release_locks_of_dead_snakemake()
+
+
+onstart:
+    record_snakemake_lock_owner()
+
+
 wildcard_constraints:
     scheme="|".join(SPLIT_SCHEMES),
     size=r"\d+",

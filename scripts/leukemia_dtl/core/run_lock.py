@@ -5,6 +5,11 @@ the workflow, a second job would train the same run in the same resume folder: h
 one job's clean-up deletes the other's state. The lock stops the second job at once, naming the first;
 a lock whose holder is gone (its process, or its Slurm job) is taken over, so a retried or requeued job
 continues.
+
+Snakemake's own lock on a working directory outlives a Snakemake killed with SIGKILL (or a power loss),
+and the same command then stops with "Directory cannot be locked". ``record_snakemake_lock_owner`` notes
+which process took that lock; ``release_locks_of_dead_snakemake`` removes the lock when that process is
+gone, as ``snakemake --unlock`` would, and leaves it to a live or unknown holder.
 """
 
 from __future__ import annotations
@@ -104,3 +109,40 @@ def run_lock(lock_file: str | os.PathLike, run_name: str) -> Iterator[None]:
         yield
     finally:
         lock_file.unlink(missing_ok=True)
+
+
+SNAKEMAKE_LOCK_OWNER = "leukemia_dtl_lock_owner.json"
+
+
+def record_snakemake_lock_owner(snakemake_dir: str | os.PathLike = ".snakemake") -> None:
+    """Note this process as the holder of Snakemake's locks (call from ``onstart``, when it holds them)."""
+    owner = Path(snakemake_dir) / SNAKEMAKE_LOCK_OWNER
+    partial = owner.with_name(owner.name + ".partial")
+    partial.write_text(json.dumps(this_job()))
+    os.replace(partial, owner)
+
+
+def release_locks_of_dead_snakemake(snakemake_dir: str | os.PathLike = ".snakemake") -> bool:
+    """Remove Snakemake's locks if the process that recorded itself as their holder is gone; True if removed.
+
+    Only a holder on this host can be checked. Locks newer than the record were taken by a Snakemake that
+    has not recorded itself yet, so they stay.
+    """
+    locks = Path(snakemake_dir) / "locks"
+    owner_file = Path(snakemake_dir) / SNAKEMAKE_LOCK_OWNER
+    lock_files = list(locks.glob("*.lock")) if locks.is_dir() else []
+    if not lock_files or not owner_file.exists():
+        return False
+    if max(lock.stat().st_mtime for lock in lock_files) > owner_file.stat().st_mtime:
+        return False
+    try:
+        owner = json.loads(owner_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False
+    if _process_alive(owner["pid"]):
+        return False
+    log.warning("Removing the locks of Snakemake process %d, which is gone (killed?): %s", owner["pid"], locks)
+    shutil.rmtree(locks)
+    return True

@@ -92,6 +92,14 @@ def _subject_images(rng, subject: Subject, spec: DemoSpec):
         yield name, bmp_bytes(render_cell(rng, subject.label, subject.stain, spec.bmp_size))
 
 
+def _write_entry(zf: zipfile.ZipFile, name: str, data: bytes | str) -> None:
+    # A fixed timestamp (zipfile stamps the current time): the same spec gives the same bytes, so a rerun
+    # reproduces the archive and its checksum.
+    entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    entry.external_attr = 0o644 << 16
+    zf.writestr(entry, data)
+
+
 def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
     """Write the synthetic C-NMC zip atomically; return how many images went to each part."""
     rng = np.random.default_rng(spec.seed)
@@ -109,7 +117,7 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
                     if corrupt_left > 0:
                         # A truncated file, as a broken download or disk leaves it.
                         data, corrupt_left = data[: len(data) // 3], corrupt_left - 1
-                    zf.writestr(f"{DATASET_DIR}/training_data/{fold}/{subject.label.lower()}/{name}", data)
+                    _write_entry(zf, f"{DATASET_DIR}/training_data/{fold}/{subject.label.lower()}/{name}", data)
                     counts[fold] = counts.get(fold, 0) + 1
 
         prelim_subjects = _make_subjects(rng, spec.prelim_subjects_per_class, POSITIVE_CLASS, next_id)
@@ -121,9 +129,9 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
         rows = [",".join(layout.PRELIM_LABEL_COLUMNS)]
         for new_number, index in enumerate(order, start=1):
             original_name, data, label = prelim[index]
-            zf.writestr(f"{DATASET_DIR}/{layout.PRELIM_DIR}/{new_number}.bmp", data)
+            _write_entry(zf, f"{DATASET_DIR}/{layout.PRELIM_DIR}/{new_number}.bmp", data)
             rows.append(f"{original_name},{new_number}.bmp,{LABEL_CODE_OF[label]}")
-        zf.writestr(f"{DATASET_DIR}/{layout.PRELIM_LABELS}", "\n".join(rows) + "\n")
+        _write_entry(zf, f"{DATASET_DIR}/{layout.PRELIM_LABELS}", "\n".join(rows) + "\n")
         counts["prelim"] = len(prelim)
 
         final_subjects = _make_subjects(rng, 2, POSITIVE_CLASS, next_id) + _make_subjects(
@@ -132,7 +140,7 @@ def write_demo_archive(archive: str | Path, spec: DemoSpec) -> dict[str, int]:
         for number in range(1, spec.final_images + 1):
             subject = final_subjects[number % len(final_subjects)]
             pixels = render_cell(rng, subject.label, subject.stain, spec.bmp_size)
-            zf.writestr(f"{DATASET_DIR}/{layout.FINAL_DIR}/{number}.bmp", bmp_bytes(pixels))
+            _write_entry(zf, f"{DATASET_DIR}/{layout.FINAL_DIR}/{number}.bmp", bmp_bytes(pixels))
         counts["final"] = spec.final_images
     log.info("demo archive %s: %s", archive, counts)
     return counts
