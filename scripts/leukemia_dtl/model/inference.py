@@ -45,11 +45,23 @@ def probability_of_all(outputs: np.ndarray) -> np.ndarray:
 
 
 def predict_probability_of_all(model: keras.Model, cache: ImageCache, paths: pd.Series, batch_size: int) -> np.ndarray:
-    """P(ALL) for the cached images of ``paths``, in their order: ``model.predict`` over cache batches."""
+    """P(ALL) for the cached images of ``paths``, in their order: ``model.predict`` over cache batches.
+
+    An output that is not a finite number (a model whose training diverged gives NaN) is a UserError:
+    no value stands in for it, so a prediction table only ever holds what the model said.
+    """
     batches = CachedImageBatches(cache.images, cache.rows_for(paths), batch_size=batch_size)
-    p_all = np.empty(len(paths))
-    p_all[batches.order] = probability_of_all(model.predict(batches, verbose=0))
-    return p_all
+    outputs = np.empty((len(paths), len(CLASS_NAMES)))
+    outputs[batches.order] = model.predict(batches, verbose=0)
+    broken = ~np.isfinite(outputs).all(axis=1)
+    if broken.any():
+        first = np.flatnonzero(broken)[0]
+        raise UserError(
+            f"The model outputs {outputs[first].tolist()} for {paths.iloc[first]} and is not finite for "
+            f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
+            f"training diverged: retrain it with a lower learning rate."
+        )
+    return probability_of_all(outputs)
 
 
 def inference_ms_per_image(model: keras.Model, images: np.ndarray, batch_size: int) -> float:
@@ -92,21 +104,22 @@ def predict_subsets(
     image_cache = ImageCache.open(cache, model.input_shape[1])
 
     predicted = {}
-    for subset, out_path in out_paths.items():
+    for subset in out_paths:
         frame = table.loc[table["subset"] == subset, ["path", "subject", "label"]]
         if frame.empty:
-            log.warning("Split %s has no %s images; writing an empty prediction table", split, subset)
-            write_tsv(pd.DataFrame(columns=list(PREDICTION_COLUMNS)), out_path)
+            log.warning("Split %s has no %s images; its prediction table will be empty", split, subset)
             continue
         p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size)
         frame = frame.assign(p_all=p_all, pred=np.where(p_all >= DECISION_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS))
-        write_tsv(frame, out_path)
         predicted[subset] = frame
         share = (frame["pred"] == POSITIVE_CLASS).mean()
         log.info("%s: %d images, %.1f %% predicted %s", subset, len(frame), 100 * share, POSITIVE_CLASS)
 
     if not predicted:
         raise UserError(f"Split {split} has no {'/'.join(out_paths)} images to predict; rebuild the split.")
+    # Written only once every subset is predicted: a failing subset leaves no table behind.
+    for subset, out_path in out_paths.items():
+        write_tsv(predicted.get(subset, pd.DataFrame(columns=list(PREDICTION_COLUMNS))), out_path)
     # Time on test images when there are any; read into memory first so disk speed is not timed.
     timing_frame = predicted.get("test", next(iter(predicted.values())))
     timing_rows = np.sort(image_cache.rows_for(timing_frame["path"]))[:timing_images]
