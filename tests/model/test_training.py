@@ -191,12 +191,12 @@ def test_training_resumes_after_sigkill(tmp_path, dataset):
 
 
 def test_a_failure_after_the_last_epoch_loses_no_training(tmp_path, dataset, tiny_backbone, monkeypatch):
-    def die_before_the_stats(*_):
+    def die_before_the_outputs(*_):
         raise RuntimeError("killed")
 
     arguments = training_arguments(tmp_path, dataset)
     with monkeypatch.context() as patch:
-        patch.setattr(training, "write_json", die_before_the_stats)
+        patch.setattr(training, "save_model", die_before_the_outputs)
         with pytest.raises(RuntimeError, match="killed"):
             train_model(**arguments)
     stats = train_model(**arguments)
@@ -208,11 +208,13 @@ def test_a_failure_after_the_last_epoch_loses_no_training(tmp_path, dataset, tin
 def test_backup_of_another_configuration_is_discarded(tmp_path):
     backup_dir = tmp_path / "backup"
     prepare_backup_dir(backup_dir, {"seed": 0})
-    (backup_dir / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    checkpoint = backup_dir / "state" / "training_metadata.json"
+    checkpoint.parent.mkdir()
+    checkpoint.write_text('{"epoch": 1}')
     prepare_backup_dir(backup_dir, {"seed": 0})
-    assert (backup_dir / "history.csv").exists()
+    assert checkpoint.exists()
     prepare_backup_dir(backup_dir, {"seed": 1})
-    assert not (backup_dir / "history.csv").exists()
+    assert not checkpoint.exists()
 
 
 def test_a_foreign_backup_dir_is_never_deleted(tmp_path):
@@ -267,7 +269,8 @@ def test_no_training_callback_makes_keras_wait_for_each_step(tmp_path):
     # declaring itself async-safe; BackupAndRestore overrides on_train_batch_end, and undeclared it made each
     # step wait for the GPU before the next batch was fetched.
     batches = training.CachedImageBatches(np.zeros((4, 8, 8, 3), np.uint8), np.arange(4), batch_size=2)
-    callbacks = training.training_callbacks(batches, training.TrainingProgress("run", 1, 4), tmp_path)
+    backup = training.ResumableBackup(tmp_path, "run")
+    callbacks = training.training_callbacks(batches, training.TrainingProgress("run", 1, 4), backup, "Lower it.")
     for callback in callbacks:
         for hook in ("on_batch_end", "on_train_batch_end", "on_test_batch_end"):
             overridden = getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook) or (

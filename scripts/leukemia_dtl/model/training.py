@@ -1,10 +1,10 @@
 """Train one classifier with one seed: ``model.fit`` on the image cache, resumable after a kill.
 
 Resume state lives in ``backup_dir`` (outside the rule's outputs, which Snakemake deletes before a
-rerun): ``keras.callbacks.BackupAndRestore`` keeps the weights, optimizer state and epoch there, and
-``keras.callbacks.CSVLogger`` appends each finished epoch to the history beside it, so a rerun continues
-at the first unfinished epoch and the final history covers every epoch once. The directory is deleted
-after the outputs are written.
+rerun): :class:`ResumableBackup` keeps two checkpoints there, each the weights, optimizer state, random
+state and history up to its epoch, so a rerun continues at the first unfinished epoch from the newest
+whole checkpoint and the final history covers every epoch once. The directory is deleted after the
+outputs are written. A loss that becomes NaN or infinite fails the run before that epoch is saved.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -46,8 +47,8 @@ from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
 log = logging.getLogger("leukemia_dtl")
 
-# Resume state inside backup_dir: the CSVLogger history and BackupAndRestore's checkpoints.
-BACKUP_HISTORY_FILE = "history.csv"
+# Resume state inside backup_dir: the configuration that made it, and ResumableBackup's checkpoints.
+BACKUP_CONFIG_FILE = "run_config.json"
 BACKUP_STATE_DIR = "state"
 
 # Training images whose statistics initialise a random base's BatchNormalization (weights: none).
@@ -57,7 +58,7 @@ CALIBRATION_IMAGES = 256
 class TrainingProgress:
     """Per-epoch timing and progress log lines, hooked into ``fit`` through two callbacks.
 
-    ``timing_callback`` must come before CSVLogger, which then records ``epoch_seconds`` (whole epoch)
+    ``timing_callback`` must come before the backup, which then records ``epoch_seconds`` (whole epoch)
     and ``train_seconds`` (validation excluded) with the metrics, so timings survive a resume too.
     ``logging_callback`` comes last, so an epoch's log line means that epoch is backed up.
     """
@@ -128,63 +129,177 @@ def file_digest(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def epoch_backup(state_dir: Path) -> keras.callbacks.BackupAndRestore:
-    """``BackupAndRestore`` after every epoch, declared safe for Keras's asynchronous batch-end dispatch.
+class DivergenceCheck(keras.callbacks.Callback):
+    """Fails the run, naming the run, the epoch and ``remedy``, at the end of an epoch whose training or
+    validation loss is NaN or infinite.
 
-    BackupAndRestore overrides ``on_train_batch_end`` (it acts there only with an integer ``save_freq``),
-    and Keras then turns the dispatch of batch ends synchronous: each step waits for the accelerator to
-    finish before the next batch is fetched, so input and compute no longer overlap on a GPU.
-    ``delete_checkpoint=False``: a kill between the end of fit and the outputs must not lose the run.
+    It comes before the backup, so a diverged epoch is never saved, and its error leaves ``fit`` before
+    any output is written. ``keras.callbacks.TerminateOnNaN`` only stops ``fit`` (the diverged model would
+    then be saved), and it checks every batch, which makes Keras wait for the device at each step.
     """
-    backup = keras.callbacks.BackupAndRestore(state_dir, double_checkpoint=True, delete_checkpoint=False)
-    backup.async_safe = True
-    return backup
+
+    def __init__(self, progress: TrainingProgress, remedy: str):
+        super().__init__()
+        self.progress = progress
+        self.remedy = remedy
+
+    def on_epoch_end(self, epoch, logs=None):
+        diverged = {name: logs[name] for name in ("loss", "val_loss") if not math.isfinite(logs[name])}
+        if diverged:
+            values = ", ".join(f"{name} {value}" for name, value in diverged.items())
+            raise UserError(
+                f"{self.progress.run_name}: training diverged in epoch {epoch + 1}/{self.progress.epochs} "
+                f"({values}); no model is written. {self.remedy}"
+            )
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` with two checkpoints (``double_checkpoint``) that restores only a whole one.
+
+    Each checkpoint is Keras's weights file (with the optimizer state) and an epoch file that also holds the
+    optimizer's step count, the random state and the history of the epochs it covers. Keras's own restore
+    crashes on an epoch file that a kill or a full disk left truncated (every retry again), falls back to
+    the previous checkpoint only when the weights file will not open, and cannot tell weights one epoch
+    ahead of their epoch file (a kill between the two writes). Here a checkpoint counts only if its epoch
+    file reads, its weights load and both carry the same step count; else the previous one, else training
+    starts over, each time with a warning naming the files.
+
+    The random state is that of the model's ``SeedGenerator``s (dropout, augmentation): weights files leave
+    it out, and without it a resumed run would draw epoch 1's random numbers again and end with other
+    weights than an uninterrupted run. The history travels with the checkpoint, so it always describes the
+    restored weights: no epoch twice, none missing.
+    """
+
+    def __init__(self, state_dir: Path, run_name: str):
+        # delete_checkpoint=False: a kill between the end of fit and the outputs must not lose the run.
+        super().__init__(state_dir, double_checkpoint=True, delete_checkpoint=False)
+        # BackupAndRestore overrides on_train_batch_end (it acts there only with an integer save_freq), and
+        # Keras then turns the dispatch of batch ends synchronous: each step would wait for the accelerator
+        # before the next batch is fetched, so input and compute no longer overlap on a GPU.
+        self.async_safe = True
+        self.run_name = run_name
+        self.history: list[dict] = []  # one row per epoch, HISTORY_COLUMNS
+        self._checkpoints = [
+            (self._weights_path, self._training_metadata_path),
+            (self._prev_weights_path, self._prev_training_metadata_path),
+        ]
+
+    def _random_state(self) -> list:
+        """The model's SeedGenerator states: ``model.variables`` minus ``model.weights``."""
+        weights = {id(weight) for weight in self.model.weights}
+        return [variable for variable in self.model.variables if id(variable) not in weights]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in HISTORY_COLUMNS[1:]}})
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        """As Keras: the last checkpoint copied to the previous one's files, then the new weights; the epoch
+        file last and atomically, so a checkpoint with a readable epoch file has whole weights."""
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        for latest, previous in zip(*self._checkpoints, strict=True):
+            if os.path.exists(latest):
+                shutil.copyfile(latest, previous)
+        self.model.save_weights(self._weights_path, overwrite=True)
+        epoch_state = {
+            "epoch": self._current_epoch,
+            "optimizer_steps": int(self.model.optimizer.iterations),
+            "random_state": [keras.ops.convert_to_numpy(state).tolist() for state in self._random_state()],
+            "history": self.history,
+        }
+        write_json(epoch_state, self._training_metadata_path)
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        variables = [*self.model.variables, *optimizer.variables]
+        # A checkpoint that fails halfway through loading must not leave its values behind.
+        initial_values = [keras.ops.convert_to_numpy(variable) for variable in variables]
+        latest, previous = self._checkpoints
+        found = [checkpoint for checkpoint in (latest, previous) if any(map(os.path.exists, checkpoint))]
+        for checkpoint in found:
+            if checkpoint is previous:
+                # load_weights reads only *.weights.h5 files: as Keras does, the previous checkpoint is
+                # restored by copying it over the latest one, which did not restore.
+                for source, target in zip(previous, latest, strict=True):
+                    if os.path.exists(source):
+                        shutil.copyfile(source, target)
+                    else:
+                        Path(target).unlink(missing_ok=True)
+            try:
+                self._restore(*latest)
+                return
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                weights_path, epoch_path = checkpoint
+                log.warning(
+                    "%s: the resume checkpoint %s + %s is damaged or incomplete (%s)",
+                    self.run_name,
+                    weights_path,
+                    Path(epoch_path).name,
+                    error,
+                )
+                for variable, value in zip(variables, initial_values, strict=True):
+                    variable.assign(value)
+        if found:
+            log.warning("%s: no whole checkpoint in %s; training starts over", self.run_name, self.backup_dir)
+
+    def _restore(self, weights_path: str, epoch_path: str) -> None:
+        epoch_state = json.loads(Path(epoch_path).read_text())
+        self.model.load_weights(weights_path)
+        steps, saved_steps = int(self.model.optimizer.iterations), epoch_state["optimizer_steps"]
+        if saved_steps != steps:
+            raise ValueError(f"the weights are at step {steps}, the epoch file at step {saved_steps}")
+        random_state = self._random_state()
+        if len(epoch_state["random_state"]) != len(random_state):
+            raise ValueError(f"{len(epoch_state['random_state'])} random states for {len(random_state)} generators")
+        for variable, value in zip(random_state, epoch_state["random_state"], strict=True):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+        epoch = epoch_state["epoch"]
+        if [row["epoch"] for row in epoch_state["history"]] != list(range(1, epoch + 1)):
+            raise ValueError(f"its history does not cover epochs 1..{epoch} once")
+        self.history = epoch_state["history"]
+        # As BackupAndRestore: fit starts at the model's _initial_epoch when it is set.
+        self.model._initial_epoch = epoch
 
 
 def training_callbacks(
-    train_batches: CachedImageBatches, progress: TrainingProgress, backup_dir: Path
+    train_batches: CachedImageBatches, progress: TrainingProgress, backup: ResumableBackup, remedy: str
 ) -> list[keras.callbacks.Callback]:
-    """Per epoch, in order: the epoch's batch draw, timing, the history row, the backup of weights and
-    optimizer (both in ``backup_dir``), the log line. None acts on batch ends, so
-    Keras dispatches those asynchronously (JAX, PyTorch) and never waits on the accelerator inside an epoch."""
+    """Per epoch, in order: the epoch's batch draw, timing, the divergence check (``remedy`` names the
+    setting to change), the backup of weights, optimizer, random state and history, the log line. None
+    acts on batch ends, so Keras dispatches those asynchronously (JAX, PyTorch) and never waits on the
+    accelerator inside an epoch."""
     return [
         keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
         progress.timing_callback(),
-        keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY_FILE), append=True),
-        epoch_backup(backup_dir / BACKUP_STATE_DIR),
+        DivergenceCheck(progress, remedy),
+        backup,
         progress.logging_callback(),
     ]
 
 
 def prepare_backup_dir(backup_dir: Path, run_config: dict) -> None:
     """Keep a backup only if it was made by the same training configuration; else start afresh."""
-    config_file = backup_dir / "run_config.json"
+    config_file = backup_dir / BACKUP_CONFIG_FILE
     run_config = json.loads(json.dumps(run_config, sort_keys=True))  # as it reads back from the file
     if config_file.exists():
-        if json.loads(config_file.read_text()) == run_config:
-            return
-        log.warning("Discarding the backup in %s: it belongs to another configuration", backup_dir)
+        try:
+            backup_config = json.loads(config_file.read_text())
+        except (OSError, ValueError) as error:
+            # Whose backup it is cannot be known, so none of it can be trusted.
+            log.warning("Discarding the backup in %s: its %s is damaged (%s)", backup_dir, config_file.name, error)
+        else:
+            if backup_config == run_config:
+                return
+            log.warning("Discarding the backup in %s: it belongs to another configuration", backup_dir)
         shutil.rmtree(backup_dir)
     elif backup_dir.exists() and any(backup_dir.iterdir()):
         # Never delete a directory this code did not create: the path may be misconfigured.
         raise UserError(
             f"backup_dir {backup_dir} holds files but no training backup; point backup_dir to a new directory."
         )
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(run_config, sort_keys=True))
-
-
-def read_history(csv_path: Path, epochs: int) -> pd.DataFrame:
-    """The CSVLogger history, one row per epoch 1..epochs.
-
-    An epoch can appear twice: a kill after CSVLogger wrote it but before BackupAndRestore saved it
-    makes the rerun train it again; the rerun's row is the one that produced the final weights.
-    """
-    history = pd.read_csv(csv_path).drop_duplicates("epoch", keep="last").sort_values("epoch")
-    history["epoch"] += 1
-    if history["epoch"].tolist() != list(range(1, epochs + 1)):
-        raise RuntimeError(f"{csv_path} covers epochs {history['epoch'].tolist()}, not 1..{epochs}")
-    return history[list(HISTORY_COLUMNS)]
+    write_json(run_config, config_file)
 
 
 def read_training_subsets(split_path: str | os.PathLike) -> dict[str, pd.DataFrame]:
@@ -277,8 +392,8 @@ def train_model(
         backend.enable_determinism()
     policy = backend.set_precision(precision)
 
-    if tuned_hyperparameters_path:
-        model_options = {**model_options, **read_selected_hyperparameters(tuned_hyperparameters_path)}
+    tuned = read_selected_hyperparameters(tuned_hyperparameters_path) if tuned_hyperparameters_path else {}
+    model_options = {**model_options, **tuned}
     training_options = MODEL_OPTION_GROUPS["training"]
     missing = [name for name in training_options if name not in model_options]
     if missing:
@@ -307,9 +422,15 @@ def train_model(
             "cache_index_sha256": file_digest(Path(cache_dir) / INDEX_FILE),
         }
         prepare_backup_dir(backup_dir, run_config)
-        history_csv = backup_dir / BACKUP_HISTORY_FILE
         train_images = len(subsets["train"])
         progress = TrainingProgress(run_name, epochs, train_images)
+        backup = ResumableBackup(backup_dir / BACKUP_STATE_DIR, run_name)
+        learning_rate_setting = (
+            f"tuning.grid.learning_rate (the tuning picked {learning_rate} in {tuned_hyperparameters_path})"
+            if "learning_rate" in tuned
+            else f"models.{model_name}.learning_rate ({learning_rate})"
+        )
+        remedy = f"Lower {learning_rate_setting} and rerun."
         log.info(
             "%s: %d train / %d val images of %dpx, batch %d, %d epochs, %s on %s (%s, %s)",
             run_name,
@@ -330,10 +451,10 @@ def train_model(
             # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
             shuffle=False,
             verbose=0,
-            callbacks=training_callbacks(train_batches, progress, backup_dir),
+            callbacks=training_callbacks(train_batches, progress, backup, remedy),
         )
 
-        history = read_history(history_csv, epochs)
+        history = pd.DataFrame(backup.history, columns=list(HISTORY_COLUMNS))
         save_model(model, model_path)
         write_tsv(history, history_path)
         stats = {

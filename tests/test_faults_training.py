@@ -1,0 +1,182 @@
+"""Faults injected for real into training and prediction (issue 13, items 1, 3 and 4): a learning rate that
+drives the loss to NaN, a model whose output is NaN, resume state damaged as a kill or a full disk leaves
+it, and a deterministic run SIGKILLed halfway and resumed.
+
+One training subprocess, SIGKILLed after its second epoch, makes the resume state that the other tests
+damage (each on its own copy) and resume in this process; the tiny test backbone keeps each run at seconds.
+"""
+
+import json
+import logging
+import shutil
+import signal
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
+from leukemia_dtl.model import classifiers
+from leukemia_dtl.model.inference import predict_subsets
+from leukemia_dtl.model.training import BACKUP_CONFIG_FILE, BACKUP_STATE_DIR, train_model
+from model.test_training import epochs_logged, launch_training, training_arguments
+from model_stage_fixtures import TINY_BACKBONE
+
+EPOCHS = 4
+KILL_AFTER = 2
+LATEST_WEIGHTS = "latest.weights.h5"
+LATEST_EPOCH_FILE = "training_metadata.json"
+
+
+def truncate(path: Path) -> None:
+    """What a kill during the write, or a full disk, leaves: the file's first half."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def history_epochs(arguments: dict) -> list[int]:
+    return read_tsv(arguments["history_path"])["epoch"].astype(int).tolist()
+
+
+def test_a_diverged_training_fails_naming_run_epoch_and_setting_and_writes_no_model(tmp_path, dataset, tiny_backbone):
+    arguments = training_arguments(tmp_path, dataset, learning_rate=1e30)
+    with pytest.raises(UserError) as failure:
+        train_model(**arguments)
+    message = str(failure.value)
+    assert "tiny seed 0: training diverged in epoch 1/3" in message
+    assert "loss nan" in message
+    assert "Lower models.tiny.learning_rate (1e+30)" in message
+    assert not Path(arguments["model_path"]).parent.exists()
+    # The diverged epoch is not in the resume state either: nothing was saved.
+    assert not (Path(arguments["backup_dir"]) / BACKUP_STATE_DIR).exists()
+
+
+def test_a_model_that_outputs_nan_fails_the_prediction_and_writes_no_table(tmp_path, dataset):
+    split_path, cache_dir = dataset
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)
+        model = classifiers.build_classifier("tiny", image_size=32, weights="none", dropout=0.5)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    model.get_layer("predictions").set_weights([np.full_like(kernel, np.nan), bias])
+    classifiers.save_model(model, tmp_path / "model.keras")
+
+    out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
+    with pytest.raises(UserError, match=r"The model outputs \[nan, nan\] for val/.* not finite for 32 of 32"):
+        predict_subsets(tmp_path / "model.keras", split_path, cache_dir, 8, out_paths, tmp_path / "stats.json")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.keras"]
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, dataset):
+    """A deterministic training of EPOCHS epochs, SIGKILLed after epoch KILL_AFTER or a little later:
+    (its arguments, a pristine copy of its resume state, the epochs it finished)."""
+    run_dir = tmp_path_factory.mktemp("killed")
+    arguments = {**training_arguments(run_dir, dataset, epochs=EPOCHS), "deterministic": True}
+    child = launch_training(run_dir, arguments)
+    log = []
+    for line in child.stderr:
+        log.append(line)
+        if epochs_logged([line]) == [KILL_AFTER]:
+            child.send_signal(signal.SIGKILL)
+            break
+    log += child.stderr.readlines()
+    assert child.wait(timeout=60) == -signal.SIGKILL, "".join(log)
+    done = epochs_logged(log)[-1]
+    assert KILL_AFTER <= done < EPOCHS
+    pristine = run_dir / "pristine_backup"
+    shutil.copytree(arguments["backup_dir"], pristine)
+    return arguments, pristine, done
+
+
+def resumable_copy(killed_run, run_dir: Path) -> tuple[dict, Path]:
+    """Arguments that resume a copy of the killed run's resume state under ``run_dir``, and the copy's
+    checkpoint folder. The run is the same, so the copy is resumed; determinism stays off in this process."""
+    arguments, pristine, _ = killed_run
+    split_and_cache = (arguments["split_path"], arguments["cache_dir"])
+    arguments = training_arguments(run_dir, split_and_cache, epochs=EPOCHS)
+    shutil.copytree(pristine, arguments["backup_dir"])
+    return arguments, Path(arguments["backup_dir"]) / BACKUP_STATE_DIR
+
+
+def weights_one_epoch_ahead(state: Path) -> None:
+    """A kill between the weights and the epoch file: new weights, the previous checkpoint's epoch file."""
+    shutil.copyfile(state / f"{LATEST_EPOCH_FILE}.bkp", state / LATEST_EPOCH_FILE)
+
+
+def both_epoch_files_truncated(state: Path) -> None:
+    truncate(state / LATEST_EPOCH_FILE)
+    truncate(state / f"{LATEST_EPOCH_FILE}.bkp")
+
+
+@pytest.mark.parametrize(
+    ("damage", "warning"),
+    [
+        (lambda state: truncate(state / LATEST_EPOCH_FILE), f"{LATEST_WEIGHTS} + {LATEST_EPOCH_FILE} is damaged"),
+        (lambda state: truncate(state / LATEST_WEIGHTS), f"{LATEST_WEIGHTS} + {LATEST_EPOCH_FILE} is damaged"),
+        (weights_one_epoch_ahead, "the weights are at step"),
+    ],
+    ids=["truncated epoch file", "truncated weights", "weights one epoch ahead of the epoch file"],
+)
+def test_a_damaged_checkpoint_is_reported_and_the_previous_one_resumed(
+    tmp_path, killed_run, tiny_backbone, caplog, damage, warning
+):
+    arguments, state = resumable_copy(killed_run, tmp_path)
+    damage(state)
+    with caplog.at_level(logging.WARNING, logger="leukemia_dtl"):
+        stats = train_model(**arguments)
+    assert warning in caplog.text
+    done = killed_run[2]
+    assert (stats["resumed_from_epoch"], stats["epochs_run"]) == (done - 1, EPOCHS - done + 1)
+    assert history_epochs(arguments) == list(range(1, EPOCHS + 1))
+
+
+@pytest.mark.parametrize(
+    ("damage", "warning"),
+    [
+        (both_epoch_files_truncated, "no whole checkpoint in"),
+        (lambda state: truncate(state.parent / BACKUP_CONFIG_FILE), f"its {BACKUP_CONFIG_FILE} is damaged"),
+    ],
+    ids=["both checkpoints damaged", "truncated run configuration"],
+)
+def test_unusable_resume_state_is_reported_and_training_starts_over(
+    tmp_path, killed_run, tiny_backbone, caplog, damage, warning
+):
+    arguments, state = resumable_copy(killed_run, tmp_path)
+    damage(state)
+    with caplog.at_level(logging.WARNING, logger="leukemia_dtl"):
+        stats = train_model(**arguments)
+    assert warning in caplog.text
+    assert (stats["resumed_from_epoch"], stats["epochs_run"]) == (0, EPOCHS)
+    assert history_epochs(arguments) == list(range(1, EPOCHS + 1))
+
+
+def test_a_deterministic_run_killed_and_resumed_ends_as_an_uninterrupted_one(tmp_path, killed_run):
+    """Same weights to the bit, so the same predictions: the optimizer state, the random state of dropout
+    and augmentation and the batch order all continue where the killed run left them."""
+    arguments, pristine, done = killed_run
+    split_and_cache = (arguments["split_path"], arguments["cache_dir"])
+    runs = {}
+    for name in ("uninterrupted", "resumed"):
+        (tmp_path / name).mkdir()
+        runs[name] = {**training_arguments(tmp_path / name, split_and_cache, epochs=EPOCHS), "deterministic": True}
+    shutil.copytree(pristine, runs["resumed"]["backup_dir"])
+    children = {name: launch_training(tmp_path / name, run) for name, run in runs.items()}
+    logs = {name: child.stderr.read() for name, child in children.items()}
+    for name, child in children.items():
+        assert child.wait(timeout=120) == 0, logs[name]
+    assert f"resuming after epoch {done}" in logs["resumed"]
+    assert json.loads(Path(runs["resumed"]["stats_path"]).read_text())["epochs_run"] == EPOCHS - done
+
+    weights = {name: keras.saving.load_model(run["model_path"]).get_weights() for name, run in runs.items()}
+    for uninterrupted, resumed in zip(weights["uninterrupted"], weights["resumed"], strict=True):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+    predictions = {}
+    for name, run in runs.items():
+        out_paths = {subset: tmp_path / name / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
+        predict_subsets(run["model_path"], *split_and_cache, 8, out_paths, tmp_path / name / "p.json", timing_images=8)
+        predictions[name] = {subset: read_tsv(path) for subset, path in out_paths.items()}
+    for subset in PREDICTED_SUBSETS:
+        assert predictions["resumed"][subset].equals(predictions["uninterrupted"][subset])
