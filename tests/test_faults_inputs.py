@@ -193,21 +193,28 @@ SECRETS = [
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("credential", ["legacy key in kaggle.json", "token in KAGGLE_API_TOKEN"])
+@pytest.mark.parametrize(
+    "credential", ["legacy key in kaggle.json", "token in KAGGLE_API_TOKEN", "token with a stray carriage return"]
+)
 def test_no_kaggle_credential_reaches_the_console_logs_or_results(tmp_path, monkeypatch, credential):
     """The client prints each request with its headers when VERBOSE or VERBOSE_OUTPUT is set: with a legacy
-    key it signs in offline and prints the download request (Basic auth); with a token it prints the
-    token check. The download_kaggle rule runs for real, offline; no secret may appear anywhere."""
+    key it signs in offline and prints the download request (Basic auth); with a token it prints the token
+    check. A token with a stray carriage return (exported from a file saved on Windows) makes the request
+    fail with an error that quotes the header; offline, the client's plain-HTTP local endpoint shows that
+    error before connecting. The download_kaggle rule runs for real; no secret may appear anywhere."""
     home = tmp_path / "home"
     (home / ".kaggle").mkdir(parents=True)
-    for variable in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+    for variable in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_ENVIRONMENT"):
         monkeypatch.delenv(variable, raising=False)
-    if credential.startswith("legacy"):
+    if credential == "legacy key in kaggle.json":
         key_file = home / ".kaggle" / "kaggle.json"
         key_file.write_text(json.dumps({"username": THROWAWAY_USER, "key": THROWAWAY_KEY}))
         key_file.chmod(0o600)
-    else:
+    elif credential == "token in KAGGLE_API_TOKEN":
         monkeypatch.setenv("KAGGLE_API_TOKEN", THROWAWAY_TOKEN)
+    else:
+        monkeypatch.setenv("KAGGLE_API_TOKEN", THROWAWAY_TOKEN + "\r")
+        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
     for variable, value in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), **BLOCKED_NETWORK}.items():
         monkeypatch.setenv(variable, value)
     monkeypatch.setenv("VERBOSE", "1")

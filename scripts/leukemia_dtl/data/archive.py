@@ -46,9 +46,12 @@ def write_checksum(archive: str | Path, checksum_file: str | Path) -> str:
     return checksum
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+def _client_failure(error: BaseException) -> str:
+    """What went wrong in the kaggle client, without the exception's text: the text of a request error can
+    quote the request's headers (``Invalid header value b'Bearer <token>\\r'`` for a token with a stray
+    carriage return), so only the error's type and HTTP status are shown."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return f"{type(error).__name__} (HTTP {status})" if status else type(error).__name__
 
 
 @contextlib.contextmanager
@@ -77,7 +80,9 @@ def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
         try:
             api.dataset_download_files(dataset, path=str(download_dir), quiet=True, force=True)
         except (Exception, SystemExit) as error:
-            raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
+            raise UserError(
+                _NO_KAGGLE.format(dataset=dataset, reason=_client_failure(error), root=DATASET_DIR)
+            ) from None
         finally:
             downloaded = sorted(download_dir.glob("*.zip")) if download_dir.exists() else []
             if downloaded:
@@ -100,7 +105,7 @@ def _authenticated_kaggle_api(dataset: str):
             _NO_KAGGLE.format(dataset=dataset, reason="no Kaggle credentials found", root=DATASET_DIR)
         ) from None
     except Exception as error:  # token checks go over the network: offline this is a connection error
-        raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_first_line(error), root=DATASET_DIR)) from None
+        raise UserError(_NO_KAGGLE.format(dataset=dataset, reason=_client_failure(error), root=DATASET_DIR)) from None
     return api
 
 
