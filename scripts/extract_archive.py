@@ -5,8 +5,9 @@ from leukemia_dtl.data.archive import extract_archive, write_checksum
 
 
 def main(snakemake):
-    write_checksum(snakemake.input.archive, snakemake.output.checksum)
+    # Extraction first: an archive it refuses leaves no output at all, not even its checksum.
     extract_archive(snakemake.input.archive, snakemake.output.folder)
+    write_checksum(snakemake.input.archive, snakemake.output.checksum)
 
 
 run_rule(snakemake, main)

@@ -139,13 +139,32 @@ def _refused_without_a_trace(archive: Path, limits: ArchiveLimits = C_NMC_ARCHIV
     return str(error.value)
 
 
-def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path):
-    archive = tmp_path / "bomb.zip"
+def _write_bomb(archive: Path) -> None:
+    """20 MB of zeros behind a BMP header, deflated to about 20 KB: a thousandfold, as zip bombs expand."""
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
         bomb.writestr(f"{DATASET_DIR}/training_data/fold_0/all/UID_1_1_1_all.bmp", b"BM" + b"\0" * 20_000_000)
     assert archive.stat().st_size < 50_000
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    _write_bomb(archive)
     message = _refused_without_a_trace(archive)
     assert "would expand to 0.0 GB in 1 entries" in message and "times its own size" in message
+
+
+def test_the_extract_rule_refuses_a_zip_bomb_and_writes_nothing(tmp_path):
+    archive = tmp_path / "leukemia-classification.zip"
+    _write_bomb(archive)
+    overlay = tmp_path / "archive.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"source": "archive", "archive": str(archive)}}))
+    workdir = tmp_path / "run"
+    result = run_snakemake(
+        "results/data/archive.sha256", "--cores", "1", "--configfile", "config/demo.yaml", overlay, workdir=workdir
+    )
+    assert result.returncode != 0
+    assert "times its own size" in (workdir / "results/logs/extract_archive.log").read_text()
+    assert list((workdir / "results/data").glob("**/*")) == []
 
 
 @pytest.mark.parametrize(
