@@ -1,15 +1,20 @@
-"""File I/O of every stage: atomic writes (a killed job never leaves a file that looks complete) and checked
-reads of the tables and JSON files that earlier rules wrote."""
+"""File I/O of every stage: atomic writes (a killed job never leaves a file that looks complete), verified
+row arrays (``.npy`` caches whose rows are checked against their checksums before they are published) and
+checked reads of the tables and JSON files that earlier rules wrote."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
@@ -28,9 +33,35 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
+        # Data on disk before the name: after a crash of the node, a renamed file could otherwise be empty.
+        _flush_to_disk(tmp, target)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _flush_to_disk(tmp: Path, target: Path) -> None:
+    with storage_errors(target):
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def storage_errors(target: str | os.PathLike) -> Iterator[None]:
+    """Turn a write to ``target`` that the file system refused (full disk, quota, file size limit, I/O
+    error) into a UserError naming the file and what to check."""
+    try:
+        yield
+    except OSError as error:
+        folder = Path(target).parent
+        raise UserError(
+            f"Writing {target} failed: {error.strerror or error}. Nothing was published under that name. "
+            f"Check the file system of {folder} (free space: df -h {folder}; quota: quota -s; file size "
+            "limit: ulimit -f) and rerun."
+        ) from None
 
 
 def _current_umask() -> int:
@@ -40,14 +71,102 @@ def _current_umask() -> int:
 
 
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, storage_errors(path):
         frame.to_csv(tmp, sep="\t", index=False)
 
 
-def write_cache_index(paths: Sequence[str], path: str | os.PathLike) -> None:
-    """The index of a cache array (images or features): row ``i`` holds the image ``paths[i]``."""
+# The index column added to CACHE_INDEX_COLUMNS: each row's CRC-32, which catches zeroed, shifted and
+# truncated rows at several GB/s.
+CHECKSUM_COLUMN = "crc32"
+
+
+def write_cache_index(paths: Sequence[str], path: str | os.PathLike, checksums: Sequence[int] | None = None) -> None:
+    """The index of a cache array (images or features): row ``i`` holds the image ``paths[i]``, whose bytes
+    have the CRC-32 ``checksums[i]``; readers check them (:func:`damaged_rows`). Without ``checksums``
+    (arrays written by other tools, e.g. the tests' synthetic caches) the rows cannot be checked."""
     row, image = CACHE_INDEX_COLUMNS
-    write_tsv(pd.DataFrame({row: range(len(paths)), image: paths}), path)
+    columns = {row: range(len(paths)), image: paths}
+    if checksums is not None:
+        columns[CHECKSUM_COLUMN] = checksums
+    write_tsv(pd.DataFrame(columns), path)
+
+
+def row_checksums(rows: np.ndarray) -> list[int]:
+    """CRC-32 of each row of ``rows`` (along the first axis)."""
+    return [zlib.crc32(row) for row in np.ascontiguousarray(rows)]
+
+
+def damaged_rows(array: np.ndarray, rows: Sequence[int], checksums: Sequence[int]) -> list[int]:
+    """Those of ``rows`` of ``array`` whose bytes do not have their checksum."""
+    return [row for row, checksum in zip(rows, checksums, strict=True) if zlib.crc32(array[row]) != checksum]
+
+
+@dataclass(frozen=True)
+class NpyRows:
+    """The rows of a ``.npy`` file being written, for writers in this process or in worker processes."""
+
+    path: Path  # the temporary file
+    target: Path  # the name it will be published under, for messages
+    data_offset: int
+    row_bytes: int
+
+    def write(self, first_row: int, rows: np.ndarray) -> list[int]:
+        """Write ``rows`` from row ``first_row`` on, every byte checked; return their checksums."""
+        rows = np.ascontiguousarray(rows)
+        data, offset = memoryview(rows).cast("B"), self.data_offset + first_row * self.row_bytes
+        with storage_errors(self.target):
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                # A write may stop short (full disk or quota, file size limit, network file system): the rest
+                # is written again, and a write that cannot go on raises.
+                while data:
+                    written = os.pwrite(fd, data, offset)
+                    if written == 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    data, offset = data[written:], offset + written
+            finally:
+                # A network file system reports failed writes when the file is closed.
+                os.close(fd)
+        return row_checksums(rows)
+
+
+def write_verified_npy(
+    target: str | os.PathLike, dtype: np.dtype, shape: Sequence[int], fill: Callable[[NpyRows], Sequence[int]]
+) -> list[int]:
+    """Write the ``.npy`` file ``target`` atomically; return the checksum of each row.
+
+    ``fill`` writes every row with :meth:`NpyRows.write` (in any process) and returns their checksums in
+    row order. Before ``target`` appears, the file is flushed to disk, its size checked and every row read
+    back against its checksum, so rows that a file system dropped are never published.
+    """
+    target, dtype = Path(target), np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    with atomic_path(target) as tmp, open(tmp, "r+b") as handle:
+        # This handle stays open while others write: fsync on it reports any write-back error since it was
+        # opened, whichever process wrote the failed page.
+        with storage_errors(target):
+            np.lib.format.write_array_header_1_0(handle, header)
+            handle.flush()
+        rows = NpyRows(tmp, target, handle.tell(), row_bytes)
+        checksums = list(fill(rows))
+        with storage_errors(target):
+            os.fsync(handle.fileno())
+        size, expected_size = os.fstat(handle.fileno()).st_size, rows.data_offset + shape[0] * row_bytes
+        if size != expected_size or len(checksums) != shape[0]:
+            raise UserError(
+                f"Writing {target} ended with {size} bytes and {len(checksums)} checksums instead of "
+                f"{expected_size} bytes and {shape[0]} rows: rows were lost. Nothing was published; rerun."
+            )
+        stored = np.memmap(tmp, dtype=dtype, mode="r", offset=rows.data_offset, shape=tuple(shape))
+        damaged = damaged_rows(stored, range(shape[0]), checksums)
+        if damaged:
+            raise UserError(
+                f"{len(damaged)} of the {shape[0]} rows written to {target} read back different (first: row "
+                f"{damaged[0]}): the file system lost writes. Nothing was published; check the disk of "
+                f"{target.parent} and rerun."
+            )
+    return checksums
 
 
 def read_tsv(path: str | os.PathLike) -> pd.DataFrame:
@@ -71,5 +190,5 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def write_json(data: dict, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, storage_errors(path):
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
