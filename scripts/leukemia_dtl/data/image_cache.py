@@ -7,20 +7,18 @@ Normalisation and augmentation are not baked in: they belong to the model.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from multiprocessing import Pool
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path, write_cache_index
+from leukemia_dtl.core.fileio import NpyRows, write_cache_index, write_verified_npy
 
 log = logging.getLogger(__name__)
-
-_worker_state: dict = {}
 
 
 def load_resized(path: str | Path, size: int) -> np.ndarray:
@@ -34,30 +32,57 @@ def load_resized(path: str | Path, size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _open_worker(array_path: str, data_offset: int, root: str, size: int) -> None:
-    _worker_state.update(
-        fd=os.open(array_path, os.O_WRONLY), offset=data_offset, root=Path(root), size=size, row_bytes=size * size * 3
-    )
-
-
-def _fill_rows(task: tuple[int, list[str]]) -> int:
-    """Decode a chunk of images and write them at their rows of the .npy file.
+def _cache_rows(rows: NpyRows, root: Path, size: int, first_row: int, paths: list[str]) -> list[int]:
+    """Decode a chunk of images and write them at their rows of the .npy file; return their checksums.
 
     Positioned writes (pwrite) cost less than page faults on a writable memmap, and no pixels cross
     process boundaries.
     """
-    start, paths = task
-    state = _worker_state
-    for offset, relative in enumerate(paths):
+    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    for number, relative in enumerate(paths):
         try:
-            pixels = load_resized(state["root"] / relative, state["size"])
+            pixels[number] = load_resized(root / relative, size)
         except Exception as error:  # any decoder failure means the file changed since the inventory
             raise UserError(
-                f"{state['root'] / relative} could not be decoded ({type(error).__name__}: {error}) although "
+                f"{root / relative} could not be decoded ({type(error).__name__}: {error}) although "
                 f"the inventory read it: the dataset changed; rerun with --forcerun inventory."
             ) from None
-        os.pwrite(state["fd"], pixels.tobytes(), state["offset"] + (start + offset) * state["row_bytes"])
-    return len(paths)
+    return rows.write(first_row, pixels)
+
+
+def _fill_in_workers(rows: NpyRows, root: Path, paths: list[str], size: int, workers: int) -> list[int]:
+    """Every row of the cache, decoded by ``workers`` processes; the checksums in row order."""
+    started = time.perf_counter()
+    # Small chunks keep both workers busy to the end; 64 rows amortise the task overhead.
+    chunk = max(1, min(64, len(paths) // (workers * 8)))
+    checksums: list[int | None] = [None] * len(paths)
+    done = 0
+    # Unlike multiprocessing.Pool, which waits forever for the task of a killed worker, the executor
+    # notices a dead worker at once and fails every pending task.
+    pool = ProcessPoolExecutor(workers)
+    try:
+        first_rows = {
+            pool.submit(_cache_rows, rows, root, size, start, paths[start : start + chunk]): start
+            for start in range(0, len(paths), chunk)
+        }
+        for future in as_completed(first_rows):
+            chunk_checksums = future.result()
+            start = first_rows[future]
+            checksums[start : start + len(chunk_checksums)] = chunk_checksums
+            done += len(chunk_checksums)
+            if done == len(paths) or done % (chunk * 20) < len(chunk_checksums):
+                rate = done / (time.perf_counter() - started)
+                log.info("cached %d/%d images (%.0f images/s)", done, len(paths), rate)
+    except BrokenProcessPool:
+        raise UserError(
+            f"A worker process building {rows.target} died (killed by a signal: the out-of-memory killer, a "
+            "cancelled job or a file size limit). Nothing was published. Rerun; if it happens again, give "
+            "build_image_cache more memory (mem_mb) or fewer threads."
+        ) from None
+    finally:
+        # On a failure, the queued chunks are dropped instead of decoded for nothing.
+        pool.shutdown(cancel_futures=True)
+    return checksums
 
 
 def build_image_cache(
@@ -68,27 +93,18 @@ def build_image_cache(
     index_file: str | Path,
     workers: int = 1,
 ) -> None:
-    """Write ``images_file`` (N x size x size x 3 uint8 ``.npy``) and ``index_file`` (row, path).
+    """Write ``images_file`` (N x size x size x 3 uint8 ``.npy``) and ``index_file`` (row, path, crc32).
 
-    Workers write their rows straight into the file, so no pixels cross process boundaries.
+    Workers write their rows straight into the file, so no pixels cross process boundaries. Every row is
+    verified against its checksum before the file is published.
     """
     if not paths:
         raise UserError("no images to cache: the inventory holds no image of the cached sources")
-    started = time.perf_counter()
-    # Small chunks keep both workers busy to the end; 64 rows amortise the task overhead.
-    chunk = max(1, min(64, len(paths) // (workers * 8)))
-    tasks = [(start, paths[start : start + chunk]) for start in range(0, len(paths), chunk)]
-    with atomic_path(images_file) as tmp:
-        # The .npy header and a file of the final size; workers fill in the rows.
-        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
-        data_offset = header.offset
-        del header
-        done = 0
-        with Pool(workers, initializer=_open_worker, initargs=(str(tmp), data_offset, str(root), size)) as pool:
-            for count in pool.imap_unordered(_fill_rows, tasks):
-                done += count
-                if done == len(paths) or done % (chunk * 20) < count:
-                    rate = done / (time.perf_counter() - started)
-                    log.info("cached %d/%d images (%.0f images/s)", done, len(paths), rate)
-    write_cache_index(paths, index_file)
+    checksums = write_verified_npy(
+        images_file,
+        np.uint8,
+        (len(paths), size, size, 3),
+        lambda rows: _fill_in_workers(rows, Path(root), paths, size, workers),
+    )
+    write_cache_index(paths, index_file, checksums)
     log.info("image cache %s: %d images at %d px", images_file, len(paths), size)
