@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv, require_columns
+from leukemia_dtl.core.fileio import CHECKSUM_COLUMN, damaged_rows, read_tsv, require_columns
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
     CLASS_NAMES,
@@ -70,15 +70,29 @@ class IndexedArray:
 
     @classmethod
     def open(cls, directory: str | os.PathLike, array_name: str, rebuild_hint: str):
+        """Open the array and its index, checked: a damaged file, an index that does not cover every row
+        once, or a row whose bytes do not match its checksum in the index is a UserError."""
         directory = Path(directory)
-        array = np.load(directory / array_name, mmap_mode="r")
+        try:
+            array = np.load(directory / array_name, mmap_mode="r")
+        except (OSError, ValueError) as error:  # a truncated file or a damaged header
+            raise UserError(f"{directory / array_name} is damaged ({error}). {rebuild_hint}") from None
         index = read_tsv(directory / INDEX_FILE)
         rows = index["row"].astype(np.int64)
-        if index["path"].duplicated().any() or not rows.between(0, len(array) - 1).all():
+        if index["path"].duplicated().any() or sorted(rows) != list(range(len(array))):
             raise UserError(
-                f"{directory / INDEX_FILE} repeats paths or points past the {len(array)} rows of "
-                f"{array_name}. {rebuild_hint}"
+                f"{directory / INDEX_FILE} repeats paths or does not list each of the {len(array)} rows of "
+                f"{array_name} once. {rebuild_hint}"
             )
+        if CHECKSUM_COLUMN in index:
+            # Reading every row once costs about a second per GB, and training reads them all anyway.
+            damaged = damaged_rows(array, rows, index[CHECKSUM_COLUMN].astype(np.int64))
+            if damaged:
+                raise UserError(
+                    f"{len(damaged)} row(s) of {directory / array_name} do not match their checksums in "
+                    f"{INDEX_FILE} (first: row {damaged[0]}): the file was damaged after it was written. "
+                    f"{rebuild_hint}"
+                )
         return cls(array, pd.Series(rows.to_numpy(), index=index["path"]))
 
     def rows_for(self, paths: pd.Series) -> np.ndarray:
@@ -97,7 +111,9 @@ class ImageCache(IndexedArray):
 
     @classmethod
     def open(cls, cache_dir: str | os.PathLike, image_size: int | None = None) -> ImageCache:
-        cache = super().open(cache_dir, CACHE_IMAGES_FILE, "Rebuild the image cache.")
+        cache = super().open(
+            cache_dir, CACHE_IMAGES_FILE, "Rebuild the image cache: snakemake --forcerun build_image_cache."
+        )
         images = cache.images
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
             raise UserError(
@@ -126,7 +142,9 @@ class FeatureTable(IndexedArray):
 
     @classmethod
     def open(cls, features_dir: str | os.PathLike) -> FeatureTable:
-        table = super().open(features_dir, FEATURES_FILE, "Rerun extract_features.")
+        table = super().open(
+            features_dir, FEATURES_FILE, "Rebuild the features: snakemake --forcerun extract_features."
+        )
         if table.array.dtype != np.float32 or table.array.ndim != 2:
             raise UserError(
                 f"{Path(features_dir) / FEATURES_FILE} holds {table.array.dtype} {table.array.shape}, not float32 "

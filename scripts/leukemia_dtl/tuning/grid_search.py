@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path, write_cache_index, write_json
+from leukemia_dtl.core.fileio import write_cache_index, write_json, write_verified_npy
 from leukemia_dtl.core.vocabulary import (
     FEATURES_FILE,
     INDEX_FILE,
@@ -66,8 +66,9 @@ def extract_features(
     threads: int | None = None,
 ) -> None:
     """The frozen base's pooled features of every train and val image, as ``features.npy`` + ``index.tsv``
-    (rows in cache order). The base is built exactly as :func:`train_configuration` builds it on images
-    (same seed, same calibration images, no augmentation)."""
+    (rows in cache order, with their checksums; the array is verified before it is published). The base is
+    built exactly as :func:`train_configuration` builds it on images (same seed, same calibration images, no
+    augmentation)."""
     if threads:
         backend.limit_cpu_threads(threads)
     builder_options = drop_model_options(model_options, ["training"])
@@ -93,10 +94,10 @@ def extract_features(
         time.perf_counter() - started,
     )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / FEATURES_FILE) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, features)
-    write_cache_index(paths.to_numpy()[order], out_dir / INDEX_FILE)
+    checksums = write_verified_npy(
+        out_dir / FEATURES_FILE, features.dtype, features.shape, lambda rows: rows.write(0, features)
+    )
+    write_cache_index(paths.to_numpy()[order], out_dir / INDEX_FILE, checksums)
 
 
 def fit_and_score(
