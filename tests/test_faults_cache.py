@@ -125,7 +125,7 @@ def test_a_file_size_limit_stops_the_features_with_nothing_published(dataset, tm
 
 
 def worker_pids(pid: int) -> list[int]:
-    """The pool workers of process ``pid``: its children forked from it, so with its command line."""
+    """The pool workers of process ``pid``, forked from it: its children with its command line."""
     command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
     children = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -139,7 +139,9 @@ def test_a_killed_worker_fails_the_cache_within_seconds(tmp_path):
     os.mkfifo(tmp_path / "hanging.bmp")
     out = tmp_path / "cache"
     out.mkdir()
-    process = start_python(build_cache_code(tmp_path, ["hanging.bmp"], out))
+    # Forked workers are children of the builder with its command line (Python 3.14 defaults to forkserver).
+    forked_workers = "import multiprocessing\nmultiprocessing.set_start_method('fork')\n"
+    process = start_python(forked_workers + build_cache_code(tmp_path, ["hanging.bmp"], out))
     try:
         deadline = time.monotonic() + 60
         while not worker_pids(process.pid) and time.monotonic() < deadline:

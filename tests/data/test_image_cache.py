@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.fileio import CHECKSUM_COLUMN, read_tsv, row_checksums
 from leukemia_dtl.data.image_cache import build_image_cache, load_resized
 from leukemia_dtl.data.inventory import build_inventory
 
@@ -23,6 +23,7 @@ def test_cache_rows_match_a_direct_decode(demo_dataset, labelled_paths, tmp_path
     rows = read_tsv(index)
     assert rows["path"].tolist() == labelled_paths
     assert rows["row"].astype(int).tolist() == list(range(len(labelled_paths)))
+    assert rows[CHECKSUM_COLUMN].astype(int).tolist() == row_checksums(cache)
     for row in (0, len(labelled_paths) // 2, len(labelled_paths) - 1):
         np.testing.assert_array_equal(cache[row], load_resized(demo_dataset / labelled_paths[row], 32))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "index.tsv"]
