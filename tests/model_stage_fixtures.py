@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from leukemia_dtl.core.fileio import write_cache_index, write_tsv
+from leukemia_dtl.core.fileio import row_checksums, write_cache_index, write_tsv
 from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE
 from leukemia_dtl.model.classifiers import Backbone, ImagenetWeightsFile, vgg19_head
 
@@ -63,7 +63,7 @@ def write_synthetic_dataset(
     cache_dir = directory / "cache"
     cache_dir.mkdir(parents=True)
     np.save(cache_dir / CACHE_IMAGES_FILE, images)
-    write_cache_index(cache_paths, cache_dir / INDEX_FILE)
+    write_cache_index(cache_paths, cache_dir / INDEX_FILE, row_checksums(images))
     split_path = directory / "split.tsv"
     write_tsv(split, split_path)
     return split_path, cache_dir
