@@ -111,6 +111,15 @@ def both_epoch_files_truncated(state: Path) -> None:
     truncate(state / f"{LATEST_EPOCH_FILE}.bkp")
 
 
+def resume_after(damage, killed_run, tmp_path, caplog) -> tuple[dict, dict]:
+    """Train again from a copy of the killed run's resume state after ``damage`` to it."""
+    arguments, state = resumable_copy(killed_run, tmp_path)
+    damage(state)
+    with caplog.at_level(logging.WARNING, logger="leukemia_dtl"):
+        stats = train_model(**arguments)
+    return arguments, stats
+
+
 @pytest.mark.parametrize(
     ("damage", "warning"),
     [
@@ -123,10 +132,7 @@ def both_epoch_files_truncated(state: Path) -> None:
 def test_a_damaged_checkpoint_is_reported_and_the_previous_one_resumed(
     tmp_path, killed_run, tiny_backbone, caplog, damage, warning
 ):
-    arguments, state = resumable_copy(killed_run, tmp_path)
-    damage(state)
-    with caplog.at_level(logging.WARNING, logger="leukemia_dtl"):
-        stats = train_model(**arguments)
+    arguments, stats = resume_after(damage, killed_run, tmp_path, caplog)
     assert warning in caplog.text
     done = killed_run[2]
     assert (stats["resumed_from_epoch"], stats["epochs_run"]) == (done - 1, EPOCHS - done + 1)
@@ -144,10 +150,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_previous_one_resumed(
 def test_unusable_resume_state_is_reported_and_training_starts_over(
     tmp_path, killed_run, tiny_backbone, caplog, damage, warning
 ):
-    arguments, state = resumable_copy(killed_run, tmp_path)
-    damage(state)
-    with caplog.at_level(logging.WARNING, logger="leukemia_dtl"):
-        stats = train_model(**arguments)
+    arguments, stats = resume_after(damage, killed_run, tmp_path, caplog)
     assert warning in caplog.text
     assert (stats["resumed_from_epoch"], stats["epochs_run"]) == (0, EPOCHS)
     assert history_epochs(arguments) == list(range(1, EPOCHS + 1))
