@@ -96,6 +96,36 @@ def test_tuning_needs_every_training_option(dataset, tiny_backbone):
         )
 
 
+def test_a_diverged_configuration_has_no_scores_and_ranks_last(tmp_path, dataset, tiny_backbone):
+    split_path, cache_dir = dataset
+    arguments = {
+        "model_name": "tiny",
+        # A trainable base: a huge step makes its BatchNormalization, and so the loss, NaN.
+        "model_options": {"weights": "none", "batch_size": 8, "freeze_base": False},
+        "epochs": 2,
+        "seed": 0,
+        "split_path": split_path,
+        "cache_dir": cache_dir,
+        "image_size": 32,
+    }
+    sane = {"learning_rate": 0.01, "optimizer": "adamax", "dropout": 0.5}
+    exploding = {**sane, "learning_rate": 1e30}
+    diverged = tune_configuration(**arguments, hyperparameters=exploding, out_path=tmp_path / "diverged.json")
+    assert diverged["diverged"] is True
+    assert (diverged["val_auc"], diverged["val_accuracy"], diverged["val_loss"]) == (None, None, None)
+    trained = tune_configuration(**arguments, hyperparameters=sane, out_path=tmp_path / "trained.json")
+    assert trained["diverged"] is False
+
+    selection = {"axes": ["learning_rate"], "metric": "val_auc", "selected_path": tmp_path / "selected.yaml"}
+    ranking = select_configuration(
+        [tmp_path / "diverged.json", tmp_path / "trained.json"], **selection, ranking_path=tmp_path / "ranking.tsv"
+    )
+    assert ranking["learning_rate"].tolist() == [0.01, 1e30]
+    with pytest.raises(UserError, match=r"Every one of the 1 tuning configurations diverged.*learning_rate"):
+        select_configuration([tmp_path / "diverged.json"], **selection, ranking_path=tmp_path / "only.tsv")
+    assert not (tmp_path / "only.tsv").exists()
+
+
 def result(order, accuracy, loss, auc=0.5, **grid):
     return {
         "model": "vgg19",

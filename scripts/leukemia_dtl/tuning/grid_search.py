@@ -12,6 +12,7 @@ base without augmentation:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -120,12 +121,19 @@ def fit_and_score(
         verbose=0,
         callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch)],
     )
+    outputs = model.predict(val_batches, verbose=0)
+    val_loss = float(history.history["val_loss"][-1])
+    if not (math.isfinite(val_loss) and np.isfinite(outputs).all()):
+        # A diverged configuration has no scores, so it ranks last; P(ALL) of NaN outputs would read 0.5.
+        scores = {"val_loss": None, "val_accuracy": None, "val_auc": None, "diverged": True}
+        return {**scores, "train_seconds": time.perf_counter() - started}, np.full(len(val_is_all), np.nan)
     p_all = np.empty(len(val_is_all))
-    p_all[val_batches.order] = probability_of_all(model.predict(val_batches, verbose=0))
+    p_all[val_batches.order] = probability_of_all(outputs)
     scores = {
-        "val_loss": float(history.history["val_loss"][-1]),
+        "val_loss": val_loss,
         "val_accuracy": float(history.history["val_accuracy"][-1]),
         "val_auc": float(roc_auc_score(val_is_all, p_all)) if len(set(val_is_all)) == 2 else None,
+        "diverged": False,
         "train_seconds": time.perf_counter() - started,
     }
     return scores, p_all
@@ -185,14 +193,17 @@ def tune_configuration(*, out_path: str | os.PathLike, threads: int | None = Non
         **scores,
     }
     write_json(result, out_path)
-    log.info(
-        "%s %s: val_accuracy %.4f val_auc %s val_loss %.4f (%s path, %.1f s)",
-        arguments["model_name"],
-        hyperparameters,
-        scores["val_accuracy"],
-        scores["val_auc"],
-        scores["val_loss"],
-        path,
-        scores["train_seconds"],
-    )
+    if scores["diverged"]:
+        log.warning("%s %s diverged: no scores, it ranks last", arguments["model_name"], hyperparameters)
+    else:
+        log.info(
+            "%s %s: val_accuracy %.4f val_auc %s val_loss %.4f (%s path, %.1f s)",
+            arguments["model_name"],
+            hyperparameters,
+            scores["val_accuracy"],
+            scores["val_auc"],
+            scores["val_loss"],
+            path,
+            scores["train_seconds"],
+        )
     return result

@@ -73,6 +73,11 @@ def select_configuration(
 ) -> pd.DataFrame:
     """Rank the tuning results (in grid order), write the ranked table and ``selected.yaml``."""
     ranking = rank_configurations([read_json(path) for path in result_paths], axes, metric)
+    if "diverged" in ranking and ranking["diverged"].eq(True).all():
+        raise UserError(
+            f"Every one of the {len(ranking)} tuning configurations diverged (loss NaN or infinite), so "
+            "there is nothing to select. Add smaller values to tuning.grid.learning_rate and rerun."
+        )
     write_tsv(ranking, ranking_path)
     with atomic_path(selected_path) as tmp:
         tmp.write_text(yaml.safe_dump(selected_document(ranking, axes, metric), sort_keys=False))
