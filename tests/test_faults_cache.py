@@ -17,8 +17,8 @@ from PIL import Image
 
 from conftest import REPO
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import CHECKSUM_COLUMN, read_tsv
-from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, FEATURES_FILE, INDEX_FILE
+from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, CHECKSUM_COLUMN, FEATURES_FILE, INDEX_FILE
 from leukemia_dtl.data.image_cache import build_image_cache
 from leukemia_dtl.model.inputs import FeatureTable, ImageCache
 from leukemia_dtl.tuning.grid_search import extract_features

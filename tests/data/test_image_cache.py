@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import CHECKSUM_COLUMN, read_tsv, row_checksums
+from leukemia_dtl.core.fileio import read_tsv, row_checksums
+from leukemia_dtl.core.vocabulary import CHECKSUM_COLUMN
 from leukemia_dtl.data.image_cache import build_image_cache, load_resized
 from leukemia_dtl.data.inventory import build_inventory
 

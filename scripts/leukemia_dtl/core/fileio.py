@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import CACHE_INDEX_COLUMNS
+from leukemia_dtl.core.vocabulary import CACHE_INDEX_COLUMNS, CHECKSUM_COLUMN
 
 
 @contextlib.contextmanager
@@ -75,20 +75,11 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, sep="\t", index=False)
 
 
-# The index column added to CACHE_INDEX_COLUMNS: each row's CRC-32, which catches zeroed, shifted and
-# truncated rows at several GB/s.
-CHECKSUM_COLUMN = "crc32"
-
-
-def write_cache_index(paths: Sequence[str], path: str | os.PathLike, checksums: Sequence[int] | None = None) -> None:
+def write_cache_index(paths: Sequence[str], path: str | os.PathLike, checksums: Sequence[int]) -> None:
     """The index of a cache array (images or features): row ``i`` holds the image ``paths[i]``, whose bytes
-    have the CRC-32 ``checksums[i]``; readers check them (:func:`damaged_rows`). Without ``checksums``
-    (arrays written by other tools, e.g. the tests' synthetic caches) the rows cannot be checked."""
+    have the CRC-32 ``checksums[i]``; readers check them (:func:`damaged_rows`)."""
     row, image = CACHE_INDEX_COLUMNS
-    columns = {row: range(len(paths)), image: paths}
-    if checksums is not None:
-        columns[CHECKSUM_COLUMN] = checksums
-    write_tsv(pd.DataFrame(columns), path)
+    write_tsv(pd.DataFrame({row: range(len(paths)), image: paths, CHECKSUM_COLUMN: checksums}), path)
 
 
 def row_checksums(rows: np.ndarray) -> list[int]:

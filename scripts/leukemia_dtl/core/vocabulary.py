@@ -37,6 +37,9 @@ INVENTORY_COLUMNS = ("path", "subject", "label", "source")
 REJECTED_COLUMNS = ("path", "source", "reason")
 SPLIT_COLUMNS = ("path", "subject", "label", "subset")
 CACHE_INDEX_COLUMNS = ("row", "path")
+# The index column after CACHE_INDEX_COLUMNS: each row's CRC-32, which catches zeroed, shifted and truncated
+# rows at several GB/s (indexes written before it existed lack it).
+CHECKSUM_COLUMN = "crc32"
 PREDICTION_COLUMNS = ("path", "subject", "label", "p_all", "pred")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "train_seconds")
 # The history columns a training curve plots.

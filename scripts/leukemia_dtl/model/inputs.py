@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import CHECKSUM_COLUMN, damaged_rows, read_tsv, require_columns
+from leukemia_dtl.core.fileio import damaged_rows, read_tsv, require_columns
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
+    CHECKSUM_COLUMN,
     CLASS_NAMES,
     FEATURES_FILE,
     INDEX_FILE,
