@@ -23,6 +23,14 @@ PREDICTED_SUBSETS = ("val", "test", "external")
 # The held-out subsets that tables and figures report.
 REPORTED_SUBSETS = ("test", "external")
 
+# Folders of prediction sets beside the seeds' seed<N>/: the mean of the seeds' p_all, and the
+# test-time-augmented predictions (seed<N>/tta/, ensemble/tta/).
+ENSEMBLE = "ensemble"
+TTA = "tta"
+# The inventory's source of the unlabelled final-phase images, and the challenge's submission file.
+FINAL_PHASE_SOURCE = "final"
+SUBMISSION_FILE = "isbi_valid.predict"
+
 # Split schemes: the paper's image-level split, and the subject-disjoint one.
 RANDOM_SPLIT = "random"
 PATIENT_SPLIT = "patient"
@@ -84,8 +92,13 @@ MODEL_OPTION_GROUPS = {
     "base": ("weights", "normalization", "freeze_base"),
     "head": ("dropout", "dense_units"),
     "training": ("batch_size", "epochs", "optimizer", "learning_rate"),
+    # Beyond the paper, both off unless set: a second phase that fine-tunes the top of the base, and
+    # class weights in the loss.
+    "training_extras": ("fine_tune", "class_weight"),
 }
 WEIGHTS = ("imagenet", "none")
+# Config `models.<name>.class_weight`: none, or balanced (scikit-learn's n / (2 * n_class) per class).
+CLASS_WEIGHTS = ("none", "balanced")
 NORMALIZATIONS = ("model", "unit")
 # Config name -> class name in keras.optimizers.
 OPTIMIZERS = {"adamax": "Adamax", "adam": "Adam", "rmsprop": "RMSprop"}
