@@ -30,7 +30,11 @@ onstart:
 
 wildcard_constraints:
     scheme="|".join(SPLIT_SCHEMES),
+    model="|".join(config["models"]),
+    seed=r"\d+",
     size=r"\d+",
+    subset="|".join(PREDICTED_SUBSETS),
+    prediction_set=rf"(seed\d+|{ENSEMBLE})(/{TTA})?",
 
 
 include: "rules/data.smk"

@@ -15,6 +15,7 @@ from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
     COMPARISON_TABLES,
     DATASET_DIR,
+    ENSEMBLE,
     FEATURES_FILE,
     IMAGENET_WEIGHT_FILES,
     INDEX_FILE,
@@ -24,6 +25,8 @@ from leukemia_dtl.core.vocabulary import (
     RANDOM_SPLIT,
     REPORTED_SUBSETS,
     SPLIT_SCHEMES,
+    SUBMISSION_FILE,
+    TTA,
     drop_model_options,
 )
 from leukemia_dtl.data.layout import listing_digest
@@ -60,6 +63,12 @@ SPLIT = f"{RESULTS}/splits/{{scheme}}.tsv"
 LEAKAGE = f"{RESULTS}/splits/{{scheme}}_leakage.tsv"
 CACHE_IMAGES = f"{RESULTS}/cache/{{size}}px/{CACHE_IMAGES_FILE}"
 CACHE_INDEX = f"{RESULTS}/cache/{{size}}px/{INDEX_FILE}"
+# The unlabelled final-phase images, cached apart so that the labelled cache (and every model) is unchanged.
+FINAL_PHASE_CACHE = f"{RESULTS}/cache/{{size}}px/final_phase"
+FINAL_PHASE_IMAGES = f"{FINAL_PHASE_CACHE}/{CACHE_IMAGES_FILE}"
+FINAL_PHASE_INDEX = f"{FINAL_PHASE_CACHE}/{INDEX_FILE}"
+SUBMISSION = f"{RESULTS}/challenge/{{scheme}}/{{model}}/{SUBMISSION_FILE}"
+FINAL_PHASE_PREDICTIONS = f"{RESULTS}/challenge/{{scheme}}/{{model}}/final_phase.tsv"
 KERAS_HOME = f"{RESULTS}/keras_home"
 RUN = "{scheme}/{model}/seed{seed}"
 MODEL = f"{RESULTS}/models/{RUN}/model.keras"
@@ -67,9 +76,36 @@ HISTORY = f"{RESULTS}/models/{RUN}/history.tsv"
 TRAIN_STATS = f"{RESULTS}/models/{RUN}/train_stats.json"
 # Resume state of an interrupted training job: not an output, so Snakemake never deletes it.
 RESUME = f"{RESULTS}/resume/{RUN}"
-PREDICTIONS = f"{RESULTS}/predictions/{RUN}/{{subset}}.tsv"
+# A prediction set: one run's predictions (seed<N>) or the mean of the seeds' (ensemble), each also with
+# test-time augmentation (seed<N>/tta, ensemble/tta); evaluate_predictions scores every set alike.
+PREDICTION_SET = "{scheme}/{model}/{prediction_set}"
+SET_PREDICTIONS = f"{RESULTS}/predictions/{PREDICTION_SET}/{{subset}}.tsv"
+SET_METRICS = f"{RESULTS}/metrics/{PREDICTION_SET}/{{subset}}.json"
+# The folder of a prediction set under its model, by kind: the plain predictions or test-time augmented.
+PREDICTION_KIND_FOLDERS = {"plain": "{members}", "tta": f"{{members}}/{TTA}"}
+ENSEMBLE_SETS = [
+    folder.format(members=ENSEMBLE) for folder in PREDICTION_KIND_FOLDERS.values()
+]
+
+
+def prediction_set(kind="plain", seed="{seed}"):
+    """The set's folder: seed<seed> (``seed`` None: the ensemble), with /tta for kind tta."""
+    members = ENSEMBLE if seed is None else f"seed{seed}"
+    return PREDICTION_KIND_FOLDERS[kind].format(members=members)
+
+
+def in_set(pattern, kind="plain", seed="{seed}"):
+    return pattern.replace("{prediction_set}", prediction_set(kind, seed))
+
+
+PREDICTIONS = in_set(SET_PREDICTIONS)
 PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/predict_stats.json"
-METRICS = f"{RESULTS}/metrics/{RUN}/{{subset}}.json"
+TTA_PREDICTIONS = in_set(SET_PREDICTIONS, "tta")
+TTA_PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/{TTA}/predict_stats.json"
+ENSEMBLE_PREDICTIONS = (
+    f"{RESULTS}/predictions/{{scheme}}/{{model}}/{{ensemble}}/{{subset}}.tsv"
+)
+METRICS = in_set(SET_METRICS)
 STATS = f"{RESULTS}/stats/{{scheme}}/{{name}}.tsv"
 TABLE = f"{RESULTS}/tables/{{scheme}}/{{name}}.{{ext}}"
 LEAKAGE_TABLE = f"{RESULTS}/tables/leakage.{{ext}}"
@@ -90,6 +126,8 @@ TUNING_HEATMAP = f"{TUNING}/heatmap.{{ext}}"
 FEATURES = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{FEATURES_FILE}"
 FEATURES_INDEX = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{INDEX_FILE}"
 SUBSET_FIGURES = ["roc", "confusion", "reliability"]
+# The subject table flags a subset with fewer subjects than this in a class.
+MIN_SUBJECTS_PER_CLASS = 10
 
 
 def log_file(name):
@@ -222,7 +260,7 @@ def feature_options(model):
     """What builds the model's frozen base, for extract_features. The head options come along only
     because the classifier is built whole; their values do not change the base or its features.
     """
-    return drop_model_options(config["models"][model], ["training"])
+    return drop_model_options(config["models"][model], ["training", "training_extras"])
 
 
 def uses_feature_fast_path(model):
@@ -281,16 +319,29 @@ def selected_hyperparameters(wildcards):
     return []
 
 
-def subset_predictions():
-    """Outputs of predict_model: one prediction file per subset, named by the subset."""
-    return {
-        subset: PREDICTIONS.replace("{subset}", subset) for subset in PREDICTED_SUBSETS
-    }
+def per_subset(pattern):
+    """One file per predicted subset, named by the subset: the inputs and outputs of the prediction rules."""
+    return {subset: pattern.replace("{subset}", subset) for subset in PREDICTED_SUBSETS}
 
 
-def subset_metrics():
-    """Outputs of evaluate_predictions: one metrics file per predicted subset, named by the subset."""
-    return {subset: METRICS.replace("{subset}", subset) for subset in PREDICTED_SUBSETS}
+def prediction_kinds():
+    """plain, and tta with evaluation.tta on."""
+    return ["plain", "tta"] if config["evaluation"]["tta"] else ["plain"]
+
+
+def ensemble_members(subset):
+    """The seeds' prediction files one ensemble set averages, for ensemble_predictions."""
+
+    def members(wildcards):
+        kind = "plain" if wildcards.ensemble == ENSEMBLE else "tta"
+        return [
+            in_set(SET_PREDICTIONS, kind, seed).format(
+                scheme=wildcards.scheme, model=wildcards.model, subset=subset
+            )
+            for seed in config["seeds"]
+        ]
+
+    return members
 
 
 def run_keys(subsets=("",)):
@@ -303,11 +354,47 @@ def run_keys(subsets=("",)):
     ]
 
 
-def run_files(pattern, scheme, subsets=("",)):
+def run_files(pattern, scheme, subsets=("",), kind="plain"):
     return [
-        pattern.format(scheme=scheme, model=m, seed=s, subset=sub)
+        in_set(pattern, kind).format(scheme=scheme, model=m, seed=s, subset=sub)
         for m, s, sub in run_keys(subsets)
     ]
+
+
+def seed_files(pattern):
+    """Input function: one file per seed of the job's scheme and model, in config seed order."""
+    return lambda wildcards: [
+        pattern.format(scheme=wildcards.scheme, model=wildcards.model, seed=seed)
+        for seed in config["seeds"]
+    ]
+
+
+def ensemble_keys(subsets):
+    """(model, subset) of every ensemble file, in the order of ensemble_files."""
+    return [(model, subset) for model in config["models"] for subset in subsets]
+
+
+def ensemble_files(pattern, scheme, subsets, kind="plain"):
+    """The seeds' ensemble files of a SET_ pattern (SET_PREDICTIONS, SET_METRICS)."""
+    return [
+        in_set(pattern, kind, seed=None).format(scheme=scheme, model=m, subset=sub)
+        for m, sub in ensemble_keys(subsets)
+    ]
+
+
+def tta_files(pattern, scheme, subsets, ensemble=False):
+    """The TTA sets' files of a SET_ pattern (seeds, or the ensemble); none with evaluation.tta off."""
+    if "tta" not in prediction_kinds():
+        return []
+    if ensemble:
+        return ensemble_files(pattern, scheme, subsets, "tta")
+    return run_files(pattern, scheme, subsets, "tta")
+
+
+def subject_ci_subsets(scheme):
+    """Held-out subsets whose Table 1 rows show subject-level intervals: all on the subject-disjoint split; on the
+    image-level split only external, as its test subjects are also training subjects."""
+    return list(REPORTED_SUBSETS) if scheme == PATIENT_SPLIT else ["external"]
 
 
 def stats_file(name, scheme="{scheme}"):
@@ -338,8 +425,22 @@ def data_targets():
 def evaluation_targets():
     targets = []
     for scheme in config["split"]["schemes"]:
-        targets += run_files(METRICS, scheme, PREDICTED_SUBSETS)
+        for kind in prediction_kinds():
+            targets += run_files(SET_METRICS, scheme, PREDICTED_SUBSETS, kind)
+            targets += ensemble_files(SET_METRICS, scheme, PREDICTED_SUBSETS, kind)
         targets += [stats_file(name, scheme) for name in COMPARISON_TABLES]
+        targets.append(stats_file("ensemble_delong", scheme))
+        targets += [table_file("subject_scores", "tsv", scheme)]
+        targets += [
+            table_file(name, ext, scheme)
+            for name in ("subjects", "challenge")
+            for ext in ("tsv", "md")
+        ]
+        targets += [
+            path.format(scheme=scheme, model=model)
+            for model in config["models"]
+            for path in (SUBMISSION, FINAL_PHASE_PREDICTIONS)
+        ]
         figures = ["training_curves"] + [
             f"{kind}_{subset}" for kind in SUBSET_FIGURES for subset in REPORTED_SUBSETS
         ]

@@ -130,3 +130,17 @@ rule build_image_cache:
         size=lambda wildcards: int(wildcards.size),
     script:
         "../scripts/build_image_cache.py"
+
+
+use rule build_image_cache as build_final_phase_cache with:
+    output:
+        images=FINAL_PHASE_IMAGES,
+        index=FINAL_PHASE_INDEX,
+    log:
+        log_file("build_final_phase_cache/{size}px"),
+    benchmark:
+        benchmark_file("build_final_phase_cache/{size}px")
+    params:
+        dataset_root=dataset_root(),
+        size=lambda wildcards: int(wildcards.size),
+        images="final_phase",

@@ -1,21 +1,42 @@
-# Evaluation stage: metrics per run and subset -> model comparisons -> Tables 1-2, leakage table, figures.
+# Evaluation stage: seed ensembles -> metrics per prediction set and subset -> model and ensemble comparisons ->
+# Tables 1-2, subject and challenge tables, leakage table, figures.
 
 
 localrules:
+    ensemble_predictions,
     performance_tables,
+    subject_table,
+    challenge_table,
     leakage_table,
     plot_training_curves,
     plot_subset_figures,
     plot_rulegraph,
 
 
+rule ensemble_predictions:
+    input:
+        **{subset: ensemble_members(subset) for subset in PREDICTED_SUBSETS},
+    output:
+        **per_subset(ENSEMBLE_PREDICTIONS),
+    log:
+        log_file("ensemble_predictions/{scheme}/{model}/{ensemble}"),
+    wildcard_constraints:
+        ensemble="|".join(ENSEMBLE_SETS),
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        seeds=config["seeds"],
+    script:
+        "../scripts/ensemble_predictions.py"
+
+
 rule evaluate_predictions:
     input:
-        **subset_predictions(),
+        **per_subset(SET_PREDICTIONS),
     output:
-        **subset_metrics(),
+        **per_subset(SET_METRICS),
     log:
-        log_file(f"evaluate_predictions/{RUN}"),
+        log_file(f"evaluate_predictions/{PREDICTION_SET}"),
     conda:
         "../envs/evaluate.yaml"
     params:
@@ -49,12 +70,66 @@ rule compare_models:
         "../scripts/compare_models.py"
 
 
+rule compare_ensembles:
+    input:
+        ensemble=lambda wildcards: [
+            path
+            for kind in prediction_kinds()
+            for path in ensemble_files(
+                SET_PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS, kind
+            )
+        ],
+        seeds=lambda wildcards: [
+            path
+            for kind in prediction_kinds()
+            for path in run_files(
+                SET_PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS, kind
+            )
+        ],
+    output:
+        tsv=report(
+            stats_file("ensemble_delong"),
+            category="Statistics",
+            subcategory="{scheme} split",
+            labels={
+                "table": "Seed ensemble vs single seeds (DeLong)",
+                "split": "{scheme}",
+            },
+        ),
+    log:
+        log_file("compare_ensembles/{scheme}"),
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        ensemble_keys=[
+            (model, kind, subset)
+            for kind in prediction_kinds()
+            for model, subset in ensemble_keys(REPORTED_SUBSETS)
+        ],
+        seed_keys=[
+            (model, kind, seed, subset)
+            for kind in prediction_kinds()
+            for model, seed, subset in run_keys(REPORTED_SUBSETS)
+        ],
+    script:
+        "../scripts/compare_ensembles.py"
+
+
 rule performance_tables:
     input:
         metrics=lambda wildcards: run_files(METRICS, wildcards.scheme, REPORTED_SUBSETS),
         ttests=stats_file("paired_ttests"),
         train_stats=lambda wildcards: run_files(TRAIN_STATS, wildcards.scheme),
         predict_stats=lambda wildcards: run_files(PREDICT_STATS, wildcards.scheme),
+        ensemble_metrics=lambda wildcards: ensemble_files(
+            SET_METRICS, wildcards.scheme, REPORTED_SUBSETS
+        ),
+        tta_metrics=lambda wildcards: tta_files(
+            SET_METRICS, wildcards.scheme, REPORTED_SUBSETS
+        ),
+        tta_ensemble_metrics=lambda wildcards: tta_files(
+            SET_METRICS, wildcards.scheme, REPORTED_SUBSETS, ensemble=True
+        ),
     output:
         table1_tsv=report(
             table_file("table1_performance", "tsv"),
@@ -79,8 +154,98 @@ rule performance_tables:
         run_keys=run_keys(),
         models=list(config["models"]),
         subsets=REPORTED_SUBSETS,
+        ensemble_keys=ensemble_keys(REPORTED_SUBSETS),
+        tta_metrics_keys=(
+            run_keys(REPORTED_SUBSETS) if config["evaluation"]["tta"] else []
+        ),
+        tta_ensemble_keys=(
+            ensemble_keys(REPORTED_SUBSETS) if config["evaluation"]["tta"] else []
+        ),
+        subject_ci_subsets=lambda wildcards: subject_ci_subsets(wildcards.scheme),
     script:
         "../scripts/performance_tables.py"
+
+
+rule subject_table:
+    input:
+        predictions=lambda wildcards: run_files(
+            PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS
+        ),
+        ensemble=lambda wildcards: ensemble_files(
+            SET_PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS
+        ),
+    output:
+        tsv=report(
+            table_file("subjects", "tsv"),
+            category="Tables",
+            subcategory="{scheme} split",
+            labels={
+                "table": "Subjects: how many, and subject-level scores",
+                "split": "{scheme}",
+            },
+        ),
+        md=table_file("subjects", "md"),
+        per_subject=report(
+            table_file("subject_scores", "tsv"),
+            category="Tables",
+            subcategory="{scheme} split",
+            labels={
+                "table": "Per subject: the ensemble's scores",
+                "split": "{scheme}",
+            },
+        ),
+    log:
+        log_file("subject_table/{scheme}"),
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        run_keys=run_keys(REPORTED_SUBSETS),
+        ensemble_keys=ensemble_keys(REPORTED_SUBSETS),
+        models=list(config["models"]),
+        threshold=config["statistics"]["threshold"],
+        min_subjects=MIN_SUBJECTS_PER_CLASS,
+    script:
+        "../scripts/subject_table.py"
+
+
+rule challenge_table:
+    input:
+        seed_metrics=lambda wildcards: [
+            path
+            for kind in prediction_kinds()
+            for path in run_files(SET_METRICS, wildcards.scheme, ["external"], kind)
+        ],
+        ensemble_metrics=lambda wildcards: [
+            path
+            for kind in prediction_kinds()
+            for path in ensemble_files(
+                SET_METRICS, wildcards.scheme, ["external"], kind
+            )
+        ],
+    output:
+        tsv=report(
+            table_file("challenge", "tsv"),
+            category="Tables",
+            subcategory="{scheme} split",
+            labels={"table": "C-NMC 2019 challenge yardstick", "split": "{scheme}"},
+        ),
+        md=table_file("challenge", "md"),
+    log:
+        log_file("challenge_table/{scheme}"),
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        models=list(config["models"]),
+        seed_keys=[
+            (model, kind, seed)
+            for kind in prediction_kinds()
+            for model, seed, _ in run_keys()
+        ],
+        ensemble_keys=[
+            (model, kind) for kind in prediction_kinds() for model in config["models"]
+        ],
+    script:
+        "../scripts/challenge_table.py"
 
 
 rule leakage_table:

@@ -1,4 +1,5 @@
-# Model stage: ImageNet weights -> one training job per scheme, model and seed -> prediction dumps.
+# Model stage: ImageNet weights -> one training job per scheme, model and seed -> prediction dumps (plain and
+# test-time augmented) -> the challenge's final-phase submission.
 
 
 localrules:
@@ -63,7 +64,7 @@ rule predict_model:
         cache_images=cache_images(),
         cache_index=cache_index(),
     output:
-        **subset_predictions(),
+        **per_subset(PREDICTIONS),
         stats=PREDICT_STATS,
     log:
         log_file(f"predict_model/{RUN}"),
@@ -79,3 +80,47 @@ rule predict_model:
         runtime=120,
     script:
         "../scripts/predict_model.py"
+
+
+# Test-time augmentation reads the trained model only: turning evaluation.tta on retrains nothing.
+use rule predict_model as predict_model_tta with:
+    output:
+        **per_subset(TTA_PREDICTIONS),
+        stats=TTA_PREDICT_STATS,
+    log:
+        log_file(f"predict_model_tta/{RUN}"),
+    benchmark:
+        benchmark_file(f"predict_model_tta/{RUN}")
+    params:
+        test_time_augmentation=True,
+
+
+rule challenge_submission:
+    input:
+        models=seed_files(MODEL),
+        train_stats=seed_files(TRAIN_STATS),
+        images=FINAL_PHASE_IMAGES.format(size=config["image_size"]),
+        index=FINAL_PHASE_INDEX.format(size=config["image_size"]),
+    output:
+        submission=report(
+            SUBMISSION,
+            category="Challenge",
+            subcategory="{scheme} split",
+            labels={"file": "final-phase submission", "model": "{model}"},
+        ),
+        probabilities=FINAL_PHASE_PREDICTIONS,
+    log:
+        log_file("challenge_submission/{scheme}/{model}"),
+    conda:
+        "../envs/train.yaml"
+    threads: 8
+    resources:
+        **gpu_resources(),
+        require_gpu=gpu_requirement(),
+        mem_mb=16000,
+        runtime=120,
+    params:
+        test_time_augmentation=config["evaluation"]["tta"],
+        threshold=config["statistics"]["threshold"],
+    script:
+        "../scripts/challenge_submission.py"

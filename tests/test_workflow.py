@@ -19,8 +19,20 @@ def test_dry_run_of_the_paper_config_downloads_from_kaggle(tmp_path):
     jobs = planned_jobs(result.stdout)
     assert jobs["download_kaggle"] == 1 and jobs["split_dataset"] == 1 and jobs["fetch_weights"] == 1
     assert "results/cache/224px/images.npy" in result.stdout
-    # 2 models x 5 seeds, each predicting and evaluating val, test and external in one job.
-    assert jobs["train_model"] == 10 and jobs["predict_model"] == 10 and jobs["evaluate_predictions"] == 10
+    # 2 models x 5 seeds, each predicting and evaluating val, test and external in one job; and each model's
+    # seed ensemble. The paper's config runs no test-time augmentation.
+    assert jobs["train_model"] == 10 and jobs["predict_model"] == 10 and jobs["ensemble_predictions"] == 2
+    assert jobs["evaluate_predictions"] == 10 + 2 and "predict_model_tta" not in jobs
+    assert jobs["challenge_submission"] == 2 and jobs["build_final_phase_cache"] == 1
+
+
+def test_dry_run_of_the_beyond_overlay_plans_the_challenge_winners_study(tmp_path):
+    result = run_snakemake("-n", "--configfile", "config/config.yaml", "config/beyond.yaml", workdir=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    # Both schemes x 2 models x 5 seeds, each predicted plain and with TTA; ensembles of both kinds.
+    assert jobs["train_model"] == 20 and jobs["predict_model"] == 20 and jobs["predict_model_tta"] == 20
+    assert jobs["ensemble_predictions"] == 8 and jobs["evaluate_predictions"] == 40 + 8
 
 
 def test_dry_run_with_the_slurm_profile_plans_both_schemes(tmp_path):
@@ -65,6 +77,7 @@ def test_archive_source_without_a_path_is_rejected(tmp_path):
 
 
 SCHEME_ADDED = {}
+TTA_TURNED_ON = {}
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +85,18 @@ def demo_run(tmp_path_factory):
     """The demo (tuned: features -> tune -> select -> train -> ...), run as a user would grow it: first the
     random split alone, then with the patient split; one thread per job, as `make demo` runs it.
 
-    The dry-run in between records what adding a scheme plans (test_adding_a_scheme_runs_only_its_branch).
+    A first run has test-time augmentation off. The dry-runs in between record what turning it on plans
+    (test_turning_tta_on_retrains_nothing) and what adding a scheme plans (test_adding_a_scheme_runs_only_its_branch).
     """
     workdir = tmp_path_factory.mktemp("demo-run")
     run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml")
-    first = run_snakemake(*run, "--config", "split={'schemes': ['random']}", workdir=workdir)
+    random_only = "split={'schemes': ['random']}"
+    first = run_snakemake(*run, "--config", random_only, "evaluation={'tta': False}", workdir=workdir)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    plan = run_snakemake("-n", "--configfile", "config/demo.yaml", "--config", random_only, workdir=workdir)
+    TTA_TURNED_ON.update(jobs=planned_jobs(plan.stdout))
+    second = run_snakemake(*run, "--config", random_only, workdir=workdir)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     plan = run_snakemake("-n", "--configfile", "config/demo.yaml", workdir=workdir)
     SCHEME_ADDED.update(jobs=planned_jobs(plan.stdout), output=plan.stdout)
     result = run_snakemake(*run, workdir=workdir)
@@ -158,6 +177,39 @@ def test_demo_run_compares_the_models_and_writes_tables_and_figures(demo_run):
     assert {"test_random", "test_patient", "test_random_minus_test_patient"} <= set(leakage.columns)
 
 
+def test_demo_run_scores_subjects_validation_thresholds_ensembles_and_tta(demo_run):
+    for scheme in ("random", "patient"):
+        for model in ("vgg19", "efficientnetb3"):
+            predictions = demo_run / "predictions" / scheme / model
+            seeds = [read_tsv(predictions / f"seed{seed}" / "test.tsv") for seed in (0, 1)]
+            ensemble = read_tsv(predictions / "ensemble" / "test.tsv")
+            assert list(ensemble["path"]) == list(seeds[0]["path"])
+            mean = np.mean([seed.set_index("path").loc[ensemble["path"], "p_all"].astype(float) for seed in seeds], 0)
+            np.testing.assert_allclose(ensemble["p_all"].astype(float), mean, atol=1e-12)
+            tta = read_tsv(predictions / "seed0" / "tta" / "test.tsv")
+            assert list(tta["path"]) == list(seeds[0]["path"])
+            assert not np.allclose(tta["p_all"].astype(float), seeds[0]["p_all"].astype(float))
+            for members in ("seed0", "ensemble", "seed1/tta", "ensemble/tta"):
+                metrics = json.loads((demo_run / "metrics" / scheme / model / members / "external.json").read_text())
+                auc = metrics["roc_auc"]
+                assert auc["subject_ci_low"] <= auc["value"] <= auc["subject_ci_high"]
+                assert set(metrics["subject_support"]) == {"ALL", "HEM"}
+                assert 0 < metrics["validation_threshold"] <= 1
+                assert metrics["at_validation_threshold"]["threshold"] == metrics["validation_threshold"]
+            submission = (demo_run / "challenge" / scheme / model / "isbi_valid.predict").read_text().split()
+            assert len(submission) == 20 and set(submission) <= {"0", "1"}  # the demo's 20 final-phase images
+        table1 = read_tsv(demo_run / "tables" / scheme / "table1_performance.tsv")
+        assert {"seeds", "ensemble", "seeds, validation threshold", "TTA seeds", "TTA ensemble"} <= set(
+            table1["predictions"]
+        )
+        subjects = read_tsv(demo_run / "tables" / scheme / "subjects.tsv")
+        assert len(subjects) == 2 * 2  # models x held-out subsets
+        challenge = (demo_run / "tables" / scheme / "challenge.md").read_text()
+        assert "Pan" in challenge and "Mondal" in challenge and "EfficientNet-B3" in challenge
+        ensemble_tests = read_tsv(demo_run / "stats" / scheme / "ensemble_delong.tsv")
+        assert len(ensemble_tests) == 2 * 2 * 2 * 2  # models x kinds x held-out subsets x seeds
+
+
 def test_demo_report_builds(demo_run):
     report = demo_run / "report.zip"
     result = run_snakemake("--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent)
@@ -165,6 +217,8 @@ def test_demo_report_builds(demo_run):
     names = zipfile.ZipFile(report).namelist()
     assert any(name.endswith("table1_performance.tsv") for name in names)
     assert any(name.endswith("roc_test.png") for name in names)
+    for new_output in ("subjects.tsv", "challenge.tsv", "ensemble_delong.tsv", "isbi_valid.predict"):
+        assert any(name.endswith(new_output) for name in names), new_output
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):
@@ -189,10 +243,19 @@ def test_adding_a_scheme_runs_only_its_branch(demo_run):
     assert "scheme=random" not in SCHEME_ADDED["output"]
 
 
+def test_turning_tta_on_retrains_nothing(demo_run):
+    jobs = TTA_TURNED_ON["jobs"]
+    # 2 models x 2 seeds predicted with TTA, then scored with their ensembles; tables that show TTA follow.
+    assert jobs["predict_model_tta"] == 4 and jobs["ensemble_predictions"] == 2
+    assert jobs["evaluate_predictions"] == 4 + 2 and jobs["challenge_submission"] == 2
+    assert not {"train_model", "predict_model", "tune_model", "build_image_cache"} & set(jobs)
+
+
 def test_changing_one_models_epochs_retrains_only_that_model(demo_run):
     jobs = planned_after_change(demo_run, {"models": {"vgg19": {"epochs": 4}}})
     assert jobs["train_model"] == 4 and jobs["predict_model"] == 4  # 2 schemes x 2 seeds of vgg19 only
-    assert jobs["evaluate_predictions"] == 4
+    # Each run's plain and TTA predictions, and vgg19's ensembles of both kinds in both schemes.
+    assert jobs["predict_model_tta"] == 4 and jobs["evaluate_predictions"] == 8 + 4
     # Tuning runs its own epochs: an epochs change leaves it alone.
     assert not {"build_image_cache", "split_dataset", "inventory", "tune_model", "extract_features"} & set(jobs)
 
@@ -231,7 +294,8 @@ def test_adding_a_grid_value_reruns_only_its_tuning_jobs_and_the_selections(demo
 def test_adding_a_seed_runs_only_that_seed_and_the_aggregates(demo_run):
     jobs = planned_after_change(demo_run, {"seeds": [0, 1, 2]})
     assert jobs["train_model"] == 4  # 2 schemes x 2 models, seed 2
-    assert jobs["evaluate_predictions"] == 4
+    # Seed 2's plain and TTA sets, and every ensemble (2 schemes x 2 models x 2 kinds), which now averages 3 seeds.
+    assert jobs["evaluate_predictions"] == 8 + 8 and jobs["ensemble_predictions"] == 8
     assert jobs["compare_models"] == 2 and jobs["leakage_table"] == 1
     assert not {"build_image_cache", "split_dataset"} & set(jobs)
 
@@ -244,5 +308,6 @@ def test_changing_the_image_size_rebuilds_caches_but_not_splits(demo_run):
 
 def test_changing_bootstrap_resamples_reruns_only_the_evaluation(demo_run):
     jobs = planned_after_change(demo_run, {"statistics": {"bootstrap_resamples": 300}})
-    assert jobs["evaluate_predictions"] == 8
-    assert not {"train_model", "predict_model", "build_image_cache"} & set(jobs)
+    # 2 schemes x 2 models x (2 seeds + the ensemble) x (plain + TTA).
+    assert jobs["evaluate_predictions"] == 24
+    assert not {"train_model", "predict_model", "predict_model_tta", "build_image_cache"} & set(jobs)
