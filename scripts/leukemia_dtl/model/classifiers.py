@@ -285,11 +285,59 @@ def build_head_model(backbone_name: str, feature_size: int, **head_options) -> k
     return keras.Model(features, apply_layers(head, features), name=f"{backbone_name}_head")
 
 
+def base_position(model: keras.Model) -> int:
+    """Where the base (its :class:`InferenceMode` wrapper) sits in ``model.layers`` of a classifier built by
+    :func:`build_classifier`."""
+    (base_at,) = [index for index, layer in enumerate(model.layers) if isinstance(layer, InferenceMode)]
+    return base_at
+
+
 def feature_extractor(model: keras.Model) -> keras.Model:
     """Images -> the base's pooled features, from a classifier built by :func:`build_classifier`."""
-    (base_at,) = [index for index, layer in enumerate(model.layers) if isinstance(layer, InferenceMode)]
+    base_at = base_position(model)
     # The head's first layer takes the base's output as the classifier's graph has it.
     return keras.Model(model.input, model.layers[base_at + 1].input, name=f"{model.layers[base_at].name}_features")
+
+
+def layers_to_fine_tune(model: keras.Model, layers: int, setting: str = "fine_tune.layers") -> list[keras.layers.Layer]:
+    """The base layers that fine-tuning the top ``layers`` layers of the base trains: those of them that hold
+    weights, BatchNormalization excepted (it stays frozen, as Keras's transfer-learning guide says: the
+    :class:`InferenceMode` wrapper runs it on its stored statistics, and training its scale and offset on
+    top of statistics that no longer move would shift every feature the head learned on).
+
+    Errors name ``setting``, the config key that gave ``layers``; call it before training starts, so a
+    wrong count stops the run before the frozen phase.
+    """
+    wrapper = model.layers[base_position(model)]
+    base_layers = [layer for layer in wrapper.layer.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not 1 <= layers <= len(base_layers):
+        raise UserError(
+            f"{setting} is {layers}, but the base {wrapper.name} has {len(base_layers)} layers; "
+            f"set it between 1 and {len(base_layers)}."
+        )
+    trained = [
+        layer
+        for layer in base_layers[len(base_layers) - layers :]
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not trained:
+        raise UserError(
+            f"The top {layers} layers of the base {wrapper.name} hold no weights to fine-tune "
+            f"(BatchNormalization stays frozen); raise {setting}."
+        )
+    return trained
+
+
+def unfreeze_for_fine_tuning(model: keras.Model, layers: list[keras.layers.Layer]) -> None:
+    """Makes ``layers`` (from :func:`layers_to_fine_tune`) the only trainable layers of the base; the head
+    stays as it is. Compile the model again afterwards: Keras builds its training step from the trainable
+    state at compile time."""
+    wrapper = model.layers[base_position(model)]
+    # The wrapper's trainable flag gates the whole base: set it, then each base layer's own.
+    wrapper.trainable = True
+    unfrozen = {id(layer) for layer in layers}
+    for layer in wrapper.layer.layers:
+        layer.trainable = id(layer) in unfrozen
 
 
 def compile_classifier(

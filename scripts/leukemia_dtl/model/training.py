@@ -5,6 +5,12 @@ rerun): :class:`ResumableBackup` keeps two checkpoints there, each the weights, 
 state and history up to its epoch, so a rerun continues at the first unfinished epoch from the newest
 whole checkpoint and the final history covers every epoch once. The directory is deleted after the
 outputs are written. A loss that becomes NaN or infinite fails the run before that epoch is saved.
+
+Beyond the paper, a model may set ``class_weight: balanced`` (the loss weighs each class by scikit-learn's
+balanced weights on the train subset) and ``fine_tune`` (after the frozen phase, a second phase trains the
+top layers of the base at its own learning rate; its epochs continue the numbering). Each phase has its
+own resume state, so a job killed in the second phase resumes there: the first phase's last checkpoint
+restores in place of training it again.
 """
 
 from __future__ import annotations
@@ -17,16 +23,20 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_json, write_tsv
 from leukemia_dtl.core.run_lock import run_lock
 from leukemia_dtl.core.vocabulary import (
+    CLASS_NAMES,
+    CLASS_WEIGHTS,
     HISTORY_COLUMNS,
     INDEX_FILE,
     MODEL_OPTION_GROUPS,
@@ -34,7 +44,13 @@ from leukemia_dtl.core.vocabulary import (
     drop_model_options,
 )
 from leukemia_dtl.model import backend
-from leukemia_dtl.model.classifiers import build_classifier, compile_classifier, save_model
+from leukemia_dtl.model.classifiers import (
+    build_classifier,
+    compile_classifier,
+    layers_to_fine_tune,
+    save_model,
+    unfreeze_for_fine_tuning,
+)
 from leukemia_dtl.model.imagenet_weights import explain_missing_imagenet_weights
 from leukemia_dtl.model.inputs import (
     CachedImageBatches,
@@ -47,9 +63,11 @@ from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
 log = logging.getLogger("leukemia_dtl")
 
-# Resume state inside backup_dir: the configuration that made it, and ResumableBackup's checkpoints.
+# Resume state inside backup_dir: the configuration that made it, and ResumableBackup's checkpoints of
+# the (frozen) first phase and of the fine-tuning phase.
 BACKUP_CONFIG_FILE = "run_config.json"
 BACKUP_STATE_DIR = "state"
+FINE_TUNE_STATE_DIR = "fine_tune_state"
 
 # Training images whose statistics initialise a random base's BatchNormalization (weights: none).
 CALIBRATION_IMAGES = 256
@@ -170,7 +188,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     restored weights: no epoch twice, none missing.
     """
 
-    def __init__(self, state_dir: Path, run_name: str):
+    def __init__(self, state_dir: Path, run_name: str, history: list[dict] = ()):
+        """``history``: the rows of the epochs before this backup's first one (an earlier phase's)."""
         # delete_checkpoint=False: a kill between the end of fit and the outputs must not lose the run.
         super().__init__(state_dir, double_checkpoint=True, delete_checkpoint=False)
         # BackupAndRestore overrides on_train_batch_end (it acts there only with an integer save_freq), and
@@ -178,7 +197,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         # before the next batch is fetched, so input and compute no longer overlap on a GPU.
         self.async_safe = True
         self.run_name = run_name
-        self.history: list[dict] = []  # one row per epoch, HISTORY_COLUMNS
+        self.history: list[dict] = list(history)  # one row per epoch, HISTORY_COLUMNS
         self._checkpoints = [
             (self._weights_path, self._training_metadata_path),
             (self._prev_weights_path, self._prev_training_metadata_path),
@@ -312,6 +331,125 @@ def read_training_subsets(split_path: str | os.PathLike) -> dict[str, pd.DataFra
     return subsets
 
 
+def class_weights(model_name: str, setting: str | None, train_labels: pd.Series) -> dict[int, float] | None:
+    """Keras ``fit``'s ``class_weight`` for config ``models.<model_name>.class_weight``: None for none or
+    absent (the paper's unweighted loss); for balanced, scikit-learn's n / (2 * n_class) on the train
+    labels, keyed by output unit (HEM 0, ALL 1). Keras turns them into per-image weights of the
+    ``CachedImageBatches`` one-hot labels; validation stays unweighted."""
+    if setting is None or setting == "none":
+        return None
+    if setting != "balanced":
+        raise UserError(f"models.{model_name}.class_weight must be one of {list(CLASS_WEIGHTS)}, not {setting!r}.")
+    units = np.arange(len(CLASS_NAMES))
+    labels = class_indices(train_labels)
+    absent = [CLASS_NAMES[unit] for unit in units if unit not in labels]
+    if absent:
+        raise UserError(
+            f"models.{model_name}.class_weight balanced needs both classes in the train subset, which has no "
+            f"{absent} images; rebuild the split or set class_weight: none."
+        )
+    weights = compute_class_weight("balanced", classes=units, y=labels)
+    return {int(unit): float(weight) for unit, weight in zip(units, weights, strict=True)}
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """Config ``models.<name>.fine_tune``: the phase after the frozen one."""
+
+    layers: int
+    learning_rate: float
+    epochs: int
+
+
+def fine_tuning(model_name: str, setting: Mapping | None) -> FineTuning | None:
+    """The fine-tuning phase a model's config asks for; None (absent or null) is the paper's frozen base."""
+    if setting is None:
+        return None
+    try:
+        return FineTuning(**setting)
+    except TypeError:
+        raise UserError(
+            f"models.{model_name}.fine_tune must hold exactly layers, learning_rate and epochs, not {dict(setting)}."
+        ) from None
+
+
+def trainable_parameters(model: keras.Model) -> int:
+    return int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
+
+
+def fit_phase(
+    model: keras.Model,
+    train_batches: CachedImageBatches,
+    val_batches: CachedImageBatches,
+    *,
+    first_epoch: int,
+    end_epoch: int,
+    class_weight: dict[int, float] | None,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    """``fit`` over epochs ``first_epoch`` .. ``end_epoch`` - 1 (0-based), or from where the backup among
+    ``callbacks`` restores."""
+    model.fit(
+        train_batches,
+        validation_data=val_batches,
+        initial_epoch=first_epoch,
+        epochs=end_epoch,
+        class_weight=class_weight,
+        # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+    )
+
+
+def fine_tune_phase(
+    model: keras.Model,
+    train_batches: CachedImageBatches,
+    val_batches: CachedImageBatches,
+    *,
+    model_name: str,
+    fine_tune: FineTuning,
+    layers: list[keras.layers.Layer],
+    optimizer: str,
+    class_weight: dict[int, float] | None,
+    progress: TrainingProgress,
+    backup: ResumableBackup,
+) -> tuple[list[dict], int]:
+    """The phase after the frozen one, on the model the frozen phase left: ``layers`` of the base (from
+    :func:`classifiers.layers_to_fine_tune`) train too, with a fresh ``optimizer`` at the fine-tuning
+    learning rate, for epochs ``progress.epochs - fine_tune.epochs + 1`` .. ``progress.epochs``; ``backup``
+    (holding the frozen phase's history) resumes it. Returns the history of every epoch and the number of
+    trainable parameters of this phase."""
+    unfreeze_for_fine_tuning(model, layers)
+    compile_classifier(model, optimizer=optimizer, learning_rate=fine_tune.learning_rate)
+    params_trainable = trainable_parameters(model)
+    first_epoch = progress.epochs - fine_tune.epochs
+    log.info(
+        "%s: fine-tuning in epochs %d-%d: %d base layers from %s up, %d trainable parameters, learning rate %g",
+        progress.run_name,
+        first_epoch + 1,
+        progress.epochs,
+        len(layers),
+        layers[0].name,
+        params_trainable,
+        fine_tune.learning_rate,
+    )
+    remedy = f"Lower models.{model_name}.fine_tune.learning_rate ({fine_tune.learning_rate}) and rerun."
+    # The frozen phase's backup leaves the epoch it restored on the model, where fit would start; without a
+    # checkpoint of this phase, it starts after the frozen one.
+    model._initial_epoch = None
+    fit_phase(
+        model,
+        train_batches,
+        val_batches,
+        first_epoch=first_epoch,
+        end_epoch=progress.epochs,
+        class_weight=class_weight,
+        callbacks=training_callbacks(train_batches, progress, backup, remedy),
+    )
+    return backup.history, params_trainable
+
+
 def training_batches(
     cache: IndexedArray, subsets: Mapping[str, pd.DataFrame], batch_size: int, seed: int
 ) -> tuple[CachedImageBatches, CachedImageBatches]:
@@ -378,8 +516,11 @@ def train_model(
     """Train ``model_name`` on subset train, validate on subset val; write model, history and stats.
 
     ``model_options`` is the model's config entry: batch_size, epochs, optimizer, learning_rate for
-    training, everything else (weights, normalization, freeze_base, dropout, dense_units) for
-    :func:`classifiers.build_classifier`; ``tuned_hyperparameters_path`` (a tuning ``selected.yaml``)
+    training, fine_tune and class_weight (optional) for the training loop, everything else (weights,
+    normalization, freeze_base, dropout, dense_units) for :func:`classifiers.build_classifier`. With
+    fine_tune, ``epochs`` frozen epochs are followed by ``fine_tune.epochs`` epochs that train the top
+    ``fine_tune.layers`` layers of the base too, with the same optimizer at ``fine_tune.learning_rate``;
+    the history numbers them on from epochs + 1. ``tuned_hyperparameters_path`` (a tuning ``selected.yaml``)
     overrides them with the selected values. Returns the stats written to ``stats_path``: wall_seconds
     covers this job only; training_seconds, seconds_per_epoch and images_per_second come from the history, so
     they cover every epoch across resumes (images_per_second counts training images over training time,
@@ -399,7 +540,14 @@ def train_model(
     if missing:
         raise UserError(f"models.{model_name} lacks {missing}; it needs {list(training_options)}.")
     batch_size, epochs, optimizer, learning_rate = (model_options[name] for name in training_options)
-    options = drop_model_options(model_options, ["training"])
+    fine_tune = fine_tuning(model_name, model_options.get("fine_tune"))
+    if fine_tune and not model_options.get("freeze_base", True):
+        raise UserError(
+            f"models.{model_name} sets fine_tune, which unfreezes the top of a frozen base, and freeze_base: "
+            "false, which trains the whole base from the start; set freeze_base: true or remove fine_tune."
+        )
+    total_epochs = epochs + (fine_tune.epochs if fine_tune else 0)
+    options = drop_model_options(model_options, ["training", "training_extras"])
 
     backup_dir = Path(backup_dir)
     run_name = f"{model_name} seed {seed}"
@@ -410,6 +558,12 @@ def train_model(
         train_batches, val_batches = training_batches(cache, subsets, batch_size, seed)
         model = build_seeded_classifier(model_name, options, cache, subsets, image_size, augmentation, seed)
         compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
+        params_trainable = trainable_parameters(model)
+        class_weight = class_weights(model_name, model_options.get("class_weight"), subsets["train"]["label"])
+        if fine_tune:
+            fine_tuned_layers = layers_to_fine_tune(
+                model, fine_tune.layers, setting=f"models.{model_name}.fine_tune.layers"
+            )
 
         run_config = {
             "model_name": model_name,
@@ -423,7 +577,7 @@ def train_model(
         }
         prepare_backup_dir(backup_dir, run_config)
         train_images = len(subsets["train"])
-        progress = TrainingProgress(run_name, epochs, train_images)
+        progress = TrainingProgress(run_name, total_epochs, train_images)
         backup = ResumableBackup(backup_dir / BACKUP_STATE_DIR, run_name)
         learning_rate_setting = (
             f"tuning.grid.learning_rate (the tuning picked {learning_rate} in {tuned_hyperparameters_path})"
@@ -444,17 +598,40 @@ def train_model(
             backend.backend_name(),
             policy,
         )
-        model.fit(
+        if class_weight:
+            log.info(
+                "%s: class weights %s",
+                run_name,
+                ", ".join(f"{CLASS_NAMES[unit]} {weight:.4f}" for unit, weight in class_weight.items()),
+            )
+        # After the last frozen epoch (or nothing, when the backup holds it) the model is the frozen phase's
+        # result, which the backup's last checkpoint keeps for a resume in the fine-tuning phase.
+        fit_phase(
+            model,
             train_batches,
-            validation_data=val_batches,
-            epochs=epochs,
-            # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
-            shuffle=False,
-            verbose=0,
+            val_batches,
+            first_epoch=0,
+            end_epoch=epochs,
+            class_weight=class_weight,
             callbacks=training_callbacks(train_batches, progress, backup, remedy),
         )
+        history = backup.history
+        params_trainable_fine_tune = None
+        if fine_tune:
+            history, params_trainable_fine_tune = fine_tune_phase(
+                model,
+                train_batches,
+                val_batches,
+                model_name=model_name,
+                fine_tune=fine_tune,
+                layers=fine_tuned_layers,
+                optimizer=optimizer,
+                class_weight=class_weight,
+                progress=progress,
+                backup=ResumableBackup(backup_dir / FINE_TUNE_STATE_DIR, run_name, history=history),
+            )
 
-        history = pd.DataFrame(backup.history, columns=list(HISTORY_COLUMNS))
+        history = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
         save_model(model, model_path)
         write_tsv(history, history_path)
         stats = {
@@ -465,15 +642,21 @@ def train_model(
             "wall_seconds": time.perf_counter() - started,
             "training_seconds": float(history["epoch_seconds"].sum()),
             "seconds_per_epoch": float(history["epoch_seconds"].mean()),
-            "images_per_second": float(train_images * epochs / history["train_seconds"].sum()),
+            "images_per_second": float(train_images * total_epochs / history["train_seconds"].sum()),
             "train_images": train_images,
             "val_images": len(subsets["val"]),
             "batch_size": batch_size,
             "image_size": image_size,
             "epochs_run": progress.epochs_run,
-            "resumed_from_epoch": epochs - progress.epochs_run,
+            "resumed_from_epoch": total_epochs - progress.epochs_run,
+            # The frozen phase's epochs are epochs 1..epochs, the fine-tuning phase's the rest.
+            "fine_tune_epochs": fine_tune.epochs if fine_tune else 0,
+            "class_weights": (
+                {CLASS_NAMES[unit]: weight for unit, weight in class_weight.items()} if class_weight else None
+            ),
             "params_total": model.count_params(),
-            "params_trainable": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
+            "params_trainable": params_trainable,
+            "params_trainable_fine_tune": params_trainable_fine_tune,
             "model_file_mb": Path(model_path).stat().st_size / 2**20,
             "peak_host_memory_mb": backend.peak_host_memory_mb(),
             "peak_accelerator_memory_mb": backend.peak_accelerator_memory_mb(),

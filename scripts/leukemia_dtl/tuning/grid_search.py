@@ -7,6 +7,9 @@ base without augmentation:
   changes, so its features are computed once per scheme and model (:func:`extract_features`) and each
   configuration trains only the head. The head starts from the same weights (``build_head_model``) and
   sees the same batches in the same order, so it learns the same function.
+
+The grid tunes the frozen phase only: a model's ``fine_tune`` is ignored here, and its ``class_weight``
+weighs the loss as in the final training, so what is tuned is what is trained.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from leukemia_dtl.model.inference import probability_of_all
 from leukemia_dtl.model.inputs import CachedImageBatches, FeatureTable, ImageCache
 from leukemia_dtl.model.training import (
     build_seeded_classifier,
+    class_weights,
     read_training_subsets,
     training_batches,
 )
@@ -72,7 +76,7 @@ def extract_features(
     augmentation)."""
     if threads:
         backend.limit_cpu_threads(threads)
-    builder_options = drop_model_options(model_options, ["training"])
+    builder_options = drop_model_options(model_options, ["training", "training_extras"])
     if not builder_options.get("freeze_base", True):
         raise UserError(
             f"models.{model_name} unfreezes its base: its features change in training, so tuning "
@@ -107,8 +111,10 @@ def fit_and_score(
     val_batches: CachedImageBatches,
     val_is_all: np.ndarray,
     epochs: int,
+    class_weight: dict[int, float] | None = None,
 ) -> tuple[dict, np.ndarray]:
-    """Train ``epochs`` epochs; score the final model on val (loss, accuracy, ROC-AUC of P(ALL)).
+    """Train ``epochs`` epochs (the loss weighted by ``class_weight``, Keras's, if given); score the final
+    model on val (loss, accuracy, ROC-AUC of P(ALL)), unweighted.
 
     Returns the scores and P(ALL) of each val image in split order.
     """
@@ -117,6 +123,7 @@ def fit_and_score(
         train_batches,
         validation_data=val_batches,
         epochs=epochs,
+        class_weight=class_weight,
         shuffle=False,
         verbose=0,
         callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch)],
@@ -154,6 +161,9 @@ def train_configuration(
 ) -> tuple[dict, np.ndarray]:
     """Train one grid configuration on train; return its val scores and val P(ALL) (split order).
 
+    ``model_options`` is the model's config entry; its ``class_weight`` applies, its ``fine_tune`` does not
+    (the grid tunes the frozen phase).
+
     With ``features_dir`` it takes the fast path (head on features); else it trains the whole classifier
     on the image cache in ``cache_dir`` (with ``augmentation``, if given).
     """
@@ -162,8 +172,9 @@ def train_configuration(
     if missing:
         raise UserError(f"Tuning {model_name} needs {missing} in tuning.grid or in models.{model_name}.")
     batch_size, optimizer, learning_rate = (options[name] for name in TUNED_TRAINING_OPTIONS)
-    builder_options = drop_model_options(options, ["training"])
+    builder_options = drop_model_options(options, ["training", "training_extras"])
     subsets = read_training_subsets(split_path)
+    class_weight = class_weights(model_name, options.get("class_weight"), subsets["train"]["label"])
     if features_dir is not None:
         table = FeatureTable.open(features_dir)
         keras.utils.set_random_seed(seed)
@@ -174,7 +185,7 @@ def train_configuration(
     compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
     train_batches, val_batches = training_batches(table, subsets, batch_size, seed)
     val_is_all = (subsets["val"]["label"] == POSITIVE_CLASS).to_numpy()
-    return fit_and_score(model, train_batches, val_batches, val_is_all, epochs)
+    return fit_and_score(model, train_batches, val_batches, val_is_all, epochs, class_weight)
 
 
 def tune_configuration(*, out_path: str | os.PathLike, threads: int | None = None, **arguments) -> dict:
