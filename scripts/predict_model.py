@@ -4,6 +4,7 @@
 input:   model (.keras), train_stats (its train_stats.json: the training batch size, tuned or configured),
          split (split TSV), cache_images, cache_index (the image cache files)
 output:  val, test, external (prediction TSVs), stats (predict_stats.json)
+params:  test_time_augmentation (optional, default False: p_all averaged over the eight dihedral transforms)
 threads: CPU threads the backend may use
 resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
@@ -27,6 +28,7 @@ def main(snakemake):
         out_paths={subset: snakemake.output[subset] for subset in PREDICTED_SUBSETS},
         stats_path=snakemake.output.stats,
         threads=snakemake.threads,
+        test_time_augmentation=snakemake.params.get("test_time_augmentation", False),
     )
 
 

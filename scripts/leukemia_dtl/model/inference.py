@@ -1,11 +1,12 @@
-"""Predict P(ALL) for every split image of the held-out subsets, and time inference (Table 2)."""
+"""Predict P(ALL) for every split image of the held-out subsets, and time inference (Table 2); optionally with
+test-time augmentation, and for the challenge's unlabelled final-phase images."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -20,6 +21,7 @@ from leukemia_dtl.core.vocabulary import (
     PREDICTED_SUBSETS,
     PREDICTION_COLUMNS,
 )
+from leukemia_dtl.evaluate.challenge import final_phase_order, write_submission
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.classifiers import load_model
 from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, read_split
@@ -27,6 +29,9 @@ from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, read_split
 log = logging.getLogger("leukemia_dtl")
 
 DECISION_THRESHOLD = 0.5
+# The dihedral group of the square (Prellberg & Kramer 2019's test-time augmentation): each of the four
+# quarter turns, without and with a left-right flip first. The identity comes first.
+DIHEDRAL_TRANSFORMS = tuple((quarter_turns, flip) for flip in (False, True) for quarter_turns in range(4))
 
 
 def probability_of_all(outputs: np.ndarray) -> np.ndarray:
@@ -44,36 +49,69 @@ def probability_of_all(outputs: np.ndarray) -> np.ndarray:
     return np.clip(share, 0.0, 1.0)
 
 
-def predict_probability_of_all(model: keras.Model, cache: ImageCache, paths: pd.Series, batch_size: int) -> np.ndarray:
-    """P(ALL) for the cached images of ``paths``, in their order: ``model.predict`` over cache batches.
+def dihedral_transform(images: np.ndarray, quarter_turns: int, flip: bool) -> np.ndarray:
+    """A batch (N, S, S, C) flipped left-right if ``flip``, then turned by ``quarter_turns`` x 90 degrees."""
+    flipped = images[:, :, ::-1] if flip else images
+    return np.ascontiguousarray(np.rot90(flipped, quarter_turns, axes=(1, 2)))
+
+
+class DihedralBatches(CachedImageBatches):
+    """Cache batches (no labels) under one dihedral transform, in the order of CachedImageBatches."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, *, batch_size: int, quarter_turns: int, flip: bool):
+        super().__init__(images, rows, batch_size=batch_size)
+        self.quarter_turns, self.flip = quarter_turns, flip
+
+    def __getitem__(self, index: int):
+        (images,) = super().__getitem__(index)
+        return (dihedral_transform(images, self.quarter_turns, self.flip),)
+
+
+def _transforms(test_time_augmentation: bool) -> tuple[tuple[int, bool], ...]:
+    return DIHEDRAL_TRANSFORMS if test_time_augmentation else DIHEDRAL_TRANSFORMS[:1]
+
+
+def predict_probability_of_all(
+    model: keras.Model, cache: ImageCache, paths: pd.Series, batch_size: int, test_time_augmentation: bool = False
+) -> np.ndarray:
+    """P(ALL) for the cached images of ``paths``, in their order: ``model.predict`` over cache batches; with
+    ``test_time_augmentation`` the mean P(ALL) over the eight dihedral transforms of each image.
 
     An output that is not a finite number (a model whose training diverged gives NaN) is a UserError:
     no value stands in for it, so a prediction table only ever holds what the model said.
     """
-    batches = CachedImageBatches(cache.images, cache.rows_for(paths), batch_size=batch_size)
-    outputs = np.empty((len(paths), len(CLASS_NAMES)))
-    outputs[batches.order] = model.predict(batches, verbose=0)
-    broken = ~np.isfinite(outputs).all(axis=1)
-    if broken.any():
-        first = np.flatnonzero(broken)[0]
-        raise UserError(
-            f"The model outputs {outputs[first].tolist()} for {paths.iloc[first]} and is not finite for "
-            f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
-            f"training diverged: retrain it with a lower learning rate."
-        )
-    return probability_of_all(outputs)
+    rows = cache.rows_for(paths)
+    per_transform = []
+    for quarter_turns, flip in _transforms(test_time_augmentation):
+        batches = DihedralBatches(cache.images, rows, batch_size=batch_size, quarter_turns=quarter_turns, flip=flip)
+        outputs = np.empty((len(paths), len(CLASS_NAMES)))
+        outputs[batches.order] = model.predict(batches, verbose=0)
+        broken = ~np.isfinite(outputs).all(axis=1)
+        if broken.any():
+            first = np.flatnonzero(broken)[0]
+            raise UserError(
+                f"The model outputs {outputs[first].tolist()} for {paths.iloc[first]} and is not finite for "
+                f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
+                f"training diverged: retrain it with a lower learning rate."
+            )
+        per_transform.append(probability_of_all(outputs))
+    return np.mean(per_transform, axis=0)
 
 
-def inference_ms_per_image(model: keras.Model, images: np.ndarray, batch_size: int) -> float:
+def inference_ms_per_image(
+    model: keras.Model, images: np.ndarray, batch_size: int, test_time_augmentation: bool = False
+) -> float:
     """Mean milliseconds per image of ``predict_on_batch`` over ``images`` held in memory: the model's own
     speed, without the input side (Table 2's inference times; ``tests/benchmark.py prediction`` compares
-    the workflow's prediction with it)."""
+    the workflow's prediction with it). With ``test_time_augmentation`` each image costs its eight
+    transforms and passes."""
     # Full batches only: a ragged last batch would time the building of a second graph.
     usable = len(images) - len(images) % batch_size or len(images)
     model.predict_on_batch(images[:batch_size])  # warm-up: the first call builds the predict graph
     start = time.perf_counter()
     for first in range(0, usable, batch_size):
-        model.predict_on_batch(images[first : first + batch_size])
+        for quarter_turns, flip in _transforms(test_time_augmentation):
+            model.predict_on_batch(dihedral_transform(images[first : first + batch_size], quarter_turns, flip))
     return (time.perf_counter() - start) * 1000 / usable
 
 
@@ -86,13 +124,15 @@ def predict_subsets(
     stats_path: str | os.PathLike,
     timing_images: int = 200,
     threads: int | None = None,
+    test_time_augmentation: bool = False,
 ) -> dict:
     """Write ``path, subject, label, p_all, pred`` for each subset in ``out_paths`` (val/test/external).
 
     One row per split image of the subset, in split order; ``pred`` is ALL when p_all >= 0.5. A subset
     without images gets a header-only table. ``stats_path`` receives inference ms/image at
     ``batch_size`` and at batch 1, measured on at most ``timing_images`` cached test images.
-    ``threads`` limits the backend's CPU threads (the rule's threads).
+    ``threads`` limits the backend's CPU threads (the rule's threads). With ``test_time_augmentation``
+    p_all is the mean over the eight dihedral transforms, and the timings cover the eight passes.
     """
     if threads:
         backend.limit_cpu_threads(threads)
@@ -109,7 +149,7 @@ def predict_subsets(
         if frame.empty:
             log.warning("Split %s has no %s images; its prediction table will be empty", split, subset)
             continue
-        p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size)
+        p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size, test_time_augmentation)
         frame = frame.assign(p_all=p_all, pred=np.where(p_all >= DECISION_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS))
         predicted[subset] = frame
         share = (frame["pred"] == POSITIVE_CLASS).mean()
@@ -126,9 +166,13 @@ def predict_subsets(
     timing_batch = np.asarray(image_cache.images[timing_rows])
     stats = {
         "batch_size": batch_size,
-        "inference_ms_per_image_at_batch_size": inference_ms_per_image(model, timing_batch, batch_size),
-        "inference_ms_per_image_at_batch_1": inference_ms_per_image(model, timing_batch, 1),
+        "inference_ms_per_image_at_batch_size": inference_ms_per_image(
+            model, timing_batch, batch_size, test_time_augmentation
+        ),
+        "inference_ms_per_image_at_batch_1": inference_ms_per_image(model, timing_batch, 1, test_time_augmentation),
         "timing_images": len(timing_batch),
+        "test_time_augmentation": test_time_augmentation,
+        "passes_per_image": len(_transforms(test_time_augmentation)),
         "images_predicted": {subset: len(frame) for subset, frame in predicted.items()},
         "device": backend.device_description(),
         "keras_backend": backend.backend_name(),
@@ -142,3 +186,48 @@ def predict_subsets(
         stats["device"],
     )
     return stats
+
+
+def challenge_submission(
+    model_paths: Sequence[str | os.PathLike],
+    batch_sizes: Sequence[int],
+    cache: str | os.PathLike,
+    threshold: float,
+    submission_path: str | os.PathLike,
+    probabilities_path: str | os.PathLike,
+    test_time_augmentation: bool = False,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """The challenge's final-phase submission from every image of ``cache`` (the final-phase image cache):
+    P(ALL) is the mean over the models (one per seed, each predicting at its batch size from
+    ``batch_sizes``), with test-time augmentation if asked; written by
+    :func:`leukemia_dtl.evaluate.challenge.write_submission`, which returns ``image, p_all, call``.
+    """
+    if threads:
+        backend.limit_cpu_threads(threads)
+    if len(model_paths) != len(batch_sizes) or not model_paths:
+        raise UserError(
+            f"The submission needs one batch size per model and at least one model; got {len(model_paths)} "
+            f"model(s) and {len(batch_sizes)} batch size(s). Fix the rule's inputs."
+        )
+    image_cache = ImageCache.open(cache)
+    paths = pd.Series(image_cache.row_of_path.index)
+    final_phase_order(paths)  # unusable image names fail before any model runs
+    p_all = np.zeros(len(paths))
+    for model_path, batch_size in zip(model_paths, batch_sizes, strict=True):
+        model = load_model(model_path)
+        if model.input_shape[1] != image_cache.image_size:
+            raise UserError(
+                f"Model {model_path} takes {model.input_shape[1]} px images but the final-phase cache {cache} "
+                f"holds {image_cache.image_size} px ones. Rebuild that cache at the models' image_size."
+            )
+        p_all += predict_probability_of_all(model, image_cache, paths, batch_size, test_time_augmentation)
+        log.info("final phase: predicted %d images with %s", len(paths), model_path)
+    table = write_submission(paths.tolist(), p_all / len(model_paths), threshold, submission_path, probabilities_path)
+    log.info(
+        "final phase: %.1f %% of %d images called %s",
+        100 * (table["call"] == POSITIVE_CLASS).mean(),
+        len(table),
+        POSITIVE_CLASS,
+    )
+    return table
