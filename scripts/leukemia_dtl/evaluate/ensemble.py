@@ -1,0 +1,130 @@
+"""Seed ensembles: the mean of the seeds' P(ALL) per image, and how it compares with each seed (DeLong).
+
+Every top entry of the C-NMC 2019 challenge pooled models; the workflow trains several seeds per model, so
+their mean ``p_all`` is the ensemble that costs no extra training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import write_tsv
+from leukemia_dtl.core.vocabulary import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS, PREDICTION_COLUMNS
+from leukemia_dtl.evaluate.delong import delong_roc_test
+from leukemia_dtl.evaluate.result_files import align_predictions, is_all, read_predictions
+from leukemia_dtl.evaluate.significance import _holm
+
+# The model's own decision in a prediction table's ``pred``: the argmax of the two normalised outputs, as
+# inference.DECISION_THRESHOLD (that module cannot be imported here: it needs Keras).
+ARGMAX_THRESHOLD = 0.5
+ENSEMBLE_DELONG_COLUMNS = (
+    "model",
+    "kind",
+    "subset",
+    "seed",
+    "n_images",
+    "auc_ensemble",
+    "auc_seed",
+    "diff",
+    "z",
+    "p_value",
+    "p_holm",
+    "independent_unit",
+)
+
+
+def argmax_pred(p_all) -> np.ndarray:
+    """The ``pred`` column of a prediction table: ALL where ``p_all >= 0.5``, else HEM."""
+    return np.where(np.asarray(p_all, dtype=float) >= ARGMAX_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS)
+
+
+def seed_ensemble(prediction_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One prediction table from the seeds' tables of one subset: the first file's images in its order,
+    ``p_all`` the mean of the seeds' ``p_all`` per image and ``pred`` from it.
+
+    Files that do not cover the same images with the same labels are a UserError naming them.
+    """
+    if not prediction_files:
+        raise UserError("A seed ensemble needs at least one seed's prediction file; configure at least one seed.")
+    first_path = prediction_files[0]
+    first = read_predictions(first_path)
+    seed_p_all = []
+    for path in prediction_files:
+        _, aligned = align_predictions(first, read_predictions(path), first_path, path)
+        seed_p_all.append(aligned.set_index("path")["p_all"])
+    p_all = pd.concat(seed_p_all, axis=1).mean(axis=1).loc[first["path"]].to_numpy()
+    return first.assign(p_all=p_all, pred=argmax_pred(p_all))[list(PREDICTION_COLUMNS)]
+
+
+def write_seed_ensembles(
+    seed_files: Mapping[str, Sequence[str | os.PathLike]],
+    seeds: Sequence[int],
+    out_paths: Mapping[str, str | os.PathLike],
+) -> None:
+    """Write the :func:`seed_ensemble` of ``seed_files[subset]`` (one file per seed of ``seeds``, in order) to
+    ``out_paths[subset]`` for every subset, once all of them are computed."""
+    ensembles = {}
+    for subset, out_path in out_paths.items():
+        files = list(seed_files[subset])
+        if len(files) != len(seeds):
+            raise UserError(
+                f"The {subset} ensemble {out_path} got {len(files)} prediction file(s) for {len(seeds)} seed(s) "
+                f"{list(seeds)}; give one file per seed, in seed order."
+            )
+        ensembles[subset] = seed_ensemble(files)
+    for subset, frame in ensembles.items():
+        write_tsv(frame, out_paths[subset])
+
+
+def ensemble_vs_seeds(
+    ensemble_files: Mapping[tuple[str, str, str], str | os.PathLike],
+    seed_files: Mapping[tuple[str, str, int, str], str | os.PathLike],
+) -> pd.DataFrame:
+    """DeLong's paired test of the ensemble's ROC-AUC against each seed's on the same images.
+
+    ``ensemble_files`` are keyed by (model, kind, subset), ``seed_files`` by (model, kind, seed, subset); a row
+    per seed file in their order, with ``p_holm`` adjusted over the whole table. Images are the unit the test
+    treats as independent (``independent_unit``): on subject-clustered data its p-values are optimistic.
+    """
+    rows = []
+    for (model, kind, seed, subset), seed_path in seed_files.items():
+        key = (model, kind, subset)
+        if key not in ensemble_files:
+            raise UserError(
+                f"No {kind} ensemble predictions of {model} on {subset} to compare seed {seed} with "
+                f"({seed_path}); give the ensemble file of every model, kind and subset the seeds cover."
+            )
+        ensemble_path = ensemble_files[key]
+        ensemble, single = align_predictions(
+            read_predictions(ensemble_path), read_predictions(seed_path), ensemble_path, seed_path
+        )
+        truth = is_all(ensemble)
+        if truth.min() == truth.max():
+            raise UserError(
+                f"{ensemble_path} holds images of one class only ({CLASS_NAMES[truth[0]]}); ROC-AUC needs both "
+                "ALL and HEM images. Check the split."
+            )
+        test = delong_roc_test(truth, ensemble["p_all"], single["p_all"])
+        rows.append(
+            {
+                "model": model,
+                "kind": kind,
+                "subset": subset,
+                "seed": seed,
+                "n_images": len(truth),
+                "auc_ensemble": test["auc_a"],
+                "auc_seed": test["auc_b"],
+                "diff": test["diff"],
+                "z": test["z"],
+                "p_value": test["p_value"],
+                "independent_unit": "image",
+            }
+        )
+    table = pd.DataFrame(rows, columns=[column for column in ENSEMBLE_DELONG_COLUMNS if column != "p_holm"])
+    table.insert(ENSEMBLE_DELONG_COLUMNS.index("p_holm"), "p_holm", _holm(table["p_value"].astype(float)))
+    return table
