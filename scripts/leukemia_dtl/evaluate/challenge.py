@@ -1,0 +1,284 @@
+"""The C-NMC 2019 challenge as a yardstick: its published results beside this project's external-subset metrics,
+and the challenge's submission file of the final-phase images.
+
+The published numbers are transcribed once, here, as printed (percentages for weighted F1 and balanced
+accuracy, a fraction for ROC-AUC), as recorded for issue #14 in /work/shared/FACTS.md ("C-NMC 2019 challenge
+results"). The challenge's prelim-phase test set is the Kaggle archive's ``validation_data``: this project's
+external subset. Its final-phase labels are not in the Kaggle archive, so final-phase results are listed only.
+
+Sources:
+- Pan Y, Liu M, Xia Y, Shen D (2019). Neighborhood-correction algorithm for classification of normal and
+  malignant cells. In: Gupta A, Gupta R (eds), ISBI 2019 C-NMC Challenge: Classification in Cancer Cell
+  Imaging. Lecture Notes in Bioengineering, Springer, Singapore. The challenge's winner.
+- Mondal C, Hasan MK, Jawad MT, Dutta A, Islam MR, Awal MA, Ahmad M (2021). Acute lymphoblastic leukemia
+  detection from microscopic images using weighted ensemble of convolutional neural networks. Informatics in
+  Medicine Unlocked 27:100794. https://doi.org/10.1016/j.imu.2021.100794
+- Prellberg J, Kramer O (2019). Acute lymphoblastic leukemia classification from microscopic images using
+  convolutional neural networks. In: ISBI 2019 C-NMC Challenge (as above). arXiv:1906.09020.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import atomic_path, read_json, write_tsv
+from leukemia_dtl.core.vocabulary import NEGATIVE_CLASS, POSITIVE_CLASS, TTA
+from leukemia_dtl.evaluate.paper_values import model_name
+from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
+
+PRELIM_PHASE = "prelim"
+FINAL_PHASE = "final"
+# Metric key of metrics.classification_metrics -> (column label, printed as a percentage).
+CHALLENGE_METRICS = {
+    "weighted_f1": ("Weighted F1 (%)", True),
+    "balanced_accuracy": ("Balanced accuracy (%)", True),
+    "roc_auc": ("ROC-AUC", False),
+}
+# Kinds of prediction sets, in table order, and how the table names them.
+PREDICTION_KINDS = {"plain": "", TTA: ", 8-fold dihedral TTA"}
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """One published challenge result: its values as printed (see CHALLENGE_METRICS for the units)."""
+
+    entry: str
+    phase: str
+    printed: dict[str, str]
+    method: str
+    source: str
+
+    def value(self, metric: str) -> float:
+        """The printed value as a fraction, NaN where the publication gives none."""
+        text = self.printed.get(metric)
+        if text is None:
+            return math.nan
+        return float(text) / (100 if CHALLENGE_METRICS[metric][1] else 1)
+
+
+_PAN = "Pan et al. 2019, ISBI 2019 C-NMC Challenge (Springer LNBE)"
+_MONDAL = "Mondal et al. 2021, Informatics in Medicine Unlocked 27:100794"
+_PRELLBERG = "Prellberg & Kramer 2019, ISBI 2019 C-NMC Challenge; arXiv:1906.09020"
+PUBLISHED_RESULTS = (
+    PublishedResult(
+        "Pan et al. 2019 (challenge winner)",
+        PRELIM_PHASE,
+        {"weighted_f1": "92.50", "balanced_accuracy": "91.73"},
+        "neighbourhood-correction algorithm",
+        _PAN,
+    ),
+    PublishedResult(
+        "Mondal et al. 2021",
+        PRELIM_PHASE,
+        {"weighted_f1": "89.7", "balanced_accuracy": "88.3", "roc_auc": "0.948"},
+        "weighted ensemble of CNNs",
+        _MONDAL,
+    ),
+    PublishedResult(
+        "Pan et al. 2019 (challenge winner)",
+        FINAL_PHASE,
+        {"weighted_f1": "91.04"},
+        "neighbourhood-correction algorithm",
+        _PAN,
+    ),
+    PublishedResult(
+        "Prellberg & Kramer 2019",
+        FINAL_PHASE,
+        {"weighted_f1": "88.91"},
+        "ResNeXt50 with squeeze-and-excitation, 8-fold dihedral TTA",
+        _PRELLBERG,
+    ),
+)
+OWN_SOURCE = "this workflow"
+OWN_PHASE = f"{PRELIM_PHASE} (our external subset)"
+
+
+def _metric_entry(metrics: Mapping, metric: str, path: str | os.PathLike) -> Mapping:
+    entry = metrics.get(metric)
+    if not isinstance(entry, dict) or "value" not in entry:
+        raise UserError(
+            f"Metrics file {path} has no value for {metric!r}; it was written by another version of the "
+            "evaluation step. Delete it and re-run the evaluation."
+        )
+    return entry
+
+
+def _scaled(metric: str, value: float) -> float:
+    return 100 * value if CHALLENGE_METRICS[metric][1] else value
+
+
+def _digits(metric: str) -> int:
+    return 2 if CHALLENGE_METRICS[metric][1] else 3
+
+
+# A metrics file as read: its path (for messages) and its contents.
+Loaded = tuple[str | os.PathLike, dict]
+
+
+def _load(files: Mapping[tuple, str | os.PathLike]) -> dict[tuple, Loaded]:
+    loaded = {}
+    for key, path in files.items():
+        kind = key[1]
+        if kind not in PREDICTION_KINDS:
+            raise UserError(
+                f"Metrics file {path} is keyed with prediction kind {kind!r}; kinds are {list(PREDICTION_KINDS)}. "
+                "Fix the rule's keys."
+            )
+        loaded[key] = (path, read_json(path))
+    return loaded
+
+
+def _seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
+    """Mean ± sd over the seeds' metrics of one model and kind."""
+    row = {
+        "Entry": f"{model_name(model)}, single seeds{PREDICTION_KINDS[kind]} (n = {len(runs)})",
+        "Phase": OWN_PHASE,
+    }
+    data = {"model": model, "kind": kind, "aggregate": "seeds", "phase": PRELIM_PHASE, "n_seeds": len(runs)}
+    for metric, (label, _) in CHALLENGE_METRICS.items():
+        mean, sd, _ = mean_sd([_metric_entry(metrics, metric, path)["value"] for path, metrics in runs])
+        row[label] = mean_sd_text(_scaled(metric, mean), _scaled(metric, sd), _digits(metric))
+        data |= {metric: mean, f"{metric}_sd": sd, f"{metric}_ci_low": math.nan, f"{metric}_ci_high": math.nan}
+    return row | {"Source": OWN_SOURCE} | data | {"source": OWN_SOURCE}
+
+
+def _ensemble_row(model: str, kind: str, n_seeds: int, ensemble: Loaded, interval: str) -> dict:
+    """The ensemble's value and its ``interval`` ("ci" or "subject_ci") bounds."""
+    path, metrics = ensemble
+    row = {
+        "Entry": f"{model_name(model)}, seed ensemble{PREDICTION_KINDS[kind]} (mean of {n_seeds})",
+        "Phase": OWN_PHASE,
+    }
+    data = {"model": model, "kind": kind, "aggregate": "ensemble", "phase": PRELIM_PHASE, "n_seeds": n_seeds}
+    for metric, (label, _) in CHALLENGE_METRICS.items():
+        entry = _metric_entry(metrics, metric, path)
+        low, high = entry[f"{interval}_low"], entry[f"{interval}_high"]
+        value, shown_low, shown_high = (_scaled(metric, number) for number in (entry["value"], low, high))
+        digits = _digits(metric)
+        row[label] = f"{value:.{digits}f} [{shown_low:.{digits}f}, {shown_high:.{digits}f}]"
+        data |= {metric: entry["value"], f"{metric}_sd": math.nan, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
+    return row | {"Source": OWN_SOURCE} | data | {"source": OWN_SOURCE}
+
+
+def _published_row(result: PublishedResult) -> dict:
+    row = {"Entry": f"{result.entry}: {result.method}", "Phase": result.phase}
+    data = {"model": "", "kind": "", "aggregate": "published", "phase": result.phase, "n_seeds": math.nan}
+    for metric, (label, _) in CHALLENGE_METRICS.items():
+        row[label] = result.printed.get(metric, "")
+        data |= {
+            metric: result.value(metric),
+            f"{metric}_sd": math.nan,
+            f"{metric}_ci_low": math.nan,
+            f"{metric}_ci_high": math.nan,
+        }
+    return row | {"Source": result.source} | data | {"source": result.source}
+
+
+def _interval_of(ensembles: Sequence[Loaded]) -> str:
+    """Subject-level intervals where every ensemble's metrics have them (the subject is the unit of
+    independence on the external subset), else the image-level ones."""
+    entries = [_metric_entry(metrics, metric, path) for path, metrics in ensembles for metric in CHALLENGE_METRICS]
+    return "subject_ci" if entries and all("subject_ci_low" in entry for entry in entries) else "ci"
+
+
+def _caption(runs: Sequence[Loaded], interval: str) -> str:
+    thresholds = sorted({metrics["threshold"] for _, metrics in runs if "threshold" in metrics})
+    confidence = next((metrics["confidence"] for _, metrics in runs if "confidence" in metrics), 0.95)
+    resampled = "subjects" if interval == "subject_ci" else "images"
+    return (
+        "Prelim phase = this project's external subset (the Kaggle validation_data: subjects never trained on). "
+        f"Ours call ALL at p_all >= {' / '.join(f'{t:g}' for t in thresholds)} (the configured threshold); "
+        f"an ensemble is the mean p_all of its seeds, in brackets its {100 * confidence:g} % bootstrap interval "
+        f"resampling {resampled}. Final-phase results are listed only: its labels are not in the Kaggle archive."
+    )
+
+
+def challenge_table(
+    seed_metrics_files: Mapping[tuple[str, str, int], str | os.PathLike],
+    ensemble_metrics_files: Mapping[tuple[str, str], str | os.PathLike],
+    models: Sequence[str],
+) -> pd.DataFrame:
+    """This project's external-subset weighted F1, balanced accuracy and ROC-AUC beside the published challenge
+    results. Per model and kind (plain, then TTA where given): the single seeds' mean ± sd from
+    ``seed_metrics_files`` keyed (model, kind, seed), then the ensemble's value with its interval from
+    ``ensemble_metrics_files`` keyed (model, kind); then the published entries with phase and source.
+    The reading columns come first (``attrs["markdown_columns"]``), then the numbers as fractions."""
+    seed_runs, ensembles = _load(seed_metrics_files), _load(ensemble_metrics_files)
+    interval = _interval_of(list(ensembles.values()))
+    rows = []
+    for model in models:
+        if (model, "plain") not in {key[:2] for key in seed_runs}:
+            raise UserError(
+                f"No external-subset metrics of {model}'s seeds for the challenge table; evaluate {model} or "
+                "leave it out of the configured models."
+            )
+        for kind in PREDICTION_KINDS:
+            runs = [run for key, run in seed_runs.items() if key[:2] == (model, kind)]
+            if runs:
+                rows.append(_seeds_row(model, kind, runs))
+            if (model, kind) in ensembles:
+                rows.append(_ensemble_row(model, kind, len(runs), ensembles[model, kind], interval))
+    rows += [_published_row(result) for result in PUBLISHED_RESULTS]
+    table = pd.DataFrame(rows)
+    table.attrs[MARKDOWN_COLUMNS] = ["Entry", "Phase", *(label for label, _ in CHALLENGE_METRICS.values()), "Source"]
+    table.attrs[CAPTION] = _caption([*seed_runs.values(), *ensembles.values()], interval)
+    return table
+
+
+_IMAGE_NUMBER = re.compile(r"([1-9][0-9]*)\.bmp")
+
+
+def final_phase_order(paths: Sequence[str]) -> np.ndarray:
+    """Positions of ``paths`` in the submission's order, by image number (9.bmp before 10.bmp).
+
+    UserError unless the file names are exactly 1.bmp ... N.bmp, N = len(paths): the submission's lines are
+    matched to the organisers' labels by position only.
+    """
+    names = [PurePosixPath(path).name for path in paths]
+    matches = [_IMAGE_NUMBER.fullmatch(name) for name in names]
+    odd = [name for name, match in zip(names, matches, strict=True) if match is None]
+    numbers = sorted(int(match[1]) for match in matches if match)
+    if odd or numbers != list(range(1, len(names) + 1)):
+        missing = sorted(set(range(1, len(names) + 1)) - set(numbers))
+        raise UserError(
+            f"The final-phase images must be named 1.bmp to {len(names)}.bmp, one each, as in the archive's "
+            f"testing_data/C-NMC_test_final_phase_data; found {len(odd)} other name(s) {odd[:3]} and "
+            f"{len(missing)} missing number(s) {missing[:3]}. Restore the folder from the archive and rebuild the "
+            "final-phase cache."
+        )
+    return np.argsort([int(match[1]) for match in matches], kind="stable")
+
+
+def write_submission(
+    paths: Sequence[str],
+    p_all,
+    threshold: float,
+    submission_path: str | os.PathLike,
+    probabilities_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """Write the challenge's submission file (one line per image in number order: 1 = ALL, 0 = HEM, ALL where
+    ``p_all >= threshold``) and ``image, p_all, call`` beside it; return that table."""
+    order = final_phase_order(paths)
+    p_all = np.asarray(p_all, dtype=float)[order]
+    # The call of metrics.called_all, which the model stage's environment cannot import (it needs SciPy).
+    is_all = p_all >= threshold
+    table = pd.DataFrame(
+        {
+            "image": [PurePosixPath(paths[position]).name for position in order],
+            "p_all": p_all,
+            "call": np.where(is_all, POSITIVE_CLASS, NEGATIVE_CLASS),
+        }
+    )
+    write_tsv(table, probabilities_path)
+    with atomic_path(submission_path) as tmp:
+        tmp.write_text("".join(f"{int(called)}\n" for called in is_all))
+    return table
