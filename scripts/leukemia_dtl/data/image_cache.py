@@ -13,12 +13,36 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import NpyRows, write_cache_index, write_verified_npy
+from leukemia_dtl.core.vocabulary import FINAL_PHASE_SOURCE
+from leukemia_dtl.data.layout import FINAL_DIR
 
 log = logging.getLogger(__name__)
+
+
+# What a cache holds: every labelled image (the training folds and the prelim phase, all a split can use), or
+# the unlabelled final-phase images of the challenge's submission, cached apart so the labelled cache and
+# every model built from it stay unchanged.
+CACHED_IMAGE_SETS = ("labelled", "final_phase")
+
+
+def images_to_cache(inventory: pd.DataFrame, images: str) -> list[str]:
+    """The inventory paths of the image set ``images`` (one of CACHED_IMAGE_SETS), in inventory order."""
+    if images == "labelled":
+        return inventory.loc[inventory["label"] != "", "path"].tolist()
+    if images == "final_phase":
+        paths = inventory.loc[inventory["source"] == FINAL_PHASE_SOURCE, "path"].tolist()
+        if not paths:
+            raise UserError(
+                f"The inventory holds no final-phase image: the archive's testing_data/ folder ({FINAL_DIR}) is "
+                "missing or empty. Use the complete C-NMC_Leukemia archive, or leave the challenge submission out."
+            )
+        return paths
+    raise UserError(f"Unknown image set {images!r} to cache; choose one of {list(CACHED_IMAGE_SETS)}. Fix the rule.")
 
 
 def load_resized(path: str | Path, size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import require_columns
-from leukemia_dtl.core.vocabulary import DATASET_DIR, INVENTORY_COLUMNS, REJECTED_COLUMNS
+from leukemia_dtl.core.vocabulary import DATASET_DIR, FINAL_PHASE_SOURCE, INVENTORY_COLUMNS, REJECTED_COLUMNS
 from leukemia_dtl.data.layout import (
     FINAL_DIR,
     PRELIM_DIR,
@@ -150,8 +150,8 @@ def _final_candidates(root: Path) -> tuple[list[dict], list[dict]]:
     paths = sorted(image_dir.glob("*.bmp")) if image_dir.is_dir() else []
     rejected = []
     rows = [
-        {"path": relative, "subject": "", "label": "", "source": "final"}
-        for _, relative in _named_in_utf8(paths, root, "final", rejected)
+        {"path": relative, "subject": "", "label": "", "source": FINAL_PHASE_SOURCE}
+        for _, relative in _named_in_utf8(paths, root, FINAL_PHASE_SOURCE, rejected)
     ]
     return rows, rejected
 
