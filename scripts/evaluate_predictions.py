@@ -1,22 +1,23 @@
-"""Rule evaluate_predictions: metrics with confidence intervals for one run's val, test and external
-predictions. input and output: one file per subset, named by the subset. params: statistics."""
+"""Rule evaluate_predictions: metrics with image- and subject-level confidence intervals for one prediction
+set's val, test and external predictions, each also at the threshold chosen on the set's val predictions.
+input and output: one file per subset, named by the subset. params: statistics."""
 
 from leukemia_dtl.core.fileio import write_json
 from leukemia_dtl.core.rule_runner import run_rule
-from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
+from leukemia_dtl.evaluate.metrics import evaluate_prediction_set
 
 
 def main(snakemake):
     statistics = snakemake.params.statistics
+    metrics = evaluate_prediction_set(
+        {subset: snakemake.input[subset] for subset, _ in snakemake.output.items()},
+        threshold=statistics["threshold"],
+        n_bootstrap=statistics["bootstrap_resamples"],
+        seed=statistics["seed"],
+        confidence=statistics["confidence"],
+    )
     for subset, metrics_path in snakemake.output.items():
-        metrics = evaluate_prediction_file(
-            snakemake.input[subset],
-            threshold=statistics["threshold"],
-            n_bootstrap=statistics["bootstrap_resamples"],
-            seed=statistics["seed"],
-            confidence=statistics["confidence"],
-        )
-        write_json(metrics, metrics_path)
+        write_json(metrics[subset], metrics_path)
 
 
 run_rule(snakemake, main)

@@ -7,7 +7,14 @@ from sklearn.metrics import roc_auc_score
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.evaluate.delong import delong_auc_variance
-from leukemia_dtl.evaluate.metrics import _weighted_auc, classification_metrics, metrics_from_counts
+from leukemia_dtl.evaluate.metrics import (
+    _weighted_auc,
+    balanced_accuracy_threshold,
+    classification_metrics,
+    evaluate_prediction_set,
+    metrics_from_counts,
+    resampling_units,
+)
 
 INTERVAL_METRICS = [
     "accuracy",
@@ -24,6 +31,8 @@ INTERVAL_METRICS = [
     "cohen_kappa",
     "roc_auc_delong",
 ]
+THRESHOLDED_METRICS = [name for name in INTERVAL_METRICS if not name.startswith("roc_auc")]
+INTERVAL_KEYS = ["ci_low", "ci_high", "subject_ci_low", "subject_ci_high"]
 
 
 def _simulated(n, seed=0):
@@ -112,7 +121,7 @@ def test_bootstrap_is_stratified():
     are kept; a plain bootstrap would vary it."""
     y_true = np.r_[np.ones(70, int), np.zeros(30, int)]
     result = classification_metrics(y_true, np.full(100, 0.9), n_bootstrap=200)
-    assert result["precision_all"] == {"value": 0.7, "ci_low": 0.7, "ci_high": 0.7}
+    assert result["precision_all"] == dict.fromkeys(["value", *INTERVAL_KEYS], 0.7)
 
 
 def test_recall_interval_follows_binomial_quantiles():
@@ -136,9 +145,8 @@ def test_delong_interval_uses_delong_variance():
     result = classification_metrics(y_true, p_all, n_bootstrap=10, confidence=0.9)
     auc, variance = delong_auc_variance(y_true, p_all)
     half_width = norm.ppf(0.95) * np.sqrt(variance)
-    assert result["roc_auc_delong"] == pytest.approx(
-        {"value": auc, "ci_low": auc - half_width, "ci_high": auc + half_width}
-    )
+    delong = {name: result["roc_auc_delong"][name] for name in ("value", "ci_low", "ci_high")}
+    assert delong == pytest.approx({"value": auc, "ci_low": auc - half_width, "ci_high": auc + half_width})
 
 
 def test_seeded_and_json_ready():
@@ -157,3 +165,154 @@ def test_rejects_labels_that_are_not_binary():
 def test_single_class_is_a_user_error():
     with pytest.raises(UserError, match="3 ALL and 0 HEM"):
         classification_metrics([1, 1, 1], [0.9, 0.8, 0.2])
+
+
+def _clustered(n_subjects, images_per_subject, seed=0):
+    """Subjects of about 68 % ALL patients whose images share a subject-level offset in p_all: the images of
+    one subject are alike, as cells of one patient are."""
+    rng = np.random.default_rng(seed)
+    subject_is_all = (rng.random(n_subjects) < 0.68).astype(int)
+    subject_offset = rng.normal(0, 0.2, n_subjects)
+    subjects = np.repeat(np.arange(n_subjects), images_per_subject)
+    y_true = subject_is_all[subjects]
+    noise = rng.normal(0, 0.05, len(subjects))
+    return y_true, np.clip(0.35 + 0.3 * y_true + subject_offset[subjects] + noise, 0, 1), subjects
+
+
+def _interval(result, name, prefix):
+    return result[name][f"{prefix}_low"], result[name][f"{prefix}_high"]
+
+
+def test_subject_bootstrap_of_identical_images_equals_a_bootstrap_of_one_row_per_subject():
+    """Four identical images per subject: every resampled count is four times the one-row-per-subject count,
+    so with the same draws every metric and AUC is the same number. Four, a power of two, keeps the float
+    arithmetic exact, so the intervals must agree to the last bit."""
+    rng = np.random.default_rng(3)
+    subject_is_all = np.r_[np.ones(25, int), np.zeros(15, int)]
+    rng.shuffle(subject_is_all)
+    subject_p_all = np.round(np.clip(rng.normal(0.4 + 0.25 * subject_is_all, 0.2), 0, 1), 2)
+    per_subject = classification_metrics(subject_is_all, subject_p_all, n_bootstrap=300, seed=7)
+    clustered = classification_metrics(
+        np.repeat(subject_is_all, 4),
+        np.repeat(subject_p_all, 4),
+        subjects=np.repeat([f"UID_{index}" for index in range(40)], 4),
+        n_bootstrap=300,
+        seed=7,
+    )
+    assert clustered["subject_support"] == {"ALL": 25, "HEM": 15}
+    assert clustered["support"] == {"ALL": 100, "HEM": 60}
+    for name in [*THRESHOLDED_METRICS, "roc_auc"]:
+        assert _interval(clustered, name, "subject_ci") == _interval(per_subject, name, "ci"), name
+        assert clustered[name]["value"] == pytest.approx(per_subject[name]["value"]), name
+    # DeLong's own interval treats the 160 images as independent; its subject interval is the bootstrap's.
+    assert _interval(clustered, "roc_auc_delong", "subject_ci") == _interval(per_subject, "roc_auc", "ci")
+
+
+def test_subject_interval_is_wider_than_image_interval_on_clustered_data():
+    y_true, p_all, subjects = _clustered(40, 50)
+    result = classification_metrics(y_true, p_all, subjects=subjects, n_bootstrap=1000)
+    for name in ("accuracy", "balanced_accuracy", "f1_hem", "roc_auc", "roc_auc_delong", "cohen_kappa"):
+        image_low, image_high = _interval(result, name, "ci")
+        subject_low, subject_high = _interval(result, name, "subject_ci")
+        # 40 independent subjects carry far less information than 2000 independent images would.
+        assert subject_high - subject_low > 2 * (image_high - image_low), name
+        assert subject_low <= result[name]["value"] <= subject_high, name
+
+
+def test_subject_interval_equals_image_interval_with_one_image_per_subject():
+    y_true, p_all = _simulated(300)
+    result = classification_metrics(y_true, p_all, subjects=[f"s{index}" for index in range(300)], n_bootstrap=400)
+    for name in INTERVAL_METRICS:
+        if name != "roc_auc_delong":
+            assert _interval(result, name, "subject_ci") == _interval(result, name, "ci"), name
+    assert result == classification_metrics(y_true, p_all, n_bootstrap=400)
+
+
+def test_a_subject_with_both_labels_goes_by_its_majority_and_a_tie_goes_to_all():
+    codes, unit_class = resampling_units(
+        ["b", "b", "b", "a", "a", "c", "c", "d"],
+        np.array([0, 0, 1, 1, 0, 1, 1, 0]),
+    )
+    assert codes.tolist() == [0, 0, 0, 1, 1, 2, 2, 3]
+    assert unit_class.tolist() == [0, 1, 1, 0]
+
+
+def test_subject_draws_take_whole_subjects_within_their_class():
+    """Two ALL patients, one with 1 and one with 9 images, all called ALL, and two HEM donors of 5 images, all
+    called HEM but one: per resample recall_all is 1, and specificity is 1 or 0.8 or 0.9 only as whole donors
+    are drawn (0 + 0, 1 + 1, 0 + 1 of the miscalled donor's)."""
+    subjects = ["p1"] + ["p2"] * 9 + ["d1"] * 5 + ["d2"] * 5
+    y_true = np.r_[np.ones(10, int), np.zeros(10, int)]
+    p_all = np.r_[np.full(10, 0.9), np.full(5, 0.1), 0.9, np.full(4, 0.1)]
+    result = classification_metrics(y_true, p_all, subjects=subjects, n_bootstrap=400, confidence=0.99)
+    assert result["subject_support"] == {"ALL": 2, "HEM": 2}
+    assert _interval(result, "recall_all", "subject_ci") == (1.0, 1.0)
+    assert _interval(result, "specificity", "subject_ci") == pytest.approx((0.8, 1.0))
+
+
+def test_resample_auc_is_normalised_by_the_drawn_totals():
+    """Subject draws leave each class's drawn total to chance; the AUC still equals scikit-learn's weighted one."""
+    rng = np.random.default_rng(2)
+    pos, neg = np.round(rng.normal(1, 1, 12), 1), np.round(rng.normal(0, 1, 9), 1)
+    pos_draws, neg_draws = rng.integers(0, 4, size=(3, 12)), rng.integers(1, 7, size=(3, 9))
+    y_true = np.r_[np.ones(12), np.zeros(9)]
+    for row, auc in enumerate(_weighted_auc(pos, neg, pos_draws, neg_draws)):
+        weights = np.r_[pos_draws[row], neg_draws[row]]
+        assert auc == pytest.approx(roc_auc_score(y_true, np.r_[pos, neg], sample_weight=weights))
+
+
+def test_single_class_of_subjects_is_a_user_error():
+    with pytest.raises(UserError, match="2 mostly ALL and 0 mostly HEM"):
+        classification_metrics([1, 1, 0, 1], [0.9, 0.8, 0.2, 0.7], subjects=["a", "a", "a", "b"])
+
+
+def test_balanced_accuracy_threshold_by_hand():
+    """Truth ALL ALL HEM ALL HEM HEM at p 7/8 6/8 5/8 4/8 2/8 1/8 (exact in binary). Calling ALL from 4/8 catches
+    every ALL and one HEM, from 6/8 two of three ALL and no HEM: both score balanced accuracy 5/6, the best, so
+    the one closer to the preferred threshold wins."""
+    y_true, p_all = [1, 1, 0, 1, 0, 0], [0.875, 0.75, 0.625, 0.5, 0.25, 0.125]
+    assert balanced_accuracy_threshold(y_true, p_all, preferred=0.5) == 0.5
+    assert balanced_accuracy_threshold(y_true, p_all, preferred=0.7) == 0.75
+    # Equally close: the higher.
+    assert balanced_accuracy_threshold(y_true, p_all, preferred=0.625) == 0.75
+    assert balanced_accuracy_threshold([1, 0, 1, 0], [0.9, 0.4, 0.35, 0.1], preferred=0.5) == 0.35
+
+
+def test_metrics_at_validation_threshold_equal_metrics_scored_at_it():
+    y_true, p_all, subjects = _clustered(30, 10, seed=4)
+    result = classification_metrics(y_true, p_all, subjects=subjects, n_bootstrap=200, validation_threshold=0.45)
+    at_it = classification_metrics(y_true, p_all, subjects=subjects, threshold=0.45, n_bootstrap=200)
+    assert result["validation_threshold"] == 0.45
+    assert result["at_validation_threshold"] == {name: at_it[name] for name in THRESHOLDED_METRICS} | {
+        "tp": at_it["tp"],
+        "fp": at_it["fp"],
+        "tn": at_it["tn"],
+        "fn": at_it["fn"],
+        "threshold": 0.45,
+    }
+    assert {name: result[name] for name in INTERVAL_METRICS} != {name: at_it[name] for name in INTERVAL_METRICS}
+    assert result["roc_auc"] == at_it["roc_auc"]
+
+
+def _prediction_file(path, y_true, p_all, subjects):
+    rows = [
+        f"img_{index}.bmp\t{subject}\t{'ALL' if label else 'HEM'}\t{p}\t{'ALL' if p >= 0.5 else 'HEM'}"
+        for index, (label, p, subject) in enumerate(zip(y_true, p_all, subjects, strict=True))
+    ]
+    path.write_text("\n".join(["path\tsubject\tlabel\tp_all\tpred", *rows]) + "\n")
+    return path
+
+
+def test_every_subset_of_a_prediction_set_is_scored_at_the_threshold_chosen_on_val(tmp_path):
+    """The val predictions separate the classes best from 0.3; the test file has its own best threshold (0.8),
+    which must not be used."""
+    files = {
+        "val": _prediction_file(tmp_path / "val.tsv", [1, 1, 0, 1, 0, 0], [0.9, 0.3, 0.2, 0.4, 0.25, 0.1], "aabcde"),
+        "test": _prediction_file(tmp_path / "test.tsv", [1, 1, 0, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.3], "aabcc"),
+    }
+    metrics = evaluate_prediction_set(files, threshold=0.5, n_bootstrap=50, seed=0, confidence=0.95)
+    assert {subset: result["validation_threshold"] for subset, result in metrics.items()} == {"val": 0.3, "test": 0.3}
+    at_val = metrics["test"]["at_validation_threshold"]
+    assert (at_val["tp"], at_val["fp"], at_val["tn"], at_val["fn"], at_val["threshold"]) == (2, 3, 0, 0, 0.3)
+    assert metrics["test"]["subject_support"] == {"ALL": 1, "HEM": 2}
+    assert (metrics["test"]["tp"], metrics["test"]["fp"]) == (2, 2)
