@@ -4,7 +4,10 @@ import pytest
 from scipy.stats import chi2, t
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import TTEST_COLUMNS
+from leukemia_dtl.core.fileio import write_json
+from leukemia_dtl.core.vocabulary import COMPARISON_TABLES, TTEST_COLUMNS
+from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
+from leukemia_dtl.evaluate.model_comparison import compare_models
 from leukemia_dtl.evaluate.significance import inter_model_kappa, mcnemar_test, paired_ttests
 
 MODELS = ["vgg19", "efficientnet_b3"]
@@ -154,3 +157,45 @@ def test_inter_model_kappa_by_hand():
     """Agreement 3/4; both models call ALL half/quarter of the time:
     p_e = 1/2 * 1/4 + 1/2 * 3/4 = 1/2 -> kappa = (3/4 - 1/2) / (1 - 1/2) = 1/2."""
     assert inter_model_kappa(["ALL", "ALL", "HEM", "HEM"], ["ALL", "HEM", "HEM", "HEM"]) == pytest.approx(0.5)
+
+
+def _write_predictions(path, p_all) -> None:
+    labels = ["ALL", "ALL", "HEM", "HEM", "ALL", "HEM"]
+    pd.DataFrame(
+        {
+            "path": [f"img_{index}.bmp" for index in range(6)],
+            "subject": ["a", "a", "h1", "h1", "b", "h2"],
+            "label": labels,
+            "p_all": p_all,
+            "pred": ["ALL" if p >= 0.5 else "HEM" for p in p_all],
+        }
+    ).to_csv(path, sep="\t", index=False)
+
+
+def test_every_comparison_table_names_its_independent_unit(tmp_path):
+    scores = {
+        "vgg19": [[0.9, 0.4, 0.6, 0.2, 0.7, 0.3], [0.8, 0.6, 0.3, 0.4, 0.9, 0.6]],
+        "efficientnet_b3": [[0.9, 0.8, 0.1, 0.2, 0.7, 0.4], [0.7, 0.9, 0.2, 0.3, 0.8, 0.1]],
+    }
+    predictions, metrics = {}, {}
+    for model, by_seed in scores.items():
+        for seed, p_all in enumerate(by_seed):
+            predictions[model, seed, "test"] = tmp_path / f"{model}_{seed}.tsv"
+            _write_predictions(predictions[model, seed, "test"], p_all)
+            metrics[model, seed, "test"] = tmp_path / f"{model}_{seed}.json"
+            write_json(
+                evaluate_prediction_file(predictions[model, seed, "test"], 0.5, 20, 0, 0.95),
+                metrics[model, seed, "test"],
+            )
+    tables = compare_models(metrics, predictions, MODELS, threshold=0.5, mcnemar_exact_below=25)
+    assert list(tables) == list(COMPARISON_TABLES)
+    assert list(tables["paired_ttests"].columns) == [*TTEST_COLUMNS, "independent_unit"]
+    assert {name: set(table["independent_unit"]) for name, table in tables.items()} == {
+        "paired_ttests": {"seed"},
+        "mcnemar": {"image"},
+        "delong": {"image"},
+        "agreement": {"image"},
+    }
+    # One McNemar row per seed, each counting the 6 images as independent pairs.
+    assert tables["mcnemar"]["n"].tolist() == [6, 6]
+    assert (tables["paired_ttests"]["n_seeds"] == 2).all()

@@ -19,6 +19,11 @@ from leukemia_dtl.evaluate.significance import inter_model_kappa, mcnemar_test, 
 
 RunKey = tuple[str, int, str]  # (model, seed, subset)
 
+# What each comparison table treats as independent: the t-tests pair the models' metrics by training seed,
+# the others count images of one seed's predictions (not subjects: C-NMC images cluster by subject).
+UNIT_COLUMN = "independent_unit"
+INDEPENDENT_UNITS = {"paired_ttests": "seed", "mcnemar": "image", "delong": "image", "agreement": "image"}
+
 
 def _per_seed_pairs(prediction_files: Mapping[RunKey, str | os.PathLike], models: Sequence[str]):
     """Every (subset, seed, model_a, model_b) with the two models' aligned predictions."""
@@ -40,7 +45,8 @@ def compare_models(
     threshold: float,
     mcnemar_exact_below: int,
 ) -> dict[str, pd.DataFrame]:
-    """Paired t-tests over seeds, and per seed McNemar, DeLong and inter-model kappa, for each model pair.
+    """Paired t-tests over seeds, and per seed McNemar, DeLong and inter-model kappa, for each model pair;
+    each table's last column, ``independent_unit``, names the unit its test treats as independent.
 
     McNemar and the agreement compare the models' calls at ``threshold`` (:func:`metrics.called_all`), the
     calls behind the metrics files; the prediction tables' ``pred`` column (the argmax) is not used."""
@@ -61,4 +67,7 @@ def compare_models(
         pd.DataFrame(delong_rows),
         pd.DataFrame(agreement_rows),
     )
-    return dict(zip(COMPARISON_TABLES, tables, strict=True))
+    return {
+        name: table.assign(**{UNIT_COLUMN: INDEPENDENT_UNITS[name]})
+        for name, table in zip(COMPARISON_TABLES, tables, strict=True)
+    }
