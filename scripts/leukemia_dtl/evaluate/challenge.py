@@ -148,7 +148,7 @@ def _seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
         mean, sd, _ = mean_sd([_metric_entry(metrics, metric, path)["value"] for path, metrics in runs])
         row[label] = mean_sd_text(_scaled(metric, mean), _scaled(metric, sd), _digits(metric))
         data |= {metric: mean, f"{metric}_sd": sd, f"{metric}_ci_low": math.nan, f"{metric}_ci_high": math.nan}
-    return row | {"Source": OWN_SOURCE} | data | {"source": OWN_SOURCE}
+    return row | {"Source": OWN_SOURCE} | data
 
 
 def _ensemble_row(model: str, kind: str, n_seeds: int, ensemble: Loaded, interval: str) -> dict:
@@ -166,7 +166,7 @@ def _ensemble_row(model: str, kind: str, n_seeds: int, ensemble: Loaded, interva
         digits = _digits(metric)
         row[label] = f"{value:.{digits}f} [{shown_low:.{digits}f}, {shown_high:.{digits}f}]"
         data |= {metric: entry["value"], f"{metric}_sd": math.nan, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
-    return row | {"Source": OWN_SOURCE} | data | {"source": OWN_SOURCE}
+    return row | {"Source": OWN_SOURCE} | data
 
 
 def _published_row(result: PublishedResult) -> dict:
@@ -180,7 +180,7 @@ def _published_row(result: PublishedResult) -> dict:
             f"{metric}_ci_low": math.nan,
             f"{metric}_ci_high": math.nan,
         }
-    return row | {"Source": result.source} | data | {"source": result.source}
+    return row | {"Source": result.source} | data
 
 
 def _interval_of(ensembles: Sequence[Loaded]) -> str:

@@ -1,0 +1,162 @@
+"""The C-NMC 2019 yardstick: published results beside ours, and the challenge's submission file."""
+
+import math
+
+import numpy as np
+import pytest
+
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv, write_json
+from leukemia_dtl.evaluate.challenge import (
+    FINAL_PHASE,
+    PRELIM_PHASE,
+    PUBLISHED_RESULTS,
+    challenge_table,
+    final_phase_order,
+    write_submission,
+)
+from leukemia_dtl.evaluate.tables import write_table
+
+FOLDER = "testing_data/C-NMC_test_final_phase_data"
+
+
+def test_published_results_are_the_issues_values_as_fractions():
+    values = {
+        (result.entry.split(" (")[0], result.phase): {
+            metric: result.value(metric) for metric in ("weighted_f1", "balanced_accuracy", "roc_auc")
+        }
+        for result in PUBLISHED_RESULTS
+    }
+    assert values["Pan et al. 2019", PRELIM_PHASE] == pytest.approx(
+        {"weighted_f1": 0.9250, "balanced_accuracy": 0.9173, "roc_auc": math.nan}, nan_ok=True
+    )
+    assert values["Mondal et al. 2021", PRELIM_PHASE] == pytest.approx(
+        {"weighted_f1": 0.897, "balanced_accuracy": 0.883, "roc_auc": 0.948}
+    )
+    assert values["Pan et al. 2019", FINAL_PHASE]["weighted_f1"] == pytest.approx(0.9104)
+    assert values["Prellberg & Kramer 2019", FINAL_PHASE]["weighted_f1"] == pytest.approx(0.8891)
+    assert all(result.source for result in PUBLISHED_RESULTS)
+
+
+def test_final_phase_images_go_in_number_order_not_string_order():
+    paths = [f"{FOLDER}/{name}.bmp" for name in (10, 2, 1, 9, 11, 3, 4, 5, 6, 7, 8)]
+    order = final_phase_order(paths)
+    assert [paths[position].split("/")[-1] for position in order] == [f"{n}.bmp" for n in range(1, 12)]
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        (["1.bmp", "3.bmp"], r"0 other name\(s\) \[\] and 1 missing number\(s\) \[2\]"),
+        (["1.bmp", "1.bmp"], r"1 missing number\(s\) \[2\]"),
+        (["1.bmp", "02.bmp"], r"1 other name\(s\) \['02.bmp'\]"),
+        (["1.bmp", "2.png"], r"1 other name\(s\) \['2.png'\]"),
+        (["0.bmp", "1.bmp"], r"1 other name\(s\) \['0.bmp'\]"),
+    ],
+)
+def test_names_other_than_one_to_n_are_a_user_error(names, problem):
+    with pytest.raises(UserError, match=f"must be named 1.bmp to {len(names)}.bmp.*{problem}"):
+        final_phase_order([f"{FOLDER}/{name}" for name in names])
+
+
+def test_submission_lines_are_the_calls_in_number_order(tmp_path):
+    names = ["2.bmp", "10.bmp", "1.bmp", "9.bmp", "3.bmp", "4.bmp", "5.bmp", "6.bmp", "7.bmp", "8.bmp"]
+    # p_all of image n is n / 10, so at threshold 0.5 images 5..10 are ALL (5.bmp exactly at the threshold).
+    p_all = [int(name.split(".")[0]) / 10 for name in names]
+    table = write_submission(
+        [f"{FOLDER}/{name}" for name in names], p_all, 0.5, tmp_path / "isbi_valid.predict", tmp_path / "final.tsv"
+    )
+    assert (tmp_path / "isbi_valid.predict").read_text() == "0\n0\n0\n0\n1\n1\n1\n1\n1\n1\n"
+    written = read_tsv(tmp_path / "final.tsv")
+    assert list(written.columns) == ["image", "p_all", "call"]
+    assert written["image"].tolist() == [f"{n}.bmp" for n in range(1, 11)]
+    np.testing.assert_allclose(written["p_all"].astype(float), np.arange(1, 11) / 10)
+    assert written["call"].tolist() == ["HEM"] * 4 + ["ALL"] * 6
+    assert table["image"].tolist() == written["image"].tolist()
+
+
+def _metrics(value: float, subject_ci: bool = False) -> dict:
+    """A metrics file with every challenge metric at ``value`` and its interval 0.05 either side."""
+    entry = {"value": value, "ci_low": value - 0.05, "ci_high": value + 0.05}
+    if subject_ci:
+        entry |= {"subject_ci_low": value - 0.1, "subject_ci_high": value + 0.1}
+    metrics = dict.fromkeys(("weighted_f1", "balanced_accuracy", "roc_auc"), entry)
+    return metrics | {"threshold": 0.4, "confidence": 0.95}
+
+
+@pytest.fixture
+def metrics_files(tmp_path):
+    """vgg19 seeds 1 and 2 (0.80, 0.90) and ensemble (0.88), each plain and TTA (+0.02);
+    efficientnetb3 plain only (0.70, 0.74; ensemble 0.75)."""
+    seeds, ensembles = {}, {}
+    for model, kinds, seed_values, ensemble_value in (
+        ("vgg19", ("plain", "tta"), (0.80, 0.90), 0.88),
+        ("efficientnetb3", ("plain",), (0.70, 0.74), 0.75),
+    ):
+        for kind in kinds:
+            shift = 0.02 if kind == "tta" else 0.0
+            for seed, value in zip((1, 2), seed_values, strict=True):
+                seeds[model, kind, seed] = tmp_path / f"{model}_{kind}_{seed}.json"
+                write_json(_metrics(value + shift), seeds[model, kind, seed])
+            ensembles[model, kind] = tmp_path / f"{model}_{kind}_ensemble.json"
+            write_json(_metrics(ensemble_value + shift), ensembles[model, kind])
+    return seeds, ensembles
+
+
+def test_the_table_sets_seeds_ensembles_and_tta_beside_the_published_results(metrics_files, tmp_path):
+    seeds, ensembles = metrics_files
+    table = challenge_table(seeds, ensembles, ["vgg19", "efficientnetb3"])
+    ours = table[table["aggregate"] != "published"]
+    assert ours[["model", "kind", "aggregate"]].values.tolist() == [
+        ["vgg19", "plain", "seeds"],
+        ["vgg19", "plain", "ensemble"],
+        ["vgg19", "tta", "seeds"],
+        ["vgg19", "tta", "ensemble"],
+        ["efficientnetb3", "plain", "seeds"],
+        ["efficientnetb3", "plain", "ensemble"],
+    ]
+    vgg_seeds = ours.iloc[0]
+    assert vgg_seeds["weighted_f1"] == pytest.approx(0.85)
+    assert vgg_seeds["weighted_f1_sd"] == pytest.approx(np.std([0.80, 0.90], ddof=1))
+    assert vgg_seeds["Weighted F1 (%)"] == "85.00 ± 7.07"
+    assert vgg_seeds["ROC-AUC"] == "0.850 ± 0.071"
+    assert vgg_seeds["Entry"] == "VGG-19, single seeds (n = 2)"
+    vgg_tta_ensemble = ours.iloc[3]
+    assert vgg_tta_ensemble["Balanced accuracy (%)"] == "90.00 [85.00, 95.00]"
+    assert vgg_tta_ensemble["roc_auc_ci_low"] == pytest.approx(0.85)
+    assert "TTA" in vgg_tta_ensemble["Entry"]
+
+    published = table[table["aggregate"] == "published"]
+    assert published["phase"].tolist() == [PRELIM_PHASE, PRELIM_PHASE, FINAL_PHASE, FINAL_PHASE]
+    assert published["Weighted F1 (%)"].tolist() == ["92.50", "89.7", "91.04", "88.91"]
+    assert published["ROC-AUC"].tolist() == ["", "0.948", "", ""]
+    assert (ours["Phase"] == "prelim (our external subset)").all()
+
+    write_table(table, tmp_path / "challenge.tsv", tmp_path / "challenge.md", "Challenge")
+    markdown = (tmp_path / "challenge.md").read_text()
+    assert "Prelim phase = this project's external subset" in markdown
+    assert "p_all >= 0.4 (the configured threshold)" in markdown
+    assert "resampling images" in markdown
+    assert "| Entry | Phase | Weighted F1 (%) | Balanced accuracy (%) | ROC-AUC | Source |" in markdown
+    assert read_tsv(tmp_path / "challenge.tsv")["aggregate"].tolist() == table["aggregate"].tolist()
+
+
+def test_ensembles_show_subject_intervals_when_their_metrics_have_them(tmp_path):
+    seeds = {("vgg19", "plain", 1): tmp_path / "seed.json"}
+    ensembles = {("vgg19", "plain"): tmp_path / "ensemble.json"}
+    write_json(_metrics(0.8), seeds["vgg19", "plain", 1])
+    write_json(_metrics(0.8, subject_ci=True), ensembles["vgg19", "plain"])
+    table = challenge_table(seeds, ensembles, ["vgg19"])
+    assert table.loc[1, "Weighted F1 (%)"] == "80.00 [70.00, 90.00]"
+    assert "resampling subjects" in table.attrs["caption"]
+
+
+def test_a_model_without_seed_metrics_or_a_metric_is_a_user_error(metrics_files, tmp_path):
+    seeds, ensembles = metrics_files
+    with pytest.raises(UserError, match="No external-subset metrics of resnet's seeds"):
+        challenge_table(seeds, ensembles, ["vgg19", "resnet"])
+    incomplete = _metrics(0.8)
+    del incomplete["balanced_accuracy"]
+    write_json(incomplete, seeds["vgg19", "plain", 2])
+    with pytest.raises(UserError, match=r"vgg19_plain_2\.json has no value for 'balanced_accuracy'"):
+        challenge_table(seeds, ensembles, ["vgg19"])
