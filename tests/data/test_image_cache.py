@@ -5,9 +5,10 @@ import pytest
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, row_checksums
-from leukemia_dtl.core.vocabulary import CHECKSUM_COLUMN
-from leukemia_dtl.data.image_cache import build_image_cache, load_resized
+from leukemia_dtl.core.vocabulary import CHECKSUM_COLUMN, FINAL_PHASE_SOURCE
+from leukemia_dtl.data.image_cache import build_image_cache, images_to_cache, load_resized
 from leukemia_dtl.data.inventory import build_inventory
+from leukemia_dtl.data.layout import FINAL_DIR
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,24 @@ def test_failure_midway_leaves_no_cache_file(demo_dataset, labelled_paths, tmp_p
     with pytest.raises(UserError, match="could not be decoded"):
         build_image_cache(broken, labelled_paths, 32, images, index, workers=2)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_cached_image_sets_are_the_labelled_or_the_final_phase_images(demo_dataset):
+    inventory, _ = build_inventory(demo_dataset)
+    labelled = images_to_cache(inventory, "labelled")
+    final_phase = images_to_cache(inventory, "final_phase")
+    assert len(labelled) == len(inventory) - 5
+    assert set(inventory.set_index("path").loc[labelled, "label"]) == {"ALL", "HEM"}
+    assert len(final_phase) == 5 and not set(final_phase) & set(labelled)
+    assert all(path.startswith(f"{FINAL_DIR}/") for path in final_phase)
+    # The submission orders them by number: the demo names them 1.bmp .. 5.bmp like the archive.
+    assert sorted(path.split("/")[-1] for path in final_phase) == [f"{n}.bmp" for n in range(1, 6)]
+
+
+def test_a_final_phase_cache_without_testing_data_says_so(demo_dataset):
+    inventory, _ = build_inventory(demo_dataset)
+    without_final = inventory[inventory["source"] != FINAL_PHASE_SOURCE]
+    with pytest.raises(UserError, match=r"no final-phase image: the archive's testing_data/ folder"):
+        images_to_cache(without_final, "final_phase")
+    with pytest.raises(UserError, match=r"Unknown image set 'final'"):
+        images_to_cache(inventory, "final")
