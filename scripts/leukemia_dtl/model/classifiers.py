@@ -345,9 +345,9 @@ def compile_classifier(
 ) -> None:
     """Categorical cross-entropy for both heads (section 2.4.3), accuracy, optimizer by name.
 
-    On the sigmoid VGG head Keras's categorical cross-entropy first divides the two outputs by their sum,
-    so it trains that normalised pair as the class distribution (``inference.probability_of_all`` reads it
-    the same way).
+    On the sigmoid VGG head the loss depends on the backend: on TensorFlow, Keras takes the logits behind
+    the sigmoid (the ``_keras_logits`` its sigmoid attaches) and trains their softmax; on JAX and PyTorch it
+    divides the two outputs by their sum, the pair ``inference.probability_of_all`` reads.
     ``jit_compile="auto"``: Keras turns XLA off on CPU-only TensorFlow (about 10x slower there).
     """
     if optimizer not in OPTIMIZERS:
