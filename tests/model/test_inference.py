@@ -1,5 +1,7 @@
-"""Predictions per held-out subset: one row per split image, P(ALL) in [0, 1], and inference timings."""
+"""Predictions per held-out subset: one row per split image, P(ALL) in [0, 1], and inference timings; test-time
+augmentation over the dihedral group; the challenge's final-phase submission."""
 
+import itertools
 import json
 
 import keras
@@ -7,10 +9,17 @@ import numpy as np
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv
-from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS, PREDICTION_COLUMNS
+from leukemia_dtl.core.fileio import read_tsv, row_checksums, write_cache_index
+from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE, PREDICTED_SUBSETS, PREDICTION_COLUMNS
 from leukemia_dtl.model import classifiers
-from leukemia_dtl.model.inference import predict_subsets, probability_of_all
+from leukemia_dtl.model.inference import (
+    DIHEDRAL_TRANSFORMS,
+    challenge_submission,
+    dihedral_transform,
+    predict_probability_of_all,
+    predict_subsets,
+    probability_of_all,
+)
 from leukemia_dtl.model.inputs import ImageCache, read_split
 from model_stage_fixtures import TINY_BACKBONE, write_synthetic_dataset
 
@@ -87,3 +96,137 @@ def test_split_images_missing_from_the_cache_are_a_user_error(tmp_path, saved_mo
         predict_subsets(
             model_path, tmp_path / "split.tsv", cache_dir, 8, {"val": tmp_path / "val.tsv"}, tmp_path / "s.json"
         )
+
+
+def _eight_views(images: np.ndarray) -> list[np.ndarray]:
+    return [dihedral_transform(images, quarter_turns, flip) for quarter_turns, flip in DIHEDRAL_TRANSFORMS]
+
+
+def test_the_eight_transforms_are_the_symmetry_group_of_the_square():
+    image = np.arange(16).reshape(1, 4, 4, 1)
+    views = _eight_views(image)
+    keys = [view.tobytes() for view in views]
+    assert len(set(keys)) == 8
+    np.testing.assert_array_equal(views[0], image)  # the identity, i.e. the plain prediction, comes first
+    # Closed under composition, and holding the transpose and the left-right flip (two reflections of D4).
+    for first, second in itertools.product(DIHEDRAL_TRANSFORMS, repeat=2):
+        assert dihedral_transform(dihedral_transform(image, *first), *second).tobytes() in keys
+    assert image.transpose(0, 2, 1, 3).tobytes() in keys
+    assert image[:, :, ::-1].tobytes() in keys
+
+
+def test_tta_p_all_is_the_mean_over_the_eight_transformed_batches(tmp_path, saved_model):
+    model_path, split_path, cache_dir = saved_model
+    out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
+    stats = predict_subsets(
+        model_path,
+        split_path,
+        cache_dir,
+        8,
+        out_paths,
+        tmp_path / "stats.json",
+        timing_images=8,
+        test_time_augmentation=True,
+    )
+    model = keras.saving.load_model(model_path)
+    cache = ImageCache.open(cache_dir)
+    table = read_tsv(out_paths["val"])
+    images = np.asarray(cache.images[cache.rows_for(table["path"])])
+    per_view = [probability_of_all(model.predict(view, verbose=0)) for view in _eight_views(images)]
+    p_all = table["p_all"].astype(float).to_numpy()
+    np.testing.assert_allclose(p_all, np.mean(per_view, axis=0), rtol=1e-5)
+    # The untrained convnet is not invariant, so the mean is not the plain prediction.
+    assert np.abs(p_all - per_view[0]).max() > 1e-3
+    assert (table["pred"] == np.where(p_all >= 0.5, "ALL", "HEM")).all()
+    assert stats["test_time_augmentation"] is True and stats["passes_per_image"] == 8
+    assert json.loads((tmp_path / "stats.json").read_text())["test_time_augmentation"] is True
+
+
+def _pooled_colour_model(kernel: np.ndarray) -> keras.Model:
+    """Softmax of the mean colour: a model every dihedral transform leaves unchanged."""
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    dense = keras.layers.Dense(2, activation="softmax", name="predictions")
+    model = keras.Model(inputs, dense(pooled))
+    dense.set_weights([kernel, np.zeros(2)])
+    return model
+
+
+def test_a_model_invariant_to_the_transforms_keeps_its_plain_p_all(saved_model):
+    _, split_path, cache_dir = saved_model
+    model = _pooled_colour_model(np.array([[4.0, -4.0], [-4.0, 4.0], [3.0, -3.0]]))
+    cache, paths = ImageCache.open(cache_dir), read_split(split_path)["path"]
+    plain = predict_probability_of_all(model, cache, paths, 8)
+    augmented = predict_probability_of_all(model, cache, paths, 8, test_time_augmentation=True)
+    assert plain.std() > 0.01  # the colour decides, so the test is not passed by a constant
+    np.testing.assert_allclose(augmented, plain, rtol=1e-5)
+
+
+def test_tta_still_refuses_outputs_that_are_not_finite(saved_model):
+    _, split_path, cache_dir = saved_model
+    model = _pooled_colour_model(np.full((3, 2), np.nan))
+    cache, paths = ImageCache.open(cache_dir), read_split(split_path)["path"]
+    with pytest.raises(UserError, match="is not finite for 168 of 168 images"):
+        predict_probability_of_all(model, cache, paths, 8, test_time_augmentation=True)
+
+
+def _final_phase_cache(directory, source_cache: ImageCache, count: int):
+    """A final-phase cache of ``count`` images named 1.bmp .. count.bmp, its index in string order (as a
+    directory listing gives it: 1, 10, 11, 2, ...)."""
+    names = sorted(f"{number}.bmp" for number in range(1, count + 1))
+    images = np.asarray(source_cache.images[:count])
+    directory.mkdir()
+    np.save(directory / CACHE_IMAGES_FILE, images)
+    write_cache_index(
+        [f"testing_data/C-NMC_test_final_phase_data/{name}" for name in names],
+        directory / INDEX_FILE,
+        row_checksums(images),
+    )
+    return directory, names
+
+
+def test_the_submission_is_the_seeds_mean_call_in_number_order(tmp_path, saved_model):
+    model_path, _, cache_dir = saved_model
+    second_path = tmp_path / "seed2.keras"
+    second = keras.saving.load_model(model_path)
+    kernel, bias = second.get_layer("predictions").get_weights()
+    # Sharper logits: another seed's p_all for every image, on the same side of 0.5.
+    second.get_layer("predictions").set_weights([2 * kernel, 2 * bias])
+    classifiers.save_model(second, second_path)
+    final_dir, names = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 12)
+
+    table = challenge_submission(
+        [model_path, second_path],
+        [8, 5],
+        final_dir,
+        threshold=0.5,
+        submission_path=tmp_path / "isbi_valid.predict",
+        probabilities_path=tmp_path / "final_phase.tsv",
+        test_time_augmentation=True,
+    )
+    cache = ImageCache.open(final_dir)
+    images = np.asarray(cache.images)
+    per_seed = [
+        np.mean([probability_of_all(model.predict(view, verbose=0)) for view in _eight_views(images)], axis=0)
+        for model in (keras.saving.load_model(model_path), second)
+    ]
+    by_name = dict(zip(names, np.mean(per_seed, axis=0), strict=True))
+    expected = [by_name[f"{number}.bmp"] for number in range(1, 13)]
+    written = read_tsv(tmp_path / "final_phase.tsv")
+    assert written["image"].tolist() == [f"{number}.bmp" for number in range(1, 13)]
+    np.testing.assert_allclose(written["p_all"].astype(float), expected, rtol=1e-5)
+    lines = (tmp_path / "isbi_valid.predict").read_text().splitlines()
+    assert lines == ["1" if p >= 0.5 else "0" for p in expected]
+    assert set(lines) == {"0", "1"}
+    assert table["call"].tolist() == ["ALL" if p >= 0.5 else "HEM" for p in expected]
+
+
+def test_a_final_phase_cache_with_a_missing_image_fails_before_predicting(tmp_path, saved_model):
+    model_path, _, cache_dir = saved_model
+    final_dir, _ = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 3)
+    index = read_tsv(final_dir / INDEX_FILE)
+    index.loc[index["path"].str.endswith("/2.bmp"), "path"] = "testing_data/C-NMC_test_final_phase_data/4.bmp"
+    index.to_csv(final_dir / INDEX_FILE, sep="\t", index=False)
+    with pytest.raises(UserError, match=r"1 missing number\(s\) \[2\]"):
+        challenge_submission([model_path], [8], final_dir, 0.5, tmp_path / "s", tmp_path / "p.tsv")
+    assert not (tmp_path / "s").exists()
