@@ -59,6 +59,40 @@ def test_fast_path_learns_the_same_head_as_training_on_images(
     assert np.ptp(fast_p_all) > 1e-3
 
 
+def test_tuning_ignores_fine_tuning_and_weighs_the_loss_by_class_as_training_does(tmp_path, dataset, tiny_backbone):
+    split_path, cache_dir = dataset
+    model_options = {"weights": "none", "dropout": 0.5, "batch_size": 16}
+    extras = {"fine_tune": {"layers": 2, "learning_rate": 1e-5, "epochs": 3}, "class_weight": "balanced"}
+    extract_features(
+        model_name="tiny",
+        model_options={**model_options, **extras},
+        image_size=32,
+        seed=5,
+        split_path=split_path,
+        cache_dir=cache_dir,
+        out_dir=tmp_path / "features",
+    )
+    common = {
+        "model_name": "tiny",
+        "hyperparameters": {"learning_rate": 0.01, "optimizer": "adam"},
+        "epochs": 3,
+        "seed": 5,
+        "split_path": split_path,
+        "features_dir": tmp_path / "features",
+    }
+    runs = {
+        name: train_configuration(**common, model_options={**model_options, **options})
+        for name, options in {
+            "plain": {},
+            "class weights": {"class_weight": "balanced"},
+            "class weights and fine-tuning": extras,
+        }.items()
+    }
+    np.testing.assert_array_equal(runs["class weights and fine-tuning"][1], runs["class weights"][1])
+    # Weighing HEM (a third of the train images) up draws P(ALL) down.
+    assert runs["class weights"][1].mean() < runs["plain"][1].mean() - 0.01
+
+
 def test_tune_configuration_writes_the_configuration_and_its_scores(tmp_path, dataset, tiny_backbone):
     split_path, cache_dir = dataset
     result = tune_configuration(
