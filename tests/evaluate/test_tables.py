@@ -12,6 +12,7 @@ from leukemia_dtl.evaluate.result_files import per_seed_metrics
 from leukemia_dtl.evaluate.significance import paired_ttests
 from leukemia_dtl.evaluate.tables import (
     TABLE1_METRICS,
+    PredictionSets,
     leakage_table,
     table1_performance,
     table2_caption,
@@ -35,7 +36,8 @@ def synthetic_predictions(model: str, seed: int, n_images: int = 120) -> pd.Data
     return pd.DataFrame(
         {
             "path": [f"img_{index}.bmp" for index in range(n_images)],
-            "subject": [f"subject_{index % 7}" for index in range(n_images)],
+            # Five ALL patients and five HEM donors, each with many images.
+            "subject": [f"{'UID' if is_all[index] else 'UID_H'}{index % 5}" for index in range(n_images)],
             "label": np.where(is_all, "ALL", "HEM"),
             "p_all": p_all,
             "pred": np.where(p_all >= 0.5, "ALL", "HEM"),
@@ -50,7 +52,14 @@ def write_metrics_files(folder, models=MODELS, seeds=SEEDS, subsets=SUBSETS) -> 
         for seed in seeds:
             for offset, subset in enumerate(subsets):
                 frame = synthetic_predictions(model, 10 * seed + offset)
-                metrics = classification_metrics(frame["label"] == "ALL", frame["p_all"], n_bootstrap=20, seed=seed)
+                metrics = classification_metrics(
+                    frame["label"] == "ALL",
+                    frame["p_all"],
+                    subjects=frame["subject"],
+                    n_bootstrap=20,
+                    seed=seed,
+                    validation_threshold=0.4 + 0.05 * seed,
+                )
                 files[model, seed, subset] = folder / f"{model}_{seed}_{subset}.json"
                 write_json(metrics, files[model, seed, subset])
     return files
@@ -273,11 +282,11 @@ def test_write_table_writes_tsv_and_markdown(tmp_path, per_seed):
     lines = (tmp_path / "table1.md").read_text().splitlines()
     assert lines[0] == "## Table 1: performance"
     header, separator, *rows = lines[2:]
-    assert header.split(" | ")[:3] == ["| Subset", "Metric", "VGG-19 (mean ± sd)"]
+    assert header.split(" | ")[:4] == ["| Subset", "Metric", "Predictions", "VGG-19 (mean ± sd)"]
     assert header.count(" | ") == len(table.attrs["markdown_columns"]) - 1
     assert {cell.strip() for cell in separator.strip("|").split("|")} == {"---"}
     assert len(rows) == len(table)
-    assert rows[0].startswith("| test | Overall Accuracy | ")
+    assert rows[0].startswith("| test | Overall Accuracy | seeds | ")
 
 
 def test_markdown_escapes_pipes_and_right_aligns_numbers(tmp_path):
@@ -288,3 +297,136 @@ def test_markdown_escapes_pipes_and_right_aligns_numbers(tmp_path):
         "| --- | ---: |",
         "| a\\|b | 0.123 |",
     ]
+
+
+def _metrics_by_run(metrics_files) -> dict:
+    return {key: json.loads(path.read_text()) for key, path in metrics_files.items()}
+
+
+def _ensemble_metrics(models=MODELS, subsets=SUBSETS, shift=0.0) -> dict:
+    """Metrics of each model's mean p_all over the seeds, as the evaluate step scores the ensemble set."""
+    metrics = {}
+    for model in models:
+        for offset, subset in enumerate(subsets):
+            frames = [synthetic_predictions(model, 10 * seed + offset) for seed in SEEDS]
+            p_all = np.clip(np.mean([frame["p_all"] for frame in frames], axis=0) + shift, 0, 1)
+            metrics[model, subset] = classification_metrics(
+                frames[0]["label"] == "ALL", p_all, subjects=frames[0]["subject"], n_bootstrap=50, seed=0
+            )
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def prediction_sets(metrics_files):
+    seeds = {key: value for key, value in _metrics_by_run(metrics_files).items() if key[0] in MODELS}
+    return PredictionSets(seeds=seeds, ensemble=_ensemble_metrics(), subject_ci_subsets=["external"])
+
+
+def test_table1_keeps_the_paper_rows_and_adds_ensemble_and_validation_threshold_rows(per_seed, prediction_sets):
+    ttests = paired_ttests(per_seed, MODELS)
+    paper = table1_performance(per_seed, ttests, MODELS, SUBSETS)
+    table = table1_performance(per_seed, ttests, MODELS, SUBSETS, prediction_sets)
+    kinds = ["seeds"] * 9 + ["ensemble"] * 9 + ["seeds, validation threshold"] * 8
+    assert table["predictions"].tolist() == kinds * 2 and table["Predictions"].tolist() == kinds * 2
+    assert table["subset"].tolist() == ["test"] * 26 + ["external"] * 26
+    # The paper's rows are unchanged, column for column.
+    seeds_rows = table[table["predictions"] == "seeds"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(seeds_rows[paper.columns], paper)
+    assert table.attrs["markdown_columns"][:7] == [
+        "Subset",
+        "Metric",
+        "Predictions",
+        "VGG-19 (mean ± sd)",
+        "VGG-19 image 95% CI",
+        "VGG-19 subject 95% CI",
+        "Paper VGG-19",
+    ]
+    assert seeds_rows["VGG-19 image 95% CI"].eq("").all() and seeds_rows["vgg19_ci_low"].isna().all()
+
+
+def test_table1_ensemble_rows_hold_the_ensemble_value_and_both_intervals(per_seed, prediction_sets):
+    table = table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, SUBSETS, prediction_sets)
+    rows = table[table["predictions"] == "ensemble"].set_index(["subset", "metric"])
+    external = prediction_sets.ensemble["efficientnetb3", "external"]["roc_auc"]
+    row = rows.loc[("external", "roc_auc")]
+    assert row["efficientnetb3_mean"] == external["value"]
+    assert (row["efficientnetb3_ci_low"], row["efficientnetb3_ci_high"]) == (external["ci_low"], external["ci_high"])
+    assert (row["efficientnetb3_subject_ci_low"], row["efficientnetb3_subject_ci_high"]) == (
+        external["subject_ci_low"],
+        external["subject_ci_high"],
+    )
+    assert row["EfficientNet-B3 (mean ± sd)"] == f"{external['value']:.3f}"
+    assert row["EfficientNet-B3 subject 95% CI"] == (
+        f"[{external['subject_ci_low']:.3f}, {external['subject_ci_high']:.3f}]"
+    )
+    assert np.isnan(row["efficientnetb3_sd"]) and row["efficientnetb3_n_seeds"] is pd.NA
+    # Subject intervals only where subjects are independent of training; the image interval everywhere.
+    test = rows.loc[("test", "accuracy")]
+    assert test["VGG-19 subject 95% CI"] == "" and np.isnan(test["vgg19_subject_ci_low"])
+    assert test["vgg19_ci_low"] == prediction_sets.ensemble["vgg19", "test"]["accuracy"]["ci_low"]
+    # No paper values and no seed comparisons beside the ensemble.
+    assert test["Paper VGG-19"] == "" and np.isnan(test["paper_vgg19"])
+    assert test["p (EfficientNet-B3 vs VGG-19)"] == "" and np.isnan(test["p_efficientnetb3_vs_vgg19"])
+
+
+def test_table1_validation_threshold_rows_average_each_seeds_rescored_metrics(metrics_files, per_seed, prediction_sets):
+    table = table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, SUBSETS, prediction_sets)
+    rows = table[table["predictions"] == "seeds, validation threshold"].set_index(["subset", "metric"])
+    assert "roc_auc" not in rows.loc["test"].index
+    runs = _metrics_by_run(metrics_files)
+    values = [runs["vgg19", seed, "test"]["at_validation_threshold"]["recall_hem"]["value"] for seed in SEEDS]
+    row = rows.loc[("test", "recall_hem")]
+    assert row["vgg19_mean"] == pytest.approx(np.mean(values))
+    assert row["vgg19_sd"] == pytest.approx(np.std(values, ddof=1))
+    assert row["vgg19_n_seeds"] == 3
+    assert row["VGG-19 (mean ± sd)"] == f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def test_table1_adds_tta_rows_when_given(metrics_files, per_seed, prediction_sets):
+    runs = {key: value for key, value in _metrics_by_run(metrics_files).items() if key[0] in MODELS}
+    sets = PredictionSets(
+        seeds=prediction_sets.seeds,
+        ensemble=prediction_sets.ensemble,
+        tta_seeds=runs,
+        tta_ensemble=_ensemble_metrics(shift=0.05),
+        subject_ci_subsets=["test", "external"],
+    )
+    table = table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, ["external"], sets)
+    counts = table["predictions"].value_counts().to_dict()
+    assert counts == {"seeds": 9, "ensemble": 9, "seeds, validation threshold": 8, "TTA seeds": 9, "TTA ensemble": 9}
+    row = table[table["predictions"] == "TTA ensemble"].set_index("metric").loc["accuracy"]
+    assert row["vgg19_mean"] == sets.tta_ensemble["vgg19", "external"]["accuracy"]["value"]
+    assert row["vgg19_subject_ci_low"] == sets.tta_ensemble["vgg19", "external"]["accuracy"]["subject_ci_low"]
+    tta_seeds = table[table["predictions"] == "TTA seeds"].set_index("metric").loc["f1_all"]
+    assert tta_seeds["vgg19_mean"] == pytest.approx(_seed_values(per_seed, "external", "f1_all", "vgg19").mean())
+
+
+def test_table1_caption_names_units_and_thresholds(tmp_path, per_seed, prediction_sets):
+    table = table1_performance(per_seed, paired_ttests(per_seed, MODELS), MODELS, SUBSETS, prediction_sets)
+    caption = table.attrs["caption"]
+    assert "Mean ± sd is over seeds (training variance)" in caption
+    assert "95% percentile bootstrap intervals, resampling images, or subjects" in caption
+    assert "(shown for external:" in caption
+    assert "treat the seed as the independent unit" in caption
+    assert "p_all >= 0.5;" in caption
+    # The seeds' validation thresholds, 0.4 + 0.05 * seed.
+    assert "val predictions (0.45-0.55)" in caption
+    write_table(table, tmp_path / "t1.tsv", tmp_path / "t1.md", "Table 1")
+    lines = (tmp_path / "t1.md").read_text().splitlines()
+    assert lines[2] == caption and len(lines) == 6 + len(table)
+    assert read_tsv(tmp_path / "t1.tsv")["vgg19_n_seeds"].tolist()[9:11] == ["", ""]
+
+
+def test_table1_names_missing_or_outdated_prediction_sets(per_seed, prediction_sets):
+    ttests = paired_ttests(per_seed, MODELS)
+    partial = {key: value for key, value in prediction_sets.ensemble.items() if key != ("vgg19", "external")}
+    sets = PredictionSets(seeds=prediction_sets.seeds, ensemble=partial)
+    with pytest.raises(UserError, match="No ensemble metrics for vgg19 on external"):
+        table1_performance(per_seed, ttests, MODELS, SUBSETS, sets)
+    outdated = {key: dict(value) for key, value in prediction_sets.seeds.items()}
+    del outdated["efficientnetb3", 2, "test"]["at_validation_threshold"]
+    sets = PredictionSets(seeds=outdated, ensemble=prediction_sets.ensemble)
+    with pytest.raises(
+        UserError, match="metrics of efficientnetb3 seed 2 on test lack 'accuracy' under 'at_validation_threshold'"
+    ):
+        table1_performance(per_seed, ttests, MODELS, SUBSETS, sets)

@@ -13,7 +13,7 @@ import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
@@ -22,6 +22,7 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import atomic_path, write_tsv
 from leukemia_dtl.core.vocabulary import PATIENT_SPLIT, RANDOM_SPLIT, REPORTED_SUBSETS
 from leukemia_dtl.evaluate import paper_values
+from leukemia_dtl.evaluate.metrics import AUC_METRICS
 from leukemia_dtl.evaluate.paper_values import model_name
 
 TABLE1_METRICS = tuple(paper_values.TABLE1)
@@ -120,50 +121,229 @@ def _paper_comparison_columns(subset: str, metric: str, model: str, reference: s
 
 
 def _table(rows: list[list[Columns]]) -> pd.DataFrame:
-    """A frame with the shown columns first, then the data columns; only the shown go into Markdown."""
+    """A frame with the shown columns first, then the data columns; only the shown go into Markdown. The
+    first row names every column; later rows may leave some out (empty text, NaN)."""
     merged = []
     for parts in rows:
         shown = {name: text for part_shown, _ in parts for name, text in part_shown.items()}
         data = {name: value for _, part_data in parts for name, value in part_data.items()}
         merged.append(shown | data)
-    frame = pd.DataFrame(merged)
-    frame.attrs[MARKDOWN_COLUMNS] = [name for part_shown, _ in rows[0] for name in part_shown]
+    shown_columns = [name for part_shown, _ in rows[0] for name in part_shown]
+    data_columns = [name for _, part_data in rows[0] for name in part_data]
+    frame = pd.DataFrame(merged, columns=shown_columns + data_columns)
+    frame[shown_columns] = frame[shown_columns].fillna("")
+    # Rows without a seed count (an ensemble's) leave it empty rather than turning the counts into floats.
+    counts = [name for name in data_columns if name.endswith("_n_seeds")]
+    frame[counts] = frame[counts].astype("Int64")
+    frame.attrs[MARKDOWN_COLUMNS] = shown_columns
     return frame
 
 
+# Table 1's kinds of rows ("Predictions" column): the paper's mean ± sd over single seeds, and beyond it the
+# seed ensemble, the seeds at their validation thresholds, and both again with test-time augmentation.
+SEEDS_ROWS = "seeds"
+ENSEMBLE_ROWS = "ensemble"
+VALIDATION_THRESHOLD_ROWS = "seeds, validation threshold"
+TTA_SEEDS_ROWS = "TTA seeds"
+TTA_ENSEMBLE_ROWS = "TTA ensemble"
+VALIDATION_SECTION = "at_validation_threshold"
+THRESHOLDED_TABLE1_METRICS = tuple(metric for metric in TABLE1_METRICS if metric not in AUC_METRICS)
+
+RunMetrics = Mapping[tuple[str, int, str], Mapping]  # (model, seed, subset) -> a metrics JSON
+SetMetrics = Mapping[tuple[str, str], Mapping]  # (model, subset) -> an ensemble's metrics JSON
+
+
+@dataclass(frozen=True)
+class PredictionSets:
+    """Table 1's rows beyond the paper's, from metrics JSONs as the evaluate step writes them: the plain seeds'
+    (for their validation thresholds), the seed ensemble's, and with test-time augmentation the seeds' and the
+    ensemble's (empty without it). Subject intervals are shown for ``subject_ci_subsets`` only."""
+
+    seeds: RunMetrics
+    ensemble: SetMetrics
+    tta_seeds: RunMetrics = field(default_factory=dict)
+    tta_ensemble: SetMetrics = field(default_factory=dict)
+    subject_ci_subsets: Sequence[str] = ()
+
+
+def _blank(columns: Columns) -> Columns:
+    """The same columns left empty, for rows they do not apply to."""
+    shown, data = columns
+    return dict.fromkeys(shown, ""), dict.fromkeys(data, math.nan)
+
+
+def _metrics_entry(metrics: Mapping, metric: str, what: str, section: str | None = None) -> Mapping:
+    """``metrics[metric]`` (or ``metrics[section][metric]``), checked to carry subject intervals."""
+    entry = (metrics.get(section) or {}) if section else metrics
+    if not isinstance(entry.get(metric), Mapping) or "subject_ci_low" not in entry[metric]:
+        where = f" under {section!r}" if section else ""
+        raise UserError(
+            f"The metrics of {what} lack {metric!r}{where} with subject intervals; they come from another version "
+            "of the evaluation step. Delete those metrics files and re-run the evaluation."
+        )
+    return entry[metric]
+
+
+def _ensemble_entry(metrics: SetMetrics, model: str, subset: str, metric: str, label: str) -> Mapping:
+    if (model, subset) not in metrics:
+        raise UserError(
+            f"No {label} metrics for {model} on {subset}; evaluate them or leave {subset} out of the table."
+        )
+    return _metrics_entry(metrics[model, subset], metric, f"the {label} of {model} on {subset}")
+
+
+def _seed_values(metrics: RunMetrics, model: str, subset: str, metric: str, label: str, section=None) -> list:
+    runs = {
+        seed: run
+        for (run_model, seed, run_subset), run in metrics.items()
+        if (run_model, run_subset) == (model, subset)
+    }
+    if not runs:
+        raise UserError(
+            f"No {label} metrics for {model} on {subset}; evaluate them or leave {subset} out of the table."
+        )
+    return [
+        _metrics_entry(runs[seed], metric, f"{model} seed {seed} on {subset}", section)["value"]
+        for seed in sorted(runs)
+    ]
+
+
+def _interval_columns(entry: Mapping | None, model: str, with_subject: bool) -> Columns:
+    """An ensemble's image and subject bootstrap intervals of one metric."""
+    image = (entry["ci_low"], entry["ci_high"]) if entry else (math.nan, math.nan)
+    subject = (entry["subject_ci_low"], entry["subject_ci_high"]) if entry and with_subject else (math.nan, math.nan)
+    name = model_name(model)
+    shown = {
+        f"{name} image 95% CI": "" if math.isnan(image[0]) else _interval_text(*image, 3),
+        f"{name} subject 95% CI": "" if math.isnan(subject[0]) else _interval_text(*subject, 3),
+    }
+    data = {
+        f"{model}_ci_low": image[0],
+        f"{model}_ci_high": image[1],
+        f"{model}_subject_ci_low": subject[0],
+        f"{model}_subject_ci_high": subject[1],
+    }
+    return shown, data
+
+
+def _row_key(subset: str, metric: str, label: str) -> Columns:
+    return (
+        {"Subset": subset, "Metric": METRIC_LABELS[metric], "Predictions": label},
+        {"subset": subset, "metric": metric, "predictions": label},
+    )
+
+
+def _seeds_row(values, ttests, models, subset, metric, with_intervals: bool) -> list[Columns]:
+    """The paper's row: each model's mean ± sd over seeds beside the paper's value, then the comparisons."""
+    paper_row = paper_values.TABLE1[metric].values if subset == PAPER_SUBSET else None
+    row = [_row_key(subset, metric, SEEDS_ROWS)]
+    for model in models:
+        if (subset, metric, model) not in values:
+            raise UserError(
+                f"No per-seed {metric} results for {model} on {subset}; evaluate {model} on "
+                f"{subset} or leave {subset} out of the table."
+            )
+        row.append(_model_columns(values[subset, metric, model], model, digits=3))
+        row += [_interval_columns(None, model, False)] if with_intervals else []
+        row.append(_paper_value_columns(paper_row, model, ".2f"))
+    reference = models[0]
+    for model in models[1:]:
+        row += [
+            _comparison_columns(ttests, subset, metric, model, reference),
+            _paper_comparison_columns(subset, metric, model, reference),
+        ]
+    return row
+
+
+def _seed_mean_rows(metrics: RunMetrics, models, subset, label, metrics_names, section=None) -> list[list[Columns]]:
+    """Rows of each model's mean ± sd over seeds of ``metrics`` (or of their ``section``)."""
+    return [
+        [
+            _row_key(subset, metric, label),
+            *(
+                _model_columns(_seed_values(metrics, model, subset, metric, label, section), model, 3)
+                for model in models
+            ),
+        ]
+        for metric in metrics_names
+    ]
+
+
+def _ensemble_rows(metrics: SetMetrics, models, subset, label, with_subject: bool) -> list[list[Columns]]:
+    """Rows of each model's ensemble value with its image and subject bootstrap intervals."""
+    rows = []
+    for metric in TABLE1_METRICS:
+        row = [_row_key(subset, metric, label)]
+        for model in models:
+            entry = _ensemble_entry(metrics, model, subset, metric, label)
+            value, _ = _model_columns([entry["value"]], model, digits=3)
+            row += [(value, {f"{model}_mean": entry["value"]}), _interval_columns(entry, model, with_subject)]
+        rows.append(row)
+    return rows
+
+
+def _extra_rows(sets: PredictionSets, models, subset) -> list[list[Columns]]:
+    with_subject = subset in sets.subject_ci_subsets
+    rows = _ensemble_rows(sets.ensemble, models, subset, ENSEMBLE_ROWS, with_subject)
+    rows += _seed_mean_rows(
+        sets.seeds, models, subset, VALIDATION_THRESHOLD_ROWS, THRESHOLDED_TABLE1_METRICS, VALIDATION_SECTION
+    )
+    if sets.tta_seeds:
+        rows += _seed_mean_rows(sets.tta_seeds, models, subset, TTA_SEEDS_ROWS, TABLE1_METRICS)
+    if sets.tta_ensemble:
+        rows += _ensemble_rows(sets.tta_ensemble, models, subset, TTA_ENSEMBLE_ROWS, with_subject)
+    return rows
+
+
+def _thresholds_text(values) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.3g}" if low == high else f"{low:.3g}-{high:.3g}"
+
+
+def table1_caption(sets: PredictionSets, subsets: Sequence[str]) -> str:
+    """What Table 1's numbers rest on: the unit of each spread, interval and test, and the thresholds."""
+    runs = [*sets.seeds.values(), *sets.ensemble.values()]
+    confidence = _thresholds_text([100 * run["confidence"] for run in runs])
+    subject_subsets = [subset for subset in subsets if subset in sets.subject_ci_subsets]
+    validation = [run["validation_threshold"] for run in sets.seeds.values()]
+    return (
+        "Mean ± sd is over seeds (training variance). The intervals are the seed ensemble's (mean p_all of the "
+        f"seeds) {confidence}% percentile bootstrap intervals, resampling images, or subjects within their class "
+        f"(shown for {', '.join(subject_subsets) or 'no subset'}: subjects unseen in training). The paired "
+        "t-tests treat the seed as the independent unit. An image is called ALL when p_all >= "
+        f"{_thresholds_text([run['threshold'] for run in runs])}; the validation-threshold rows use each seed's "
+        f"threshold maximising balanced accuracy on its val predictions ({_thresholds_text(validation)})."
+    )
+
+
 def table1_performance(
-    per_seed: pd.DataFrame, ttests: pd.DataFrame, models: Sequence[str], subsets: Sequence[str]
+    per_seed: pd.DataFrame,
+    ttests: pd.DataFrame,
+    models: Sequence[str],
+    subsets: Sequence[str],
+    prediction_sets: PredictionSets | None = None,
 ) -> pd.DataFrame:
     """The paper's Table 1 per subset: each model's mean ± sd over seeds, and each model other than
     the first compared with the first (the reference, as VGG-19 in the paper): difference
     model minus reference with its 95 % CI, paired t-test p and Holm p from ``ttests``
-    (:func:`significance.paired_ttests`), with the paper's values beside the test rows."""
+    (:func:`significance.paired_ttests`), with the paper's values beside the test rows.
+
+    With ``prediction_sets``, each subset's block goes on with the seed ensemble's values and bootstrap
+    intervals, the seeds at their validation thresholds and, given, the TTA seeds and ensemble; the
+    "Predictions" column names each row's kind and ``attrs["caption"]`` (:func:`table1_caption`) what the
+    numbers rest on."""
     values = {
         key: group.to_numpy(dtype=float) for key, group in per_seed.groupby(["subset", "metric", "model"])["value"]
     }
-    reference, others = models[0], models[1:]
+    with_intervals = prediction_sets is not None
     rows = []
     for subset in subsets:
-        for metric in TABLE1_METRICS:
-            paper_row = paper_values.TABLE1[metric].values if subset == PAPER_SUBSET else None
-            row = [({"Subset": subset, "Metric": METRIC_LABELS[metric]}, {"subset": subset, "metric": metric})]
-            for model in models:
-                if (subset, metric, model) not in values:
-                    raise UserError(
-                        f"No per-seed {metric} results for {model} on {subset}; evaluate {model} on "
-                        f"{subset} or leave {subset} out of the table."
-                    )
-                row += [
-                    _model_columns(values[subset, metric, model], model, digits=3),
-                    _paper_value_columns(paper_row, model, ".2f"),
-                ]
-            for model in others:
-                row += [
-                    _comparison_columns(ttests, subset, metric, model, reference),
-                    _paper_comparison_columns(subset, metric, model, reference),
-                ]
-            rows.append(row)
-    return _table(rows)
+        rows += [_seeds_row(values, ttests, models, subset, metric, with_intervals) for metric in TABLE1_METRICS]
+        rows += _extra_rows(prediction_sets, models, subset) if with_intervals else []
+    table = _table(rows)
+    if with_intervals:
+        table.attrs[CAPTION] = table1_caption(prediction_sets, subsets)
+    return table
 
 
 @dataclass(frozen=True)
