@@ -111,12 +111,16 @@ def _weighted_auc(pos_scores, neg_scores, pos_weights, neg_weights) -> np.ndarra
     return pairs_won / (pos_weights.sum(axis=1) * neg_weights.sum(axis=1))
 
 
+def subject_is_all(all_share) -> np.ndarray:
+    """A subject's class from the share of its images labelled ALL: 1 (ALL) when at least half are, so a subject
+    with images of both labels goes by its majority, ties to ALL."""
+    return (np.asarray(all_share, dtype=float) >= 0.5).astype(int)
+
+
 def resampling_units(units, y_true) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's unit (0, 1, ... in order of first appearance) and each unit's class: ALL (1) when at least
-    half its images are ALL, so a subject with images of both labels goes by its majority, ties to ALL."""
+    """Each image's unit (0, 1, ... in order of first appearance) and each unit's class (:func:`subject_is_all`)."""
     codes, _ = pd.factorize(np.asarray(units), use_na_sentinel=False)
-    all_share = np.bincount(codes, weights=y_true) / np.bincount(codes)
-    return codes, (all_share >= 0.5).astype(int)
+    return codes, subject_is_all(np.bincount(codes, weights=y_true) / np.bincount(codes))
 
 
 def _draw_counts(n_cases: int, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
