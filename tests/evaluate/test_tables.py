@@ -410,7 +410,7 @@ def test_table1_caption_names_units_and_thresholds(tmp_path, per_seed, predictio
     assert "treat the seed as the independent unit" in caption
     assert "p_all >= 0.5;" in caption
     # The seeds' validation thresholds, 0.4 + 0.05 * seed.
-    assert "val predictions (0.45-0.55)" in caption
+    assert "val predictions (0.45 to 0.55)" in caption
     write_table(table, tmp_path / "t1.tsv", tmp_path / "t1.md", "Table 1")
     lines = (tmp_path / "t1.md").read_text().splitlines()
     assert lines[2] == caption and len(lines) == 6 + len(table)

@@ -295,15 +295,15 @@ def _extra_rows(sets: PredictionSets, models, subset) -> list[list[Columns]]:
     return rows
 
 
-def _thresholds_text(values) -> str:
+def _range_text(values) -> str:
     low, high = min(values), max(values)
-    return f"{low:.3g}" if low == high else f"{low:.3g}-{high:.3g}"
+    return f"{low:.3g}" if low == high else f"{low:.3g} to {high:.3g}"
 
 
 def table1_caption(sets: PredictionSets, subsets: Sequence[str]) -> str:
     """What Table 1's numbers rest on: the unit of each spread, interval and test, and the thresholds."""
     runs = [*sets.seeds.values(), *sets.ensemble.values()]
-    confidence = _thresholds_text([100 * run["confidence"] for run in runs])
+    confidence = _range_text([100 * run["confidence"] for run in runs])
     subject_subsets = [subset for subset in subsets if subset in sets.subject_ci_subsets]
     validation = [run["validation_threshold"] for run in sets.seeds.values()]
     return (
@@ -311,8 +311,8 @@ def table1_caption(sets: PredictionSets, subsets: Sequence[str]) -> str:
         f"seeds) {confidence}% percentile bootstrap intervals, resampling images, or subjects within their class "
         f"(shown for {', '.join(subject_subsets) or 'no subset'}: subjects unseen in training). The paired "
         "t-tests treat the seed as the independent unit. An image is called ALL when p_all >= "
-        f"{_thresholds_text([run['threshold'] for run in runs])}; the validation-threshold rows use each seed's "
-        f"threshold maximising balanced accuracy on its val predictions ({_thresholds_text(validation)})."
+        f"{_range_text([run['threshold'] for run in runs])}; the validation-threshold rows use each seed's "
+        f"threshold maximising balanced accuracy on its val predictions ({_range_text(validation)})."
     )
 
 
