@@ -1,4 +1,4 @@
-"""The C-NMC 2019 yardstick: published results beside ours, and the challenge's submission file."""
+"""The C-NMC 2019 yardstick: published results beside ours."""
 
 import math
 
@@ -12,12 +12,8 @@ from leukemia_dtl.evaluate.challenge import (
     PRELIM_PHASE,
     PUBLISHED_RESULTS,
     challenge_table,
-    final_phase_order,
-    write_submission,
 )
 from leukemia_dtl.evaluate.tables import write_table
-
-FOLDER = "testing_data/C-NMC_test_final_phase_data"
 
 
 def test_published_results_are_the_issues_values_as_fractions():
@@ -36,43 +32,6 @@ def test_published_results_are_the_issues_values_as_fractions():
     assert values["Pan et al. 2019", FINAL_PHASE]["weighted_f1"] == pytest.approx(0.9104)
     assert values["Prellberg & Kramer 2019", FINAL_PHASE]["weighted_f1"] == pytest.approx(0.8891)
     assert all(result.source for result in PUBLISHED_RESULTS)
-
-
-def test_final_phase_images_go_in_number_order_not_string_order():
-    paths = [f"{FOLDER}/{name}.bmp" for name in (10, 2, 1, 9, 11, 3, 4, 5, 6, 7, 8)]
-    order = final_phase_order(paths)
-    assert [paths[position].split("/")[-1] for position in order] == [f"{n}.bmp" for n in range(1, 12)]
-
-
-@pytest.mark.parametrize(
-    ("names", "problem"),
-    [
-        (["1.bmp", "3.bmp"], r"0 other name\(s\) \[\] and 1 missing number\(s\) \[2\]"),
-        (["1.bmp", "1.bmp"], r"1 missing number\(s\) \[2\]"),
-        (["1.bmp", "02.bmp"], r"1 other name\(s\) \['02.bmp'\]"),
-        (["1.bmp", "2.png"], r"1 other name\(s\) \['2.png'\]"),
-        (["0.bmp", "1.bmp"], r"1 other name\(s\) \['0.bmp'\]"),
-    ],
-)
-def test_names_other_than_one_to_n_are_a_user_error(names, problem):
-    with pytest.raises(UserError, match=f"must be named 1.bmp to {len(names)}.bmp.*{problem}"):
-        final_phase_order([f"{FOLDER}/{name}" for name in names])
-
-
-def test_submission_lines_are_the_calls_in_number_order(tmp_path):
-    names = ["2.bmp", "10.bmp", "1.bmp", "9.bmp", "3.bmp", "4.bmp", "5.bmp", "6.bmp", "7.bmp", "8.bmp"]
-    # p_all of image n is n / 10, so at threshold 0.5 images 5..10 are ALL (5.bmp exactly at the threshold).
-    p_all = [int(name.split(".")[0]) / 10 for name in names]
-    table = write_submission(
-        [f"{FOLDER}/{name}" for name in names], p_all, 0.5, tmp_path / "isbi_valid.predict", tmp_path / "final.tsv"
-    )
-    assert (tmp_path / "isbi_valid.predict").read_text() == "0\n0\n0\n0\n1\n1\n1\n1\n1\n1\n"
-    written = read_tsv(tmp_path / "final.tsv")
-    assert list(written.columns) == ["image", "p_all", "call"]
-    assert written["image"].tolist() == [f"{n}.bmp" for n in range(1, 11)]
-    np.testing.assert_allclose(written["p_all"].astype(float), np.arange(1, 11) / 10)
-    assert written["call"].tolist() == ["HEM"] * 4 + ["ALL"] * 6
-    assert table["image"].tolist() == written["image"].tolist()
 
 
 def _metrics(value: float, subject_ci: bool = False) -> dict:

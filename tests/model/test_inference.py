@@ -16,12 +16,16 @@ from leukemia_dtl.model.inference import (
     DIHEDRAL_TRANSFORMS,
     challenge_submission,
     dihedral_transform,
+    final_phase_order,
     predict_probability_of_all,
     predict_subsets,
     probability_of_all,
+    write_submission,
 )
 from leukemia_dtl.model.inputs import ImageCache, read_split
 from model_stage_fixtures import TINY_BACKBONE, write_synthetic_dataset
+
+FOLDER = "testing_data/C-NMC_test_final_phase_data"
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +182,7 @@ def _final_phase_cache(directory, source_cache: ImageCache, count: int):
     directory.mkdir()
     np.save(directory / CACHE_IMAGES_FILE, images)
     write_cache_index(
-        [f"testing_data/C-NMC_test_final_phase_data/{name}" for name in names],
+        [f"{FOLDER}/{name}" for name in names],
         directory / INDEX_FILE,
         row_checksums(images),
     )
@@ -225,8 +229,45 @@ def test_a_final_phase_cache_with_a_missing_image_fails_before_predicting(tmp_pa
     model_path, _, cache_dir = saved_model
     final_dir, _ = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 3)
     index = read_tsv(final_dir / INDEX_FILE)
-    index.loc[index["path"].str.endswith("/2.bmp"), "path"] = "testing_data/C-NMC_test_final_phase_data/4.bmp"
+    index.loc[index["path"].str.endswith("/2.bmp"), "path"] = f"{FOLDER}/4.bmp"
     index.to_csv(final_dir / INDEX_FILE, sep="\t", index=False)
     with pytest.raises(UserError, match=r"1 missing number\(s\) \[2\]"):
         challenge_submission([model_path], [8], final_dir, 0.5, tmp_path / "s", tmp_path / "p.tsv")
     assert not (tmp_path / "s").exists()
+
+
+def test_final_phase_images_go_in_number_order_not_string_order():
+    paths = [f"{FOLDER}/{name}.bmp" for name in (10, 2, 1, 9, 11, 3, 4, 5, 6, 7, 8)]
+    order = final_phase_order(paths)
+    assert [paths[position].split("/")[-1] for position in order] == [f"{n}.bmp" for n in range(1, 12)]
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        (["1.bmp", "3.bmp"], r"0 other name\(s\) \[\] and 1 missing number\(s\) \[2\]"),
+        (["1.bmp", "1.bmp"], r"1 missing number\(s\) \[2\]"),
+        (["1.bmp", "02.bmp"], r"1 other name\(s\) \['02.bmp'\]"),
+        (["1.bmp", "2.png"], r"1 other name\(s\) \['2.png'\]"),
+        (["0.bmp", "1.bmp"], r"1 other name\(s\) \['0.bmp'\]"),
+    ],
+)
+def test_names_other_than_one_to_n_are_a_user_error(names, problem):
+    with pytest.raises(UserError, match=f"must be named 1.bmp to {len(names)}.bmp.*{problem}"):
+        final_phase_order([f"{FOLDER}/{name}" for name in names])
+
+
+def test_submission_lines_are_the_calls_in_number_order(tmp_path):
+    names = ["2.bmp", "10.bmp", "1.bmp", "9.bmp", "3.bmp", "4.bmp", "5.bmp", "6.bmp", "7.bmp", "8.bmp"]
+    # p_all of image n is n / 10, so at threshold 0.5 images 5..10 are ALL (5.bmp exactly at the threshold).
+    p_all = [int(name.split(".")[0]) / 10 for name in names]
+    table = write_submission(
+        [f"{FOLDER}/{name}" for name in names], p_all, 0.5, tmp_path / "isbi_valid.predict", tmp_path / "final.tsv"
+    )
+    assert (tmp_path / "isbi_valid.predict").read_text() == "0\n0\n0\n0\n1\n1\n1\n1\n1\n1\n"
+    written = read_tsv(tmp_path / "final.tsv")
+    assert list(written.columns) == ["image", "p_all", "call"]
+    assert written["image"].tolist() == [f"{n}.bmp" for n in range(1, 11)]
+    np.testing.assert_allclose(written["p_all"].astype(float), np.arange(1, 11) / 10)
+    assert written["call"].tolist() == ["HEM"] * 4 + ["ALL"] * 6
+    assert table["image"].tolist() == written["image"].tolist()

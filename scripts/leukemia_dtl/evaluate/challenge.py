@@ -1,5 +1,5 @@
-"""The C-NMC 2019 challenge as a yardstick: its published results beside this project's external-subset metrics,
-and the challenge's submission file of the final-phase images.
+"""The C-NMC 2019 challenge as a yardstick: its published results beside this project's external-subset metrics.
+(The final-phase submission file is written by the model stage: leukemia_dtl.model.inference.)
 
 The published numbers are transcribed once, here, as printed (percentages for weighted F1 and balanced
 accuracy, a fraction for ROC-AUC), as recorded for issue #14 in /work/shared/FACTS.md ("C-NMC 2019 challenge
@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path, read_json, write_tsv
-from leukemia_dtl.core.vocabulary import NEGATIVE_CLASS, POSITIVE_CLASS, TTA
+from leukemia_dtl.core.fileio import read_json
+from leukemia_dtl.core.vocabulary import TTA
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 
@@ -231,54 +228,4 @@ def challenge_table(
     table = pd.DataFrame(rows)
     table.attrs[MARKDOWN_COLUMNS] = ["Entry", "Phase", *(label for label, _ in CHALLENGE_METRICS.values()), "Source"]
     table.attrs[CAPTION] = _caption([*seed_runs.values(), *ensembles.values()], interval)
-    return table
-
-
-_IMAGE_NUMBER = re.compile(r"([1-9][0-9]*)\.bmp")
-
-
-def final_phase_order(paths: Sequence[str]) -> np.ndarray:
-    """Positions of ``paths`` in the submission's order, by image number (9.bmp before 10.bmp).
-
-    UserError unless the file names are exactly 1.bmp ... N.bmp, N = len(paths): the submission's lines are
-    matched to the organisers' labels by position only.
-    """
-    names = [PurePosixPath(path).name for path in paths]
-    matches = [_IMAGE_NUMBER.fullmatch(name) for name in names]
-    odd = [name for name, match in zip(names, matches, strict=True) if match is None]
-    numbers = sorted(int(match[1]) for match in matches if match)
-    if odd or numbers != list(range(1, len(names) + 1)):
-        missing = sorted(set(range(1, len(names) + 1)) - set(numbers))
-        raise UserError(
-            f"The final-phase images must be named 1.bmp to {len(names)}.bmp, one each, as in the archive's "
-            f"testing_data/C-NMC_test_final_phase_data; found {len(odd)} other name(s) {odd[:3]} and "
-            f"{len(missing)} missing number(s) {missing[:3]}. Restore the folder from the archive and rebuild the "
-            "final-phase cache."
-        )
-    return np.argsort([int(match[1]) for match in matches], kind="stable")
-
-
-def write_submission(
-    paths: Sequence[str],
-    p_all,
-    threshold: float,
-    submission_path: str | os.PathLike,
-    probabilities_path: str | os.PathLike,
-) -> pd.DataFrame:
-    """Write the challenge's submission file (one line per image in number order: 1 = ALL, 0 = HEM, ALL where
-    ``p_all >= threshold``) and ``image, p_all, call`` beside it; return that table."""
-    order = final_phase_order(paths)
-    p_all = np.asarray(p_all, dtype=float)[order]
-    # The call of metrics.called_all, which the model stage's environment cannot import (it needs SciPy).
-    is_all = p_all >= threshold
-    table = pd.DataFrame(
-        {
-            "image": [PurePosixPath(paths[position]).name for position in order],
-            "p_all": p_all,
-            "call": np.where(is_all, POSITIVE_CLASS, NEGATIVE_CLASS),
-        }
-    )
-    write_tsv(table, probabilities_path)
-    with atomic_path(submission_path) as tmp:
-        tmp.write_text("".join(f"{int(called)}\n" for called in is_all))
     return table

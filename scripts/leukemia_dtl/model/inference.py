@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 
 import keras
 import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import write_json, write_tsv
+from leukemia_dtl.core.fileio import atomic_path, write_json, write_tsv
 from leukemia_dtl.core.vocabulary import (
     CLASS_NAMES,
     NEGATIVE_CLASS,
@@ -21,7 +23,6 @@ from leukemia_dtl.core.vocabulary import (
     PREDICTED_SUBSETS,
     PREDICTION_COLUMNS,
 )
-from leukemia_dtl.evaluate.challenge import final_phase_order, write_submission
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.classifiers import load_model
 from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, read_split
@@ -188,6 +189,56 @@ def predict_subsets(
     return stats
 
 
+_IMAGE_NUMBER = re.compile(r"([1-9][0-9]*)\.bmp")
+
+
+def final_phase_order(paths: Sequence[str]) -> np.ndarray:
+    """Positions of ``paths`` in the submission's order, by image number (9.bmp before 10.bmp).
+
+    UserError unless the file names are exactly 1.bmp ... N.bmp, N = len(paths): the submission's lines are
+    matched to the organisers' labels by position only.
+    """
+    names = [PurePosixPath(path).name for path in paths]
+    matches = [_IMAGE_NUMBER.fullmatch(name) for name in names]
+    odd = [name for name, match in zip(names, matches, strict=True) if match is None]
+    numbers = sorted(int(match[1]) for match in matches if match)
+    if odd or numbers != list(range(1, len(names) + 1)):
+        missing = sorted(set(range(1, len(names) + 1)) - set(numbers))
+        raise UserError(
+            f"The final-phase images must be named 1.bmp to {len(names)}.bmp, one each, as in the archive's "
+            f"testing_data/C-NMC_test_final_phase_data; found {len(odd)} other name(s) {odd[:3]} and "
+            f"{len(missing)} missing number(s) {missing[:3]}. Restore the folder from the archive and rebuild the "
+            "final-phase cache."
+        )
+    return np.argsort([int(match[1]) for match in matches], kind="stable")
+
+
+def write_submission(
+    paths: Sequence[str],
+    p_all,
+    threshold: float,
+    submission_path: str | os.PathLike,
+    probabilities_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """Write the challenge's submission file (one line per image in number order: 1 = ALL, 0 = HEM, ALL where
+    ``p_all >= threshold``) and ``image, p_all, call`` beside it; return that table."""
+    order = final_phase_order(paths)
+    p_all = np.asarray(p_all, dtype=float)[order]
+    # The call of metrics.called_all, which the model stage's environment cannot import (it needs SciPy).
+    is_all = p_all >= threshold
+    table = pd.DataFrame(
+        {
+            "image": [PurePosixPath(paths[position]).name for position in order],
+            "p_all": p_all,
+            "call": np.where(is_all, POSITIVE_CLASS, NEGATIVE_CLASS),
+        }
+    )
+    write_tsv(table, probabilities_path)
+    with atomic_path(submission_path) as tmp:
+        tmp.write_text("".join(f"{int(called)}\n" for called in is_all))
+    return table
+
+
 def challenge_submission(
     model_paths: Sequence[str | os.PathLike],
     batch_sizes: Sequence[int],
@@ -201,7 +252,7 @@ def challenge_submission(
     """The challenge's final-phase submission from every image of ``cache`` (the final-phase image cache):
     P(ALL) is the mean over the models (one per seed, each predicting at its batch size from
     ``batch_sizes``), with test-time augmentation if asked; written by
-    :func:`leukemia_dtl.evaluate.challenge.write_submission`, which returns ``image, p_all, call``.
+    :func:`write_submission`, which returns ``image, p_all, call``.
     """
     if threads:
         backend.limit_cpu_threads(threads)
