@@ -369,7 +369,7 @@ def fine_tuning(model_name: str, setting: Mapping | None) -> FineTuning | None:
         return FineTuning(**setting)
     except TypeError:
         raise UserError(
-            f"models.{model_name}.fine_tune must hold exactly layers, learning_rate and epochs, not {dict(setting)}."
+            f"models.{model_name}.fine_tune must hold exactly layers, learning_rate and epochs, not {setting!r}."
         ) from None
 
 
