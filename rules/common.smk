@@ -21,6 +21,7 @@ from leukemia_dtl.core.vocabulary import (
     INDEX_FILE,
     KERAS_CACHE_SUBDIR,
     PATIENT_SPLIT,
+    PLAIN,
     PREDICTED_SUBSETS,
     RANDOM_SPLIT,
     REPORTED_SUBSETS,
@@ -82,25 +83,25 @@ PREDICTION_SET = "{scheme}/{model}/{prediction_set}"
 SET_PREDICTIONS = f"{RESULTS}/predictions/{PREDICTION_SET}/{{subset}}.tsv"
 SET_METRICS = f"{RESULTS}/metrics/{PREDICTION_SET}/{{subset}}.json"
 # The folder of a prediction set under its model, by kind: the plain predictions or test-time augmented.
-PREDICTION_KIND_FOLDERS = {"plain": "{members}", "tta": f"{{members}}/{TTA}"}
+PREDICTION_KIND_FOLDERS = {PLAIN: "{members}", TTA: f"{{members}}/{TTA}"}
 ENSEMBLE_SETS = [
     folder.format(members=ENSEMBLE) for folder in PREDICTION_KIND_FOLDERS.values()
 ]
 
 
-def prediction_set(kind="plain", seed="{seed}"):
+def prediction_set(kind=PLAIN, seed="{seed}"):
     """The set's folder: seed<seed> (``seed`` None: the ensemble), with /tta for kind tta."""
     members = ENSEMBLE if seed is None else f"seed{seed}"
     return PREDICTION_KIND_FOLDERS[kind].format(members=members)
 
 
-def in_set(pattern, kind="plain", seed="{seed}"):
+def in_set(pattern, kind=PLAIN, seed="{seed}"):
     return pattern.replace("{prediction_set}", prediction_set(kind, seed))
 
 
 PREDICTIONS = in_set(SET_PREDICTIONS)
 PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/predict_stats.json"
-TTA_PREDICTIONS = in_set(SET_PREDICTIONS, "tta")
+TTA_PREDICTIONS = in_set(SET_PREDICTIONS, TTA)
 TTA_PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/{TTA}/predict_stats.json"
 ENSEMBLE_PREDICTIONS = (
     f"{RESULTS}/predictions/{{scheme}}/{{model}}/{{ensemble}}/{{subset}}.tsv"
@@ -326,14 +327,14 @@ def per_subset(pattern):
 
 def prediction_kinds():
     """plain, and tta with evaluation.tta on."""
-    return ["plain", "tta"] if config["evaluation"]["tta"] else ["plain"]
+    return [PLAIN, TTA] if config["evaluation"]["tta"] else [PLAIN]
 
 
 def ensemble_members(subset):
     """The seeds' prediction files one ensemble set averages, for ensemble_predictions."""
 
     def members(wildcards):
-        kind = "plain" if wildcards.ensemble == ENSEMBLE else "tta"
+        kind = PLAIN if wildcards.ensemble == ENSEMBLE else TTA
         return [
             in_set(SET_PREDICTIONS, kind, seed).format(
                 scheme=wildcards.scheme, model=wildcards.model, subset=subset
@@ -354,7 +355,7 @@ def run_keys(subsets=("",)):
     ]
 
 
-def run_files(pattern, scheme, subsets=("",), kind="plain"):
+def run_files(pattern, scheme, subsets=("",), kind=PLAIN):
     return [
         in_set(pattern, kind).format(scheme=scheme, model=m, seed=s, subset=sub)
         for m, s, sub in run_keys(subsets)
@@ -374,7 +375,7 @@ def ensemble_keys(subsets):
     return [(model, subset) for model in config["models"] for subset in subsets]
 
 
-def ensemble_files(pattern, scheme, subsets, kind="plain"):
+def ensemble_files(pattern, scheme, subsets, kind=PLAIN):
     """The seeds' ensemble files of a SET_ pattern (SET_PREDICTIONS, SET_METRICS)."""
     return [
         in_set(pattern, kind, seed=None).format(scheme=scheme, model=m, subset=sub)
@@ -384,11 +385,11 @@ def ensemble_files(pattern, scheme, subsets, kind="plain"):
 
 def tta_files(pattern, scheme, subsets, ensemble=False):
     """The TTA sets' files of a SET_ pattern (seeds, or the ensemble); none with evaluation.tta off."""
-    if "tta" not in prediction_kinds():
+    if TTA not in prediction_kinds():
         return []
     if ensemble:
-        return ensemble_files(pattern, scheme, subsets, "tta")
-    return run_files(pattern, scheme, subsets, "tta")
+        return ensemble_files(pattern, scheme, subsets, TTA)
+    return run_files(pattern, scheme, subsets, TTA)
 
 
 def subject_ci_subsets(scheme):

@@ -29,6 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+from leukemia_dtl.core.decisions import class_calls
 from leukemia_dtl.core.fileio import write_json, write_tsv
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, POSITIVE_CLASS
 from leukemia_dtl.data.demo_archive import bmp_bytes, render_cell
@@ -89,10 +90,11 @@ def write_prediction_files(folder: Path, models, seeds, subsets, images: int) ->
                 frame = pd.DataFrame(
                     {
                         "path": [f"img{i}.bmp" for i in range(images)],
-                        "subject": "S",
+                        # Subjects of about 25 images, each of one class, as C-NMC's are.
+                        "subject": [f"{label}_{image // 25}" for image, label in enumerate(labels)],
                         "label": labels,
                         "p_all": p_all,
-                        "pred": np.where(p_all >= 0.5, "ALL", "HEM"),
+                        "pred": class_calls(p_all),
                     }
                 )
                 files[(model, seed, subset)] = folder / f"{model}_{seed}_{subset}.tsv"

@@ -12,6 +12,7 @@ import yaml
 from sklearn.metrics import confusion_matrix
 
 from conftest import run_snakemake
+from leukemia_dtl.core.decisions import ARGMAX_THRESHOLD, class_calls
 from leukemia_dtl.core.fileio import read_json, read_tsv, write_json, write_tsv
 from leukemia_dtl.core.vocabulary import PREDICTION_COLUMNS
 from leukemia_dtl.evaluate.figures import plot_confusion_matrices, save_figure
@@ -19,7 +20,6 @@ from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
 from leukemia_dtl.evaluate.result_files import read_predictions
 
 THRESHOLD = 0.3
-ARGMAX_THRESHOLD = 0.5
 # Order of the confusion figure's rows (truth) and columns (call), as the paper's Fig. 7 draws them.
 ALL_FIRST = ["ALL", "HEM"]
 
@@ -36,7 +36,7 @@ def prediction_table(model_shift: float, seed: int, n_images: int = 60) -> pd.Da
             "subject": [f"subject_{index % 9}" for index in range(n_images)],
             "label": labels,
             "p_all": p_all,
-            "pred": np.where(p_all >= ARGMAX_THRESHOLD, "ALL", "HEM"),
+            "pred": class_calls(p_all),
         }
     )[list(PREDICTION_COLUMNS)]
 

@@ -27,6 +27,8 @@ REPORTED_SUBSETS = ("test", "external")
 # test-time-augmented predictions (seed<N>/tta/, ensemble/tta/).
 ENSEMBLE = "ensemble"
 TTA = "tta"
+# Kinds of prediction sets: the plain predictions, and the test-time augmented ones (TTA).
+PLAIN = "plain"
 # The inventory's source of the unlabelled final-phase images, and the challenge's submission file.
 FINAL_PHASE_SOURCE = "final"
 SUBMISSION_FILE = "isbi_valid.predict"

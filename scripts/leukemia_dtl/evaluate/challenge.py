@@ -28,7 +28,7 @@ import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_json
-from leukemia_dtl.core.vocabulary import TTA
+from leukemia_dtl.core.vocabulary import PLAIN, TTA
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 
@@ -41,7 +41,7 @@ CHALLENGE_METRICS = {
     "roc_auc": ("ROC-AUC", False),
 }
 # Kinds of prediction sets, in table order, and how the table names them.
-PREDICTION_KINDS = {"plain": "", TTA: ", 8-fold dihedral TTA"}
+PREDICTION_KINDS = {PLAIN: "", TTA: ", 8-fold dihedral TTA"}
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def challenge_table(
     interval = _interval_of(list(ensembles.values()))
     rows = []
     for model in models:
-        if (model, "plain") not in {key[:2] for key in seed_runs}:
+        if (model, PLAIN) not in {key[:2] for key in seed_runs}:
             raise UserError(
                 f"No external-subset metrics of {model}'s seeds for the challenge table; evaluate {model} or "
                 "leave it out of the configured models."

@@ -9,19 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
+from leukemia_dtl.core.decisions import class_calls
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_tsv
-from leukemia_dtl.core.vocabulary import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS, PREDICTION_COLUMNS
+from leukemia_dtl.core.vocabulary import CLASS_NAMES, PREDICTION_COLUMNS
 from leukemia_dtl.evaluate.delong import delong_roc_test
 from leukemia_dtl.evaluate.result_files import align_predictions, is_all, read_predictions
-from leukemia_dtl.evaluate.significance import _holm
+from leukemia_dtl.evaluate.significance import holm
 
-# The model's own decision in a prediction table's ``pred``: the argmax of the two normalised outputs, as
-# inference.DECISION_THRESHOLD (that module cannot be imported here: it needs Keras).
-ARGMAX_THRESHOLD = 0.5
 ENSEMBLE_DELONG_COLUMNS = (
     "model",
     "kind",
@@ -36,11 +33,6 @@ ENSEMBLE_DELONG_COLUMNS = (
     "p_holm",
     "independent_unit",
 )
-
-
-def argmax_pred(p_all) -> np.ndarray:
-    """The ``pred`` column of a prediction table: ALL where ``p_all >= 0.5``, else HEM."""
-    return np.where(np.asarray(p_all, dtype=float) >= ARGMAX_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS)
 
 
 def seed_ensemble(prediction_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -58,7 +50,7 @@ def seed_ensemble(prediction_files: Sequence[str | os.PathLike]) -> pd.DataFrame
         _, aligned = align_predictions(first, read_predictions(path), first_path, path)
         seed_p_all.append(aligned.set_index("path")["p_all"])
     p_all = pd.concat(seed_p_all, axis=1).mean(axis=1).loc[first["path"]].to_numpy()
-    return first.assign(p_all=p_all, pred=argmax_pred(p_all))[list(PREDICTION_COLUMNS)]
+    return first.assign(p_all=p_all, pred=class_calls(p_all))[list(PREDICTION_COLUMNS)]
 
 
 def write_seed_ensembles(
@@ -126,5 +118,5 @@ def ensemble_vs_seeds(
             }
         )
     table = pd.DataFrame(rows, columns=[column for column in ENSEMBLE_DELONG_COLUMNS if column != "p_holm"])
-    table.insert(ENSEMBLE_DELONG_COLUMNS.index("p_holm"), "p_holm", _holm(table["p_value"].astype(float)))
+    table.insert(ENSEMBLE_DELONG_COLUMNS.index("p_holm"), "p_holm", holm(table["p_value"].astype(float)))
     return table

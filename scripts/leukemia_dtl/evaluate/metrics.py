@@ -30,6 +30,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from leukemia_dtl.core.decisions import called_all
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import NEGATIVE_CLASS, POSITIVE_CLASS
 from leukemia_dtl.evaluate.delong import delong_auc_variance
@@ -39,11 +40,6 @@ from leukemia_dtl.evaluate.result_files import is_all, read_predictions
 IMAGE_INTERVAL = "ci"
 SUBJECT_INTERVAL = "subject_ci"
 AUC_METRICS = ("roc_auc", "roc_auc_delong")
-
-
-def called_all(p_all, threshold: float) -> np.ndarray:
-    """1 where an image is called ALL, ``p_all >= threshold``, else 0."""
-    return (np.asarray(p_all, dtype=float) >= threshold).astype(int)
 
 
 def confusion_counts(y_true, p_all, threshold: float) -> np.ndarray:

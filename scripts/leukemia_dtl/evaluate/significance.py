@@ -46,7 +46,7 @@ def _values_by_seed(per_seed: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return wide[models].astype(float)
 
 
-def _holm(p_values: pd.Series) -> pd.Series:
+def holm(p_values: pd.Series) -> pd.Series:
     """Holm-adjusted p-values; NaN (untestable) p-values stay NaN and do not count as tests."""
     adjusted = pd.Series(np.nan, index=p_values.index)
     testable = p_values.notna()
@@ -92,7 +92,7 @@ def paired_ttests(per_seed: pd.DataFrame, models: list[str]) -> pd.DataFrame:
                 }
             )
     result = pd.DataFrame(rows, columns=[c for c in TTEST_COLUMNS if c != "p_holm"])
-    result["p_holm"] = result.groupby(["subset", "model_a", "model_b"], sort=False)["p_value"].transform(_holm)
+    result["p_holm"] = result.groupby(["subset", "model_a", "model_b"], sort=False)["p_value"].transform(holm)
     return result[list(TTEST_COLUMNS)]
 
 

@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import pandas as pd
 
+from leukemia_dtl.core.decisions import called_all, class_calls
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import atomic_path, write_json, write_tsv
 from leukemia_dtl.core.vocabulary import (
     CLASS_NAMES,
-    NEGATIVE_CLASS,
     POSITIVE_CLASS,
     PREDICTED_SUBSETS,
     PREDICTION_COLUMNS,
@@ -29,7 +29,6 @@ from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, read_split
 
 log = logging.getLogger("leukemia_dtl")
 
-DECISION_THRESHOLD = 0.5
 # The dihedral group of the square (Prellberg & Kramer 2019's test-time augmentation): each of the four
 # quarter turns, without and with a left-right flip first. The identity comes first.
 DIHEDRAL_TRANSFORMS = tuple((quarter_turns, flip) for flip in (False, True) for quarter_turns in range(4))
@@ -151,7 +150,7 @@ def predict_subsets(
             log.warning("Split %s has no %s images; its prediction table will be empty", split, subset)
             continue
         p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size, test_time_augmentation)
-        frame = frame.assign(p_all=p_all, pred=np.where(p_all >= DECISION_THRESHOLD, POSITIVE_CLASS, NEGATIVE_CLASS))
+        frame = frame.assign(p_all=p_all, pred=class_calls(p_all))
         predicted[subset] = frame
         share = (frame["pred"] == POSITIVE_CLASS).mean()
         log.info("%s: %d images, %.1f %% predicted %s", subset, len(frame), 100 * share, POSITIVE_CLASS)
@@ -224,13 +223,12 @@ def write_submission(
     ``p_all >= threshold``) and ``image, p_all, call`` beside it; return that table."""
     order = final_phase_order(paths)
     p_all = np.asarray(p_all, dtype=float)[order]
-    # The call of metrics.called_all, which the model stage's environment cannot import (it needs SciPy).
-    is_all = p_all >= threshold
+    is_all = called_all(p_all, threshold)
     table = pd.DataFrame(
         {
             "image": [PurePosixPath(paths[position]).name for position in order],
             "p_all": p_all,
-            "call": np.where(is_all, POSITIVE_CLASS, NEGATIVE_CLASS),
+            "call": class_calls(p_all, threshold),
         }
     )
     write_tsv(table, probabilities_path)
