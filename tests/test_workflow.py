@@ -206,6 +206,10 @@ def test_demo_run_scores_subjects_validation_thresholds_ensembles_and_tta(demo_r
         assert len(subjects) == 2 * 2  # models x held-out subsets
         challenge = (demo_run / "tables" / scheme / "challenge.md").read_text()
         assert "Pan" in challenge and "Mondal" in challenge and "EfficientNet-B3" in challenge
+        # The demo's patient test subset holds one subject per class: nothing to resample, so no subject interval.
+        patient_test = json.loads((demo_run / "metrics" / "patient" / "vgg19" / "ensemble" / "test.json").read_text())
+        assert patient_test["subject_support"] == {"ALL": 1, "HEM": 1}
+        assert patient_test["roc_auc"]["subject_ci_low"] is None and patient_test["roc_auc"]["ci_low"] is not None
         ensemble_tests = read_tsv(demo_run / "stats" / scheme / "ensemble_delong.tsv")
         assert len(ensemble_tests) == 2 * 2 * 2 * 2  # models x kinds x held-out subsets x seeds
 

@@ -228,6 +228,24 @@ def test_subject_interval_equals_image_interval_with_one_image_per_subject():
     assert result == classification_metrics(y_true, p_all, n_bootstrap=400)
 
 
+def test_one_subject_in_a_class_leaves_the_subject_interval_undefined_not_zero_wide():
+    # Two ALL subjects but one HEM subject: every resample would redraw that HEM subject, so a subject interval
+    # would look certain. The bounds are null; the image intervals are unaffected.
+    y_true, p_all, subjects = _clustered(3, 20, seed=3)
+    y_true = np.repeat([1, 1, 0], 20)
+    result = classification_metrics(y_true, p_all, subjects=subjects, n_bootstrap=300, validation_threshold=0.5)
+    assert result["subject_support"] == {"ALL": 2, "HEM": 1}
+    for entries in (result, result["at_validation_threshold"]):
+        for name, entry in entries.items():
+            if isinstance(entry, dict) and "value" in entry:
+                assert entry["subject_ci_low"] is None and entry["subject_ci_high"] is None, name
+                assert entry["ci_low"] <= entry["ci_high"], name
+    two_each = classification_metrics(
+        np.repeat([1, 1, 0, 0], 20), np.tile(p_all[:20], 4), subjects=np.repeat(np.arange(4), 20), n_bootstrap=300
+    )
+    assert two_each["roc_auc"]["subject_ci_low"] is not None
+
+
 def test_a_subject_with_both_labels_goes_by_its_majority_and_a_tie_goes_to_all():
     codes, unit_class = resampling_units(
         ["b", "b", "b", "a", "a", "c", "c", "d"],

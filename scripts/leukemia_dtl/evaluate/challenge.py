@@ -182,9 +182,9 @@ def _published_row(result: PublishedResult) -> dict:
 
 def _interval_of(ensembles: Sequence[Loaded]) -> str:
     """Subject-level intervals where every ensemble's metrics have them (the subject is the unit of
-    independence on the external subset), else the image-level ones."""
+    independence on the external subset), else (too few subjects of a class to resample) the image-level ones."""
     entries = [_metric_entry(metrics, metric, path) for path, metrics in ensembles for metric in CHALLENGE_METRICS]
-    return "subject_ci" if entries and all("subject_ci_low" in entry for entry in entries) else "ci"
+    return "subject_ci" if entries and all(entry.get("subject_ci_low") is not None for entry in entries) else "ci"
 
 
 def _caption(runs: Sequence[Loaded], interval: str) -> str:

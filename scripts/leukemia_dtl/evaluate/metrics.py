@@ -39,6 +39,9 @@ from leukemia_dtl.evaluate.result_files import is_all, read_predictions
 # The two resampling units, as the prefixes of their interval keys.
 IMAGE_INTERVAL = "ci"
 SUBJECT_INTERVAL = "subject_ci"
+# With one subject in a class every resample draws that subject: an interval of width 0 that would claim
+# certainty where nothing can be said. Below this many subjects in either class, the subject bounds are null.
+MIN_SUBJECTS_FOR_INTERVAL = 2
 AUC_METRICS = ("roc_auc", "roc_auc_delong")
 
 
@@ -258,10 +261,13 @@ def classification_metrics(
     image_units = resampling_units(images, y_true)
     subject_units = resampling_units(images if subjects is None else subjects, y_true)
     subject_support = _subject_support(subject_units[1])
+    resampled = {IMAGE_INTERVAL: image_units}
+    if min(subject_support.values()) >= MIN_SUBJECTS_FOR_INTERVAL:
+        resampled[SUBJECT_INTERVAL] = subject_units
     # One generator per unit from the same seed: with one image per subject both draw the same resamples.
     weights = {
         prefix: bootstrap_weights(*units, n_bootstrap, np.random.default_rng(seed))
-        for prefix, units in ((IMAGE_INTERVAL, image_units), (SUBJECT_INTERVAL, subject_units))
+        for prefix, units in resampled.items()
     }
     result = _thresholded_entries(y_true, p_all, threshold, weights, confidence)
     result |= _auc_entries(y_true, p_all, weights, confidence)
@@ -281,6 +287,11 @@ def classification_metrics(
             | _counts(y_true, p_all, validation_threshold)
             | {"threshold": float(validation_threshold)}
         )
+    if SUBJECT_INTERVAL not in weights:
+        for entries in (result, result.get("at_validation_threshold", {})):
+            for entry in entries.values():
+                if isinstance(entry, dict) and "value" in entry:
+                    entry |= {f"{SUBJECT_INTERVAL}_low": None, f"{SUBJECT_INTERVAL}_high": None}
     return result
 
 

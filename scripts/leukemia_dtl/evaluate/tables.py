@@ -212,10 +212,13 @@ def _interval_columns(entry: Mapping | None, model: str, with_subject: bool) -> 
     """An ensemble's image and subject bootstrap intervals of one metric."""
     image = (entry["ci_low"], entry["ci_high"]) if entry else (math.nan, math.nan)
     subject = (entry["subject_ci_low"], entry["subject_ci_high"]) if entry and with_subject else (math.nan, math.nan)
+    # Null bounds: too few subjects in a class to resample (metrics.MIN_SUBJECTS_FOR_INTERVAL).
+    undefined = subject[0] is None
+    subject = (math.nan, math.nan) if undefined else subject
     name = model_name(model)
     shown = {
         f"{name} image 95% CI": "" if math.isnan(image[0]) else _interval_text(*image, 3),
-        f"{name} subject 95% CI": "" if math.isnan(subject[0]) else _interval_text(*subject, 3),
+        f"{name} subject 95% CI": "n/a" if undefined else "" if math.isnan(subject[0]) else _interval_text(*subject, 3),
     }
     data = {
         f"{model}_ci_low": image[0],

@@ -56,15 +56,22 @@ def dihedral_transform(images: np.ndarray, quarter_turns: int, flip: bool) -> np
 
 
 class DihedralBatches(CachedImageBatches):
-    """Cache batches (no labels) under one dihedral transform, in the order of CachedImageBatches."""
+    """Cache batches (no labels) under each of ``transforms`` in turn: batch ``t * n + b`` is batch ``b`` of
+    CachedImageBatches' order under transform ``t``, so one ``model.predict`` serves them all (a call per
+    transform costs Keras's per-call setup eight times)."""
 
-    def __init__(self, images: np.ndarray, rows: np.ndarray, *, batch_size: int, quarter_turns: int, flip: bool):
+    def __init__(self, images: np.ndarray, rows: np.ndarray, *, batch_size: int, transforms):
         super().__init__(images, rows, batch_size=batch_size)
-        self.quarter_turns, self.flip = quarter_turns, flip
+        self.transforms = transforms
+        self.batches_per_transform = super().__len__()
+
+    def __len__(self) -> int:
+        return self.batches_per_transform * len(self.transforms)
 
     def __getitem__(self, index: int):
-        (images,) = super().__getitem__(index)
-        return (dihedral_transform(images, self.quarter_turns, self.flip),)
+        transform, batch = divmod(index, self.batches_per_transform)
+        (images,) = super().__getitem__(batch)
+        return (dihedral_transform(images, *self.transforms[transform]),)
 
 
 def _transforms(test_time_augmentation: bool) -> tuple[tuple[int, bool], ...]:
@@ -80,21 +87,22 @@ def predict_probability_of_all(
     An output that is not a finite number (a model whose training diverged gives NaN) is a UserError:
     no value stands in for it, so a prediction table only ever holds what the model said.
     """
-    rows = cache.rows_for(paths)
-    per_transform = []
-    for quarter_turns, flip in _transforms(test_time_augmentation):
-        batches = DihedralBatches(cache.images, rows, batch_size=batch_size, quarter_turns=quarter_turns, flip=flip)
-        outputs = np.empty((len(paths), len(CLASS_NAMES)))
-        outputs[batches.order] = model.predict(batches, verbose=0)
-        broken = ~np.isfinite(outputs).all(axis=1)
-        if broken.any():
-            first = np.flatnonzero(broken)[0]
-            raise UserError(
-                f"The model outputs {outputs[first].tolist()} for {paths.iloc[first]} and is not finite for "
-                f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
-                f"training diverged: retrain it with a lower learning rate."
-            )
-        per_transform.append(probability_of_all(outputs))
+    transforms = _transforms(test_time_augmentation)
+    batches = DihedralBatches(cache.images, cache.rows_for(paths), batch_size=batch_size, transforms=transforms)
+    served = model.predict(batches, verbose=0).reshape(len(transforms), len(paths), len(CLASS_NAMES))
+    outputs = np.empty_like(served, dtype=np.float64)
+    outputs[:, batches.order] = served
+    finite = np.isfinite(outputs).all(axis=2)
+    broken = ~finite.all(axis=0)
+    if broken.any():
+        first = np.flatnonzero(broken)[0]
+        transform = np.flatnonzero(~finite[:, first])[0]
+        raise UserError(
+            f"The model outputs {outputs[transform, first].tolist()} for {paths.iloc[first]} and is not finite for "
+            f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
+            f"training diverged: retrain it with a lower learning rate."
+        )
+    per_transform = [probability_of_all(transformed) for transformed in outputs]
     return np.mean(per_transform, axis=0)
 
 
