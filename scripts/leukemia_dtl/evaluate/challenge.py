@@ -2,8 +2,7 @@
 (The final-phase submission file is written by the model stage: leukemia_dtl.model.inference.)
 
 The published numbers are transcribed once, here, as printed (percentages for weighted F1 and balanced
-accuracy, a fraction for ROC-AUC), as recorded for issue #14 in /work/shared/FACTS.md ("C-NMC 2019 challenge
-results"). The challenge's prelim-phase test set is the Kaggle archive's ``validation_data``: this project's
+accuracy, a fraction for ROC-AUC). The challenge's prelim-phase test set is the Kaggle archive's ``validation_data``: this project's
 external subset. Its final-phase labels are not in the Kaggle archive, so final-phase results are listed only.
 
 Sources:
