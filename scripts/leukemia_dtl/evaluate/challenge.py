@@ -2,8 +2,9 @@
 (The final-phase submission file is written by the model stage: leukemia_dtl.model.inference.)
 
 The published numbers are transcribed once, here, as printed (percentages for weighted F1 and balanced
-accuracy, a fraction for ROC-AUC). The challenge's prelim-phase test set is the Kaggle archive's ``validation_data``: this project's
-external subset. Its final-phase labels are not in the Kaggle archive, so final-phase results are listed only.
+accuracy, a fraction for ROC-AUC). The challenge's prelim-phase test set is the Kaggle archive's
+``validation_data``: this project's external subset. Its final-phase labels are not in the Kaggle archive, so
+final-phase results are listed only.
 
 Sources:
 - Pan Y, Liu M, Xia Y, Shen D (2019). Neighborhood-correction algorithm for classification of normal and
