@@ -37,10 +37,11 @@ DIHEDRAL_TRANSFORMS = tuple((quarter_turns, flip) for flip in (False, True) for 
 def probability_of_all(outputs: np.ndarray) -> np.ndarray:
     """P(ALL) from the 2-unit outputs (class order [HEM, ALL]).
 
-    The VGG-19 head ends in two independent sigmoids (the paper's choice), which need not sum to 1.
-    Keras's categorical cross-entropy divided them by their sum before taking the loss, so that
-    normalised pair is the distribution the model was trained to output; for the softmax head the
-    division changes nothing. Both sigmoids underflowing to 0 expresses no preference: 0.5.
+    The VGG-19 head ends in two independent sigmoids (the paper's choice), which need not sum to 1; this reads
+    them divided by their sum, which is what Keras's categorical cross-entropy trains on JAX and PyTorch (on
+    TensorFlow it trains the softmax of the logits behind the sigmoids instead: see
+    ``classifiers.compile_classifier``). For the softmax head the division changes nothing. Both sigmoids
+    underflowing to 0 expresses no preference: 0.5.
     """
     outputs = np.asarray(outputs, dtype=np.float64)
     total = outputs.sum(axis=1)
