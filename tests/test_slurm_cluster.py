@@ -28,7 +28,14 @@ import yaml
 from leukemia_dtl.core.fileio import read_tsv
 
 REPO = Path(__file__).resolve().parent.parent
-GPU_RULES = ("train_model", "predict_model", "extract_features", "tune_model")
+GPU_RULES = (
+    "train_model",
+    "predict_model",
+    "predict_model_tta",
+    "challenge_submission",
+    "extract_features",
+    "tune_model",
+)
 SNAKEMAKE_TIMEOUT = 100
 
 SNAKEFILE = textwrap.dedent(
@@ -125,6 +132,9 @@ def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
     site = tmp_path / "my-site"
     site.mkdir()
     (site / "config.yaml").write_text(yaml.safe_dump({"set-resources": {"train_model": {"runtime": 1440}}}))
+    # Test-time augmentation on, so that every GPU rule is planned (a YAML overlay: --config would pass a string).
+    tta = tmp_path / "tta.yaml"
+    tta.write_text(yaml.safe_dump({"evaluation": {"tta": True}}))
     partition_file = REPO / "profiles/slurm/partitions.yaml"
     limits = yaml.safe_load(partition_file.read_text())["partitions"]
     plugin = SimpleNamespace(
@@ -137,6 +147,7 @@ def test_a_site_overlay_cannot_send_gpu_jobs_to_a_cpu_partition(tmp_path):
             str(site),
             "--configfile",
             str(REPO / "config/config.yaml"),
+            str(tta),
             "--config",
             "split={'schemes': ['random', 'patient']}",
             "hyperparameters=tuned",
