@@ -91,7 +91,10 @@ def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo-run")
     run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml")
     random_only = "split={'schemes': ['random']}"
-    first = run_snakemake(*run, "--config", random_only, "evaluation={'tta': False}", workdir=workdir)
+    # A YAML overlay, as --config would pass False as a string.
+    no_tta = workdir / "no_tta.yaml"
+    no_tta.write_text(yaml.safe_dump({"evaluation": {"tta": False}}))
+    first = run_snakemake(*run, str(no_tta), "--config", random_only, workdir=workdir)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     plan = run_snakemake("-n", "--configfile", "config/demo.yaml", "--config", random_only, workdir=workdir)
     TTA_TURNED_ON.update(jobs=planned_jobs(plan.stdout))
