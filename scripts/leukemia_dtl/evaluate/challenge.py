@@ -30,6 +30,7 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_json
 from leukemia_dtl.core.vocabulary import PLAIN, TTA
 from leukemia_dtl.evaluate.paper_values import model_name
+from leukemia_dtl.evaluate.result_files import metric_entry
 from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 
 PRELIM_PHASE = "prelim"
@@ -99,16 +100,6 @@ OWN_SOURCE = "this workflow"
 OWN_PHASE = f"{PRELIM_PHASE} (our external subset)"
 
 
-def _metric_entry(metrics: Mapping, metric: str, path: str | os.PathLike) -> Mapping:
-    entry = metrics.get(metric)
-    if not isinstance(entry, dict) or "value" not in entry:
-        raise UserError(
-            f"Metrics file {path} has no value for {metric!r}; it was written by another version of the "
-            "evaluation step. Delete it and re-run the evaluation."
-        )
-    return entry
-
-
 def _scaled(metric: str, value: float) -> float:
     return 100 * value if CHALLENGE_METRICS[metric][1] else value
 
@@ -142,7 +133,7 @@ def _seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
     }
     data = {"model": model, "kind": kind, "aggregate": "seeds", "phase": PRELIM_PHASE, "n_seeds": len(runs)}
     for metric, (label, _) in CHALLENGE_METRICS.items():
-        mean, sd, _ = mean_sd([_metric_entry(metrics, metric, path)["value"] for path, metrics in runs])
+        mean, sd, _ = mean_sd([metric_entry(metrics, metric, path)["value"] for path, metrics in runs])
         row[label] = mean_sd_text(_scaled(metric, mean), _scaled(metric, sd), _digits(metric))
         data |= {metric: mean, f"{metric}_sd": sd, f"{metric}_ci_low": math.nan, f"{metric}_ci_high": math.nan}
     return row | {"Source": OWN_SOURCE} | data
@@ -157,7 +148,7 @@ def _ensemble_row(model: str, kind: str, n_seeds: int, ensemble: Loaded, interva
     }
     data = {"model": model, "kind": kind, "aggregate": "ensemble", "phase": PRELIM_PHASE, "n_seeds": n_seeds}
     for metric, (label, _) in CHALLENGE_METRICS.items():
-        entry = _metric_entry(metrics, metric, path)
+        entry = metric_entry(metrics, metric, path)
         low, high = entry[f"{interval}_low"], entry[f"{interval}_high"]
         value, shown_low, shown_high = (_scaled(metric, number) for number in (entry["value"], low, high))
         digits = _digits(metric)
@@ -183,7 +174,7 @@ def _published_row(result: PublishedResult) -> dict:
 def _interval_of(ensembles: Sequence[Loaded]) -> str:
     """Subject-level intervals where every ensemble's metrics have them (the subject is the unit of
     independence on the external subset), else (too few subjects of a class to resample) the image-level ones."""
-    entries = [_metric_entry(metrics, metric, path) for path, metrics in ensembles for metric in CHALLENGE_METRICS]
+    entries = [metric_entry(metrics, metric, path) for path, metrics in ensembles for metric in CHALLENGE_METRICS]
     return "subject_ci" if entries and all(entry.get("subject_ci_low") is not None for entry in entries) else "ci"
 
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from leukemia_dtl.core.decisions import called_all
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import COMPARISON_TABLES
 from leukemia_dtl.evaluate.delong import delong_roc_test
-from leukemia_dtl.evaluate.metrics import called_all
 from leukemia_dtl.evaluate.result_files import align_predictions, is_all, per_seed_metrics, read_predictions
 from leukemia_dtl.evaluate.significance import inter_model_kappa, mcnemar_test, paired_ttests
 

@@ -115,6 +115,17 @@ def read_training_history(path: str | os.PathLike) -> pd.DataFrame:
     return numeric
 
 
+def metric_entry(metrics: Mapping, metric: str, path: str | os.PathLike) -> Mapping:
+    """``metrics[metric]`` of a metrics JSON read from ``path``; UserError naming the file if it has no value."""
+    entry = metrics.get(metric)
+    if not isinstance(entry, dict) or "value" not in entry:
+        raise UserError(
+            f"Metrics file {path} has no value for {metric!r}; it was written by another version "
+            "of the evaluation step. Delete it and re-run the evaluation."
+        )
+    return entry
+
+
 def per_seed_metrics(
     metrics_files: Mapping[tuple[str, int, str], str | os.PathLike], metrics: Sequence[str] = tuple(TABLE1)
 ) -> pd.DataFrame:
@@ -127,12 +138,7 @@ def per_seed_metrics(
     for (model, seed, subset), path in metrics_files.items():
         results = read_json(path)
         for metric in metrics:
-            entry = results.get(metric)
-            if not isinstance(entry, dict) or "value" not in entry:
-                raise UserError(
-                    f"Metrics file {path} has no value for {metric!r}; it was written by another version "
-                    "of the evaluation step. Delete it and re-run the evaluation."
-                )
-            rows.append(dict(zip(PER_SEED_COLUMNS, (subset, metric, model, seed, entry["value"]), strict=True)))
+            value = metric_entry(results, metric, path)["value"]
+            rows.append(dict(zip(PER_SEED_COLUMNS, (subset, metric, model, seed, value), strict=True)))
     frame = pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS))
     return frame.astype({"value": float}).sort_values(list(PER_SEED_COLUMNS[:4]), ignore_index=True)

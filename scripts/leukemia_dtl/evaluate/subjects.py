@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from leukemia_dtl.core.decisions import called_all
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import NEGATIVE_CLASS, POSITIVE_CLASS
-from leukemia_dtl.evaluate.metrics import called_all, subject_is_all
+from leukemia_dtl.evaluate.metrics import subject_is_all
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import is_all, read_predictions
 from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text

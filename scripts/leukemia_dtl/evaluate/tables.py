@@ -166,12 +166,6 @@ class PredictionSets:
     subject_ci_subsets: Sequence[str] = ()
 
 
-def _blank(columns: Columns) -> Columns:
-    """The same columns left empty, for rows they do not apply to."""
-    shown, data = columns
-    return dict.fromkeys(shown, ""), dict.fromkeys(data, math.nan)
-
-
 def _metrics_entry(metrics: Mapping, metric: str, what: str, section: str | None = None) -> Mapping:
     """``metrics[metric]`` (or ``metrics[section][metric]``), checked to carry subject intervals."""
     entry = (metrics.get(section) or {}) if section else metrics
