@@ -28,6 +28,7 @@ from leukemia_dtl.core.vocabulary import (
     SPLIT_SCHEMES,
     SUBMISSION_FILE,
     TTA,
+    builder_options,
     drop_model_options,
 )
 from leukemia_dtl.data.layout import listing_digest
@@ -261,7 +262,7 @@ def feature_options(model):
     """What builds the model's frozen base, for extract_features. The head options come along only
     because the classifier is built whole; their values do not change the base or its features.
     """
-    return drop_model_options(config["models"][model], ["training", "training_extras"])
+    return builder_options(config["models"][model])
 
 
 def uses_feature_fast_path(model):

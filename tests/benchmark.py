@@ -250,11 +250,11 @@ class TrainingBenchmark:
         self.in_memory = tuple(np.concatenate(parts) for parts in zip(*served, strict=True))
 
     def seeded_model(self, jit_compile="auto"):
-        from leukemia_dtl.core.vocabulary import drop_model_options
+        from leukemia_dtl.core.vocabulary import builder_options
         from leukemia_dtl.model.classifiers import compile_classifier
         from leukemia_dtl.model.training import build_seeded_classifier
 
-        build_options = drop_model_options(self.options, ["training"])
+        build_options = builder_options(self.options)
         model = build_seeded_classifier(
             self.model_name, build_options, self.cache, self.subsets, self.size, PAPER_AUGMENTATION, seed=0
         )

@@ -22,6 +22,7 @@ from leukemia_dtl.core.vocabulary import (
     SPLIT_SCHEMES,
     TUNING_METRICS,
     WEIGHTS,
+    builder_options,
     drop_model_options,
 )
 
@@ -80,8 +81,10 @@ def test_drop_model_options_splits_a_models_block_by_who_reads_it():
         "weights": "imagenet",
         "normalization": "model",
         "freeze_base": True,
+        "class_weight": "balanced",
+        "fine_tune": {"layers": 5, "learning_rate": 1e-05, "epochs": 20},
     }
-    builder = drop_model_options(block, ["training"])
+    builder = builder_options(block)
     assert builder == {
         "dropout": 0.5,
         "dense_units": 256,

@@ -124,3 +124,8 @@ def drop_model_options(options: Mapping, groups: Iterable[str] = (), names: Iter
     builder they reach rejects them by name."""
     dropped = {name for group in groups for name in MODEL_OPTION_GROUPS[group]} | set(names)
     return {name: value for name, value in options.items() if name not in dropped}
+
+
+def builder_options(options: Mapping) -> dict:
+    """The options of a `models:` block that the classifier's builder takes: all but the training loop's."""
+    return drop_model_options(options, ["training", "training_extras"])

@@ -41,7 +41,7 @@ from leukemia_dtl.core.vocabulary import (
     INDEX_FILE,
     MODEL_OPTION_GROUPS,
     TRAINING_SUBSETS,
-    drop_model_options,
+    builder_options,
 )
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.classifiers import (
@@ -547,7 +547,7 @@ def train_model(
             "false, which trains the whole base from the start; set freeze_base: true or remove fine_tune."
         )
     total_epochs = epochs + (fine_tune.epochs if fine_tune else 0)
-    options = drop_model_options(model_options, ["training", "training_extras"])
+    options = builder_options(model_options)
 
     backup_dir = Path(backup_dir)
     run_name = f"{model_name} seed {seed}"

@@ -33,6 +33,7 @@ from leukemia_dtl.core.vocabulary import (
     INDEX_FILE,
     MODEL_OPTION_GROUPS,
     POSITIVE_CLASS,
+    builder_options,
     drop_model_options,
 )
 from leukemia_dtl.model import backend
@@ -76,15 +77,15 @@ def extract_features(
     augmentation)."""
     if threads:
         backend.limit_cpu_threads(threads)
-    builder_options = drop_model_options(model_options, ["training", "training_extras"])
-    if not builder_options.get("freeze_base", True):
+    classifier_options = builder_options(model_options)
+    if not classifier_options.get("freeze_base", True):
         raise UserError(
             f"models.{model_name} unfreezes its base: its features change in training, so tuning "
             "must train on images (the fast path needs freeze_base: true)."
         )
     subsets = read_training_subsets(split_path)
     cache = ImageCache.open(cache_dir, image_size)
-    classifier = build_seeded_classifier(model_name, builder_options, cache, subsets, image_size, None, seed)
+    classifier = build_seeded_classifier(model_name, classifier_options, cache, subsets, image_size, None, seed)
     paths = pd.concat([subset["path"] for subset in subsets.values()])
     rows = cache.rows_for(paths)
     order = np.argsort(rows, kind="stable")
@@ -172,16 +173,16 @@ def train_configuration(
     if missing:
         raise UserError(f"Tuning {model_name} needs {missing} in tuning.grid or in models.{model_name}.")
     batch_size, optimizer, learning_rate = (options[name] for name in TUNED_TRAINING_OPTIONS)
-    builder_options = drop_model_options(options, ["training", "training_extras"])
+    classifier_options = builder_options(options)
     subsets = read_training_subsets(split_path)
     class_weight = class_weights(model_name, options.get("class_weight"), subsets["train"]["label"])
     if features_dir is not None:
         table = FeatureTable.open(features_dir)
         keras.utils.set_random_seed(seed)
-        model = build_head_model(model_name, table.array.shape[1], **drop_model_options(builder_options, ["base"]))
+        model = build_head_model(model_name, table.array.shape[1], **drop_model_options(classifier_options, ["base"]))
     else:
         table = ImageCache.open(cache_dir, image_size)
-        model = build_seeded_classifier(model_name, builder_options, table, subsets, image_size, augmentation, seed)
+        model = build_seeded_classifier(model_name, classifier_options, table, subsets, image_size, augmentation, seed)
     compile_classifier(model, optimizer=optimizer, learning_rate=learning_rate)
     train_batches, val_batches = training_batches(table, subsets, batch_size, seed)
     val_is_all = (subsets["val"]["label"] == POSITIVE_CLASS).to_numpy()
