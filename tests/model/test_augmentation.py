@@ -93,6 +93,14 @@ def test_augmentation_is_off_outside_training():
     np.testing.assert_array_equal(RandomAffineAugmentation(**PAPER_AUGMENTATION)(batch, training=False), batch)
 
 
+def test_a_classifier_called_without_training_does_not_augment():
+    # Keras records a layer's resolved `training` in the saved graph: with a default of True, a plain call of the
+    # classifier (as model.export and Grad-CAM make it) augmented every image.
+    model = build_classifier("vgg19", image_size=32, weights="none", augmentation=PAPER_AUGMENTATION, dropout=0.5)
+    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)), model.predict(images, verbose=0), atol=1e-6)
+
+
 def test_augmentation_options_are_checked():
     assert augmentation_layers(None) == []
     assert augmentation_layers({"horizontal_flip": False, "rotation_degrees": 0}) == []

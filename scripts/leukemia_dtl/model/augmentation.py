@@ -90,7 +90,9 @@ class RandomAffineAugmentation(keras.layers.Layer):
             axis=1,
         )
 
-    def call(self, images, training=True):
+    # False by default: Keras records the resolved value in a saved model's graph, and a plain call of the
+    # classifier (model.export, Grad-CAM) must not augment.
+    def call(self, images, training=False):
         if not training:
             return images
         height, width, channels = images.shape[1:]
