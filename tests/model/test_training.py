@@ -110,6 +110,20 @@ def test_training_learns_and_writes_complete_outputs(tmp_path, dataset, tiny_bac
     ]
 
 
+def test_training_writes_tensorboard_logs_of_every_epoch_when_asked(tmp_path, dataset, tiny_backbone):
+    import tensorflow as tf
+
+    arguments = training_arguments(tmp_path, dataset)
+    train_model(**arguments, tensorboard_dir=str(tmp_path / "tensorboard"))
+    logged_epochs = {}
+    for events in (tmp_path / "tensorboard").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                logged_epochs.setdefault((events.parent.name, value.tag), []).append(event.step)
+    assert logged_epochs[("train", "epoch_loss")] == [0, 1, 2]
+    assert logged_epochs[("validation", "epoch_accuracy")] == [0, 1, 2]
+
+
 def test_tuned_hyperparameters_override_the_config_entry(tmp_path, dataset, tiny_backbone):
     selected = tmp_path / "selected.yaml"
     selected.write_text("hyperparameters: {learning_rate: 0.02, batch_size: 16, dropout: 0.3}\nmetric: val_auc\n")

@@ -283,19 +283,28 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 
 
 def training_callbacks(
-    train_batches: CachedImageBatches, progress: TrainingProgress, backup: ResumableBackup, remedy: str
+    train_batches: CachedImageBatches,
+    progress: TrainingProgress,
+    backup: ResumableBackup,
+    remedy: str,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> list[keras.callbacks.Callback]:
     """Per epoch, in order: the epoch's batch draw, timing, the divergence check (``remedy`` names the
-    setting to change), the backup of weights, optimizer, random state and history, the log line. None
-    acts on batch ends, so Keras dispatches those asynchronously (JAX, PyTorch) and never waits on the
-    accelerator inside an epoch."""
-    return [
+    setting to change), the backup of weights, optimizer, random state and history, the log line, and with
+    ``tensorboard_dir`` the epoch's losses and accuracies as TensorBoard logs there. Only TensorBoard acts
+    on batch ends: without it Keras dispatches them asynchronously (JAX, PyTorch) and never waits on the
+    accelerator inside an epoch, which is why ``logging.tensorboard`` is off by default."""
+    callbacks = [
         keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch),
         progress.timing_callback(),
         DivergenceCheck(progress, remedy),
         backup,
         progress.logging_callback(),
     ]
+    if tensorboard_dir is not None:
+        # Epoch scalars only: batch summaries and graph traces would add work to every step.
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir), update_freq="epoch", write_graph=False))
+    return callbacks
 
 
 def prepare_backup_dir(backup_dir: Path, run_config: dict) -> None:
@@ -414,6 +423,7 @@ def fine_tune_phase(
     class_weight: dict[int, float] | None,
     progress: TrainingProgress,
     backup: ResumableBackup,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> tuple[list[dict], int]:
     """The phase after the frozen one, on the model the frozen phase left: ``layers`` of the base (from
     :func:`classifiers.layers_to_fine_tune`) train too, with a fresh ``optimizer`` at the fine-tuning
@@ -445,7 +455,7 @@ def fine_tune_phase(
         first_epoch=first_epoch,
         end_epoch=progress.epochs,
         class_weight=class_weight,
-        callbacks=training_callbacks(train_batches, progress, backup, remedy),
+        callbacks=training_callbacks(train_batches, progress, backup, remedy, tensorboard_dir),
     )
     return backup.history, params_trainable
 
@@ -512,6 +522,7 @@ def train_model(
     deterministic: bool = False,
     tuned_hyperparameters_path: str | os.PathLike | None = None,
     threads: int | None = None,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Train ``model_name`` on subset train, validate on subset val; write model, history and stats.
 
@@ -521,7 +532,8 @@ def train_model(
     fine_tune, ``epochs`` frozen epochs are followed by ``fine_tune.epochs`` epochs that train the top
     ``fine_tune.layers`` layers of the base too, with the same optimizer at ``fine_tune.learning_rate``;
     the history numbers them on from epochs + 1. ``tuned_hyperparameters_path`` (a tuning ``selected.yaml``)
-    overrides them with the selected values. Returns the stats written to ``stats_path``: wall_seconds
+    overrides them with the selected values. ``tensorboard_dir``: also log every epoch there for TensorBoard.
+    Returns the stats written to ``stats_path``: wall_seconds
     covers this job only; training_seconds, seconds_per_epoch and images_per_second come from the history, so
     they cover every epoch across resumes (images_per_second counts training images over training time,
     validation excluded, first-epoch graph building included); peak memories are this process's.
@@ -613,7 +625,7 @@ def train_model(
             first_epoch=0,
             end_epoch=epochs,
             class_weight=class_weight,
-            callbacks=training_callbacks(train_batches, progress, backup, remedy),
+            callbacks=training_callbacks(train_batches, progress, backup, remedy, tensorboard_dir),
         )
         history = backup.history
         params_trainable_fine_tune = None
@@ -629,6 +641,7 @@ def train_model(
                 class_weight=class_weight,
                 progress=progress,
                 backup=ResumableBackup(backup_dir / FINE_TUNE_STATE_DIR, run_name, history=history),
+                tensorboard_dir=tensorboard_dir,
             )
 
         history = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
