@@ -26,6 +26,7 @@ NOT_IMPORTED = {
     "python": "the interpreter",
     "pip": "installs the pip: section",
     "h5py": "Keras reads the ImageNet .h5 weight files with it",
+    "tensorboard": "Keras's TensorBoard callback writes its logs with it (logging.tensorboard)",
 }
 
 
