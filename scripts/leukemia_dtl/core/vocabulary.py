@@ -22,6 +22,9 @@ TRAINING_SUBSETS = ("train", "val")
 PREDICTED_SUBSETS = ("val", "test", "external")
 # The held-out subsets that tables and figures report.
 REPORTED_SUBSETS = ("test", "external")
+# Below this many subjects of a class in a held-out subset, the subject table and the model cards flag its
+# subject-level numbers.
+MIN_SUBJECTS_PER_CLASS = 10
 
 # Folders of prediction sets beside the seeds' seed<N>/: the mean of the seeds' p_all, and the
 # test-time-augmented predictions (seed<N>/tta/, ensemble/tta/).
@@ -55,6 +58,14 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epo
 # The history columns a training curve plots.
 CURVE_COLUMNS = HISTORY_COLUMNS[:5]
 PER_SEED_COLUMNS = ("subset", "metric", "model", "seed", "value")
+# results/classify/: the scores of a folder of new images (path relative to the folder; model as the config's
+# classify.model names it), and the files that could not be read.
+CLASSIFY_COLUMNS = ("path", "p_all", "pred", "model")
+CLASSIFY_REJECTED_COLUMNS = ("path", "reason")
+# Image files that classify reads, by suffix (any case).
+CLASSIFY_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# Grad-CAM panels: one group of test cells per outcome of the model's own call (the prediction files' pred column).
+GRADCAM_OUTCOMES = ("TP", "FP", "TN", "FN")
 # results/stats/{scheme}/paired_ttests.tsv: one row per subset, metric and model pair.
 TTEST_COLUMNS = (
     "subset",
@@ -76,6 +87,12 @@ TTEST_COLUMNS = (
 CACHE_IMAGES_FILE = "images.npy"
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.tsv"
+# Beside each trained model: what produced it (code, config, data, software, device, Slurm job).
+PROVENANCE_FILE = "provenance.json"
+# An exported model's folder: the TensorFlow SavedModel, the ONNX file, and the check of both against .keras.
+SAVED_MODEL_DIR = "saved_model"
+ONNX_FILE = "model.onnx"
+EXPORT_CHECK_FILE = "export_check.json"
 
 # The models: config keys under `models:`, and the ImageNet "notop" files keras.applications loads from
 # $KERAS_HOME/models/ (the names in keras/src/applications/vgg19.py and efficientnet.py).
