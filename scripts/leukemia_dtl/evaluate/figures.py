@@ -56,7 +56,7 @@ CALIBRATION_BINS = 10
 TRAINING_CURVE_LABELS = {"accuracy": "Accuracy (argmax)", "loss": "Loss"}
 
 
-def _styled(plot):
+def styled(plot):
     """Build the figure under STYLE, so its text sizes hold wherever it is saved."""
 
     @functools.wraps(plot)
@@ -67,7 +67,8 @@ def _styled(plot):
     return wrapper
 
 
-def _new_figure(**figure_options) -> Figure:
+def new_figure(**figure_options) -> Figure:
+    """A figure of its own canvas, outside pyplot's global state (the model stage's Grad-CAM panel uses it too)."""
     figure = Figure(layout="constrained", **figure_options)
     FigureCanvasAgg(figure)
     return figure
@@ -109,7 +110,7 @@ def _plot_mean_and_band(axes, runs: Sequence[pd.Series], colour: str, linestyle:
         axes.fill_between(stacked.index, stacked.min(axis=1), stacked.max(axis=1), color=colour, alpha=BAND_ALPHA)
 
 
-@_styled
+@styled
 def plot_training_curves(histories: Mapping[str, Sequence[pd.DataFrame]]) -> Figure:
     """Accuracy and loss per epoch, training (solid) and validation (dashed): one row per model as the
     paper's Figs 4-5, mean over seeds with a min-max band.
@@ -117,7 +118,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[pd.DataFrame]]) -> Fig
     The accuracy is Keras's, measured during training at the model's argmax (p_all >= 0.5); the history
     holds no probabilities to call at ``statistics.threshold``, so the axis says so."""
     colours = model_colours(list(histories))
-    figure = _new_figure(figsize=(9, 3.2 * len(histories)))
+    figure = new_figure(figsize=(9, 3.2 * len(histories)))
     grid = figure.subplots(len(histories), 2, squeeze=False, sharex=True)
     panel_letters = iter("abcdefghijklmnopqrstuvwxyz")
     for (model, runs), row in zip(histories.items(), grid, strict=True):
@@ -167,13 +168,13 @@ def _auc_with_delong_ci(y_true: np.ndarray, p_all: np.ndarray) -> tuple[float, f
     return auc, max(0.0, auc - half_width), min(1.0, auc + half_width)
 
 
-@_styled
+@styled
 def plot_roc_curves(predictions: Mapping[str, Sequence[pd.DataFrame]], subset_label: str) -> Figure:
     """ROC per model as Fig. 6, threshold-averaged over seeds (mean FPR and TPR at each threshold, so the
     marked Youden point, maximising mean TPR - FPR, has a threshold), each seed's curve thin behind it.
     Legend AUC: mean ± sd over seeds, with the per-seed DeLong 95 % CI bounds averaged."""
     colours = model_colours(list(predictions))
-    figure = _new_figure(figsize=(6, 6))
+    figure = new_figure(figsize=(6, 6))
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="Chance")
     for model, runs in predictions.items():
@@ -232,14 +233,14 @@ def mean_confusion_counts(runs: Sequence[pd.DataFrame], threshold: float) -> np.
     return np.mean([confusion_counts(is_all(run), run["p_all"], threshold)[::-1, ::-1] for run in runs], axis=0)
 
 
-@_styled
+@styled
 def plot_confusion_matrices(predictions: Mapping[str, Sequence[pd.DataFrame]], threshold: float) -> Figure:
     """One confusion matrix per model side by side as Fig. 7: mean counts per seed, shaded and
     annotated with the percentage of the true class (so each row's diagonal cell is that class's recall).
 
     An image is called ALL when ``p_all >= threshold`` (``statistics.threshold``), as in the metrics files;
     the prediction tables' ``pred`` column is the model's argmax and is not used."""
-    figure = _new_figure(figsize=(4.2 * len(predictions) + 1, 4.2))
+    figure = new_figure(figsize=(4.2 * len(predictions) + 1, 4.2))
     grid = figure.subplots(1, len(predictions), squeeze=False)[0]
     for (model, runs), axes in zip(predictions.items(), grid, strict=True):
         counts = mean_confusion_counts(runs, threshold)
@@ -269,12 +270,12 @@ def plot_confusion_matrices(predictions: Mapping[str, Sequence[pd.DataFrame]], t
     return figure
 
 
-@_styled
+@styled
 def plot_reliability_diagram(predictions: Mapping[str, Sequence[pd.DataFrame]]) -> Figure:
     """Reliability of the predicted probability of ALL per model: the curve of all seeds' images pooled,
     ECE and Brier score as mean ± sd over seeds in the legend, and the images per bin below."""
     colours = model_colours(list(predictions))
-    figure = _new_figure(figsize=(6, 7))
+    figure = new_figure(figsize=(6, 7))
     curve_axes, count_axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     curve_axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="Perfect calibration")
     for model, runs in predictions.items():
@@ -318,7 +319,7 @@ def _grid_point_label(names: Sequence[str], values: tuple) -> str:
     return "\n".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
 
 
-@_styled
+@styled
 def plot_tuning_heatmap(ranking: pd.DataFrame, axes: Sequence[str], metric: str) -> Figure:
     """The grid as one heat map of ``metric``: rows combine the first half of ``axes``, columns the rest;
     the selected configuration (rank 1) is outlined."""
@@ -331,7 +332,7 @@ def plot_tuning_heatmap(ranking: pd.DataFrame, axes: Sequence[str], metric: str)
         scores[row, column] = result[metric]
         if result["rank"] == 1:
             best = (row, column)
-    figure = _new_figure(figsize=(1.1 * len(columns) + 3, 0.45 * len(rows) * max(1, len(row_axes)) + 2))
+    figure = new_figure(figsize=(1.1 * len(columns) + 3, 0.45 * len(rows) * max(1, len(row_axes)) + 2))
     plot = figure.subplots()
     image = plot.imshow(scores, cmap="viridis_r" if metric == "val_loss" else "viridis", aspect="auto")
     for (row, column), score in np.ndenumerate(scores):

@@ -1,0 +1,248 @@
+"""Grad-CAM: a model that decides on one image region lights up that region; the split at the base's last conv
+reproduces the model; the panel's cells are a seeded draw per outcome; the rule's figure is written."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv, write_tsv
+from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, GRADCAM_OUTCOMES, PREDICTION_COLUMNS
+from leukemia_dtl.model import classifiers
+from leukemia_dtl.model.gradcam import (
+    GradCamSplit,
+    gradcam_figure,
+    gradcam_heatmaps,
+    gradcam_panel_cells,
+    plot_gradcam_panel,
+)
+from leukemia_dtl.model.inference import probability_of_all
+from leukemia_dtl.model.inputs import read_split
+from model_stage_fixtures import PAPER_AUGMENTATION, TINY_BACKBONE, write_synthetic_dataset
+
+HEM, ALL = 0, 1
+# The known case: 64 px images whose class is decided by a magenta patch in the top-left quadrant; a green
+# patch of the same brightness in the bottom-right quadrant appears in every image and decides nothing.
+SIZE = 64
+QUADRANT = SIZE // 2
+PATCH = SIZE // 6
+MAGENTA, GREEN = (230, 60, 200), (60, 230, 60)
+
+
+def patch_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 2
+    images = np.clip(rng.normal(0, 4, (count, SIZE, SIZE, 3)), 0, 255)
+    for image, label in zip(images, labels, strict=True):
+        row, column = rng.integers(QUADRANT, SIZE - PATCH, 2)
+        image[row : row + PATCH, column : column + PATCH] = GREEN
+        if label == ALL:
+            row, column = rng.integers(2, QUADRANT - PATCH - 1, 2)
+            image[row : row + PATCH, column : column + PATCH] = MAGENTA
+    return images.astype(np.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def patch_model():
+    """The tiny backbone (15x15 last conv maps at 64 px) trained on the known case."""
+    keras.utils.set_random_seed(0)
+    images, labels = patch_images(256, seed=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)
+        model = classifiers.build_classifier("tiny", image_size=SIZE, weights="none", dropout=0.0)
+    classifiers.compile_classifier(model, optimizer="adam", learning_rate=0.01)
+    model.fit(images, keras.utils.to_categorical(labels, 2), epochs=10, batch_size=32, verbose=0)
+    return model
+
+
+def quadrant_share(heatmaps: np.ndarray) -> np.ndarray:
+    """Each map's share of its heat in the top-left quadrant (0 for a map without heat)."""
+    total = heatmaps.sum(axis=(1, 2))
+    return heatmaps[:, :QUADRANT, :QUADRANT].sum(axis=(1, 2)) / np.where(total > 0, total, 1)
+
+
+def test_a_model_deciding_on_one_region_lights_up_that_region(patch_model):
+    images, labels = patch_images(32, seed=1)
+    called = np.argmax(patch_model.predict(images, verbose=0), axis=1)
+    assert (called == labels).all()
+    split = GradCamSplit.of(patch_model)
+    assert split.map_shape == (15, 15)
+    cells = images[labels == ALL]
+
+    heatmaps = gradcam_heatmaps(split, cells, np.full(len(cells), ALL))
+    assert heatmaps.shape == (len(cells), SIZE, SIZE)
+    assert heatmaps.min() >= 0 and (heatmaps.max(axis=(1, 2)) == 1).all()
+    share = quadrant_share(heatmaps)
+    # Measured: 0.69 to 0.89, mean 0.81; the bright green decoy's quadrant gets 0.12 of the heat.
+    assert share.mean() > 0.7 and share.min() > 0.5, share
+    assert heatmaps[:, QUADRANT:, QUADRANT:].sum() < 0.2 * heatmaps.sum()
+    # The other class's score on the same cells looks elsewhere: the class matters, not just brightness.
+    assert quadrant_share(gradcam_heatmaps(split, cells, np.full(len(cells), HEM))).mean() < 0.4
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "map_shape"), [("vgg19", "block5_conv4", (2, 2)), ("efficientnetb3", "top_conv", (1, 1))]
+)
+def test_paper_backbones_split_at_their_last_convolution(name, layer, map_shape):
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    model = classifiers.build_classifier(
+        name, image_size=32, weights="none", dropout=0.5, augmentation=PAPER_AUGMENTATION, calibration_images=images
+    )
+    split = GradCamSplit.of(model)
+    assert (split.layer_name, split.map_shape) == (layer, map_shape)
+
+    logits = keras.ops.convert_to_numpy(split.class_scores(split.maps(images)))
+    predictions = model.get_layer("predictions")
+    kernel, bias = predictions.get_weights()
+    logit_inputs = keras.Model(model.input, predictions.input).predict(images, verbose=0)
+    np.testing.assert_allclose(logits, logit_inputs @ kernel + bias, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(predictions.activation(logits)), model.predict(images, verbose=0), atol=1e-5
+    )
+    heatmaps = gradcam_heatmaps(split, images, np.array([HEM, ALL] * 3))
+    assert heatmaps.shape == (6, 32, 32)
+    assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
+
+
+def predictions_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """``(path, label, pred)`` rows as a prediction table."""
+    frame = pd.DataFrame(rows, columns=["path", "label", "pred"])
+    return frame.assign(subject=frame["path"].str[:2], p_all=np.where(frame["pred"] == "ALL", 0.8, 0.2))[
+        list(PREDICTION_COLUMNS)
+    ]
+
+
+OUTCOME_ROWS = {"TP": ("ALL", "ALL"), "FP": ("HEM", "ALL"), "TN": ("HEM", "HEM"), "FN": ("ALL", "HEM")}
+OUTCOME_ROWS_OF = {pair: outcome for outcome, pair in OUTCOME_ROWS.items()}
+
+
+def test_the_panel_draw_depends_on_the_seed_not_on_row_order():
+    counts = {"TP": 9, "FP": 2, "TN": 7, "FN": 1}
+    table = predictions_table(
+        [
+            (f"{outcome}_{number:02d}.bmp", *OUTCOME_ROWS[outcome])
+            for outcome in counts
+            for number in range(counts[outcome])
+        ]
+    )
+    cells = gradcam_panel_cells(table, cells_per_outcome=3, seed=4)
+
+    assert list(cells["outcome"]) == ["TP"] * 3 + ["FP"] * 2 + ["TN"] * 3 + ["FN"]
+    assert all(path.startswith(outcome) for path, outcome in zip(cells["path"], cells["outcome"], strict=True))
+    assert not cells["path"].duplicated().any()
+    shuffled = table.sample(frac=1, random_state=1)
+    pd.testing.assert_frame_equal(gradcam_panel_cells(shuffled, 3, 4), cells)
+    draws = {tuple(gradcam_panel_cells(table, 3, seed)["path"]) for seed in range(6)}
+    assert len(draws) > 1
+
+
+def test_a_missing_outcome_is_absent_from_the_draw_and_said_in_the_figure():
+    table = predictions_table([("a.bmp", "ALL", "ALL"), ("b.bmp", "HEM", "HEM"), ("c.bmp", "HEM", "HEM")])
+    cells = gradcam_panel_cells(table, cells_per_outcome=2, seed=0)
+    assert list(cells["outcome"]) == ["TP", "TN", "TN"]
+
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    figure = plot_gradcam_panel(
+        cells, images, np.zeros((3, 8, 8)), title="tiny, random split", layer_name="last_conv", map_shape=(2, 2)
+    )
+    texts = [text.get_text() for axes in figure.axes for text in axes.texts]
+    assert texts == ["no FP in the test subset", "no FN in the test subset"]
+    assert figure.get_suptitle() == "tiny, random split\nGrad-CAM on last_conv, 2x2 map at 8 px"
+    with pytest.raises(UserError, match="cells_per_outcome"):
+        gradcam_panel_cells(table, cells_per_outcome=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A saved tiny classifier (with the paper's augmentation), its synthetic cache, and the test predictions."""
+    directory = tmp_path_factory.mktemp("gradcam")
+    split_path, cache_dir = write_synthetic_dataset(directory)
+    keras.utils.set_random_seed(0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)
+        model = classifiers.build_classifier(
+            "tiny", image_size=32, weights="none", dropout=0.5, augmentation=PAPER_AUGMENTATION
+        )
+    cache_images = np.load(cache_dir / CACHE_IMAGES_FILE)
+    pooled = classifiers.feature_extractor(model).predict(cache_images, verbose=0)
+    kernel = np.random.default_rng(0).normal(0, 1, (pooled.shape[1], 2))
+    # Centred logits put images on both sides of 0.5, so every outcome has cells.
+    model.get_layer("predictions").set_weights([kernel, -np.median(pooled @ kernel, axis=0)])
+    model_path = directory / "model.keras"
+    classifiers.save_model(model, model_path)
+
+    split = read_split(split_path)
+    test = split[split["subset"] == "test"].reset_index(drop=True)
+    index = pd.read_csv(cache_dir / "index.tsv", sep="\t").set_index("path")["row"]
+    p_all = probability_of_all(model.predict(cache_images[index[test["path"]].to_numpy()], verbose=0))
+    predictions = test.assign(p_all=p_all, pred=np.where(p_all >= 0.5, "ALL", "HEM"))[list(PREDICTION_COLUMNS)]
+    predictions_path = directory / "test.tsv"
+    write_tsv(predictions, predictions_path)
+    return model_path, predictions_path, cache_dir
+
+
+def test_the_rule_writes_the_panel_as_png_and_pdf(tmp_path, saved_run):
+    model_path, predictions_path, cache_dir = saved_run
+    png, pdf = tmp_path / "gradcam_tiny.png", tmp_path / "gradcam_tiny.pdf"
+    cells = gradcam_figure(model_path, predictions_path, cache_dir, 2, 0, "tiny, random split", png, pdf)
+
+    predictions = read_tsv(predictions_path)
+    available = [OUTCOME_ROWS_OF[pair] for pair in zip(predictions["label"], predictions["pred"], strict=True)]
+    expected = [outcome for outcome in GRADCAM_OUTCOMES for _ in range(min(2, available.count(outcome)))]
+    assert len(set(available)) >= 3 and list(cells["outcome"]) == expected
+    with Image.open(png) as image:
+        assert image.width > 1000 and image.height > 1000
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([png.name, pdf.name])
+
+
+# Grad-CAM under another Keras backend, on the saved model; prints the maps as JSON or the UserError.
+OTHER_BACKEND = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import numpy as np
+    from leukemia_dtl.core.errors import UserError
+    from leukemia_dtl.model.classifiers import load_model
+    from leukemia_dtl.model.gradcam import GradCamSplit, gradcam_heatmaps
+
+    images = np.load(sys.argv[2])[:4]
+    try:
+        maps = gradcam_heatmaps(GradCamSplit.of(load_model(sys.argv[1])), images, np.array([0, 1, 0, 1]))
+        print(json.dumps({"backend": keras.backend.backend(), "maps": maps.tolist()}))
+    except UserError as error:
+        print(json.dumps({"error": str(error)}))
+    """
+)
+
+
+@pytest.mark.parametrize("keras_backend", ["jax", "numpy"])
+def test_jax_gives_the_tensorflow_maps_and_other_backends_say_which_work(saved_run, keras_backend):
+    model_path, _, cache_dir = saved_run
+    result = subprocess.run(
+        [sys.executable, "-c", OTHER_BACKEND, str(model_path), str(cache_dir / CACHE_IMAGES_FILE)],
+        env={**os.environ, "KERAS_BACKEND": keras_backend, "PYTHONPATH": str(REPO / "scripts")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.splitlines()[-1])
+    if keras_backend == "numpy":
+        assert "tensorflow, jax" in answer["error"], answer
+        return
+    assert answer["backend"] == "jax"
+    images = np.load(cache_dir / CACHE_IMAGES_FILE)[:4]
+    expected = gradcam_heatmaps(GradCamSplit.of(classifiers.load_model(model_path)), images, np.array([0, 1, 0, 1]))
+    assert expected.max() > 0
+    np.testing.assert_allclose(np.array(answer["maps"]), expected, atol=1e-4)
