@@ -8,6 +8,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +48,36 @@ def _flush_to_disk(tmp: Path, target: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _flush_folder_to_disk(folder: Path) -> None:
+    for directory, _, files in os.walk(folder):
+        for name in [*files, "."]:
+            fd = os.open(Path(directory) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a path beside ``target`` to build a folder at; it replaces ``target`` only on success, so a killed
+    job never leaves a complete-looking folder (the folder counterpart of :func:`atomic_path`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        staged = staging / target.name
+        yield staged
+        with storage_errors(target):
+            _flush_folder_to_disk(staged)
+            if target.exists():
+                # An earlier export moves into the staging folder, which is removed below.
+                os.replace(target, staging / "replaced")
+            os.replace(staged, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
