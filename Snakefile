@@ -41,6 +41,7 @@ include: "rules/data.smk"
 include: "rules/tuning.smk"
 include: "rules/models.smk"
 include: "rules/evaluate.smk"
+include: "rules/apply.smk"
 
 
 rule all:

@@ -16,15 +16,20 @@ from leukemia_dtl.core.vocabulary import (
     COMPARISON_TABLES,
     DATASET_DIR,
     ENSEMBLE,
+    EXPORT_CHECK_FILE,
     FEATURES_FILE,
     IMAGENET_WEIGHT_FILES,
     INDEX_FILE,
     KERAS_CACHE_SUBDIR,
+    MIN_SUBJECTS_PER_CLASS,
+    ONNX_FILE,
     PATIENT_SPLIT,
     PLAIN,
     PREDICTED_SUBSETS,
+    PROVENANCE_FILE,
     RANDOM_SPLIT,
     REPORTED_SUBSETS,
+    SAVED_MODEL_DIR,
     SPLIT_SCHEMES,
     SUBMISSION_FILE,
     TTA,
@@ -76,6 +81,17 @@ RUN = "{scheme}/{model}/seed{seed}"
 MODEL = f"{RESULTS}/models/{RUN}/model.keras"
 HISTORY = f"{RESULTS}/models/{RUN}/history.tsv"
 TRAIN_STATS = f"{RESULTS}/models/{RUN}/train_stats.json"
+PROVENANCE = f"{RESULTS}/models/{RUN}/{PROVENANCE_FILE}"
+TENSORBOARD = f"{RESULTS}/tensorboard/{RUN}"
+# Each trained model for other runtimes (target `export`), with the check of both files against the .keras model.
+EXPORT = f"{RESULTS}/export/{RUN}"
+EXPORT_SAVED_MODEL = f"{EXPORT}/{SAVED_MODEL_DIR}"
+EXPORT_ONNX = f"{EXPORT}/{ONNX_FILE}"
+EXPORT_CHECK = f"{EXPORT}/{EXPORT_CHECK_FILE}"
+# New images scored with a trained model (target `classify`).
+CLASSIFY_PREDICTIONS = f"{RESULTS}/classify/predictions.tsv"
+CLASSIFY_REJECTED = f"{RESULTS}/classify/rejected.tsv"
+MODEL_CARD = f"{RESULTS}/model_cards/{{scheme}}/{{model}}.md"
 # Resume state of an interrupted training job: not an output, so Snakemake never deletes it.
 RESUME = f"{RESULTS}/resume/{RUN}"
 # A prediction set: one run's predictions (seed<N>) or the mean of the seeds' (ensemble), each also with
@@ -111,6 +127,8 @@ METRICS = in_set(SET_METRICS)
 STATS = f"{RESULTS}/stats/{{scheme}}/{{name}}.tsv"
 TABLE = f"{RESULTS}/tables/{{scheme}}/{{name}}.{{ext}}"
 LEAKAGE_TABLE = f"{RESULTS}/tables/leakage.{{ext}}"
+RUNS_TABLE = f"{RESULTS}/tables/runs.{{ext}}"
+PROVENANCE_TABLE = f"{RESULTS}/tables/provenance.{{ext}}"
 FIGURE = f"{RESULTS}/figures/{{scheme}}/{{name}}.{{ext}}"
 RULEGRAPH = f"{RESULTS}/figures/rulegraph.{{ext}}"
 # The tuning grid: one row per configuration, every combination of the configured values, in config
@@ -128,8 +146,6 @@ TUNING_HEATMAP = f"{TUNING}/heatmap.{{ext}}"
 FEATURES = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{FEATURES_FILE}"
 FEATURES_INDEX = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{INDEX_FILE}"
 SUBSET_FIGURES = ["roc", "confusion", "reliability"]
-# The subject table flags a subset with fewer subjects than this in a class.
-MIN_SUBJECTS_PER_CLASS = 10
 
 
 def log_file(name):
@@ -150,6 +166,12 @@ def archive_file():
         "archive": config["data"]["archive"],
     }
     return archives.get(config["data"]["source"], [])
+
+
+def archive_checksum():
+    """The extracted archive's sha256 file, for the provenance of a run; none for a folder (data.source:
+    directory), which has no archive."""
+    return [] if config["data"]["source"] == "directory" else ARCHIVE_CHECKSUM
 
 
 def dataset_folder():
@@ -321,6 +343,85 @@ def selected_hyperparameters(wildcards):
     return []
 
 
+def tensorboard_logs():
+    """train_model's TensorBoard folder with logging.tensorboard on: turning it on retrains the runs without
+    one."""
+    if config["logging"]["tensorboard"]:
+        return {"tensorboard": directory(TENSORBOARD)}
+    return {}
+
+
+def first_seed_files(pattern, subset="test"):
+    """Input function: a file of the first configured seed of the job's scheme and model (the Grad-CAM panel)."""
+    return lambda wildcards: in_set(pattern).format(
+        scheme=wildcards.scheme,
+        model=wildcards.model,
+        seed=config["seeds"][0],
+        subset=subset,
+    )
+
+
+def held_out_results():
+    """A model's results on the held-out subsets, for its model card: per subset the seeds' metrics and
+    predictions ({subset}_metrics, {subset}_predictions: one file per seed) and the ensemble's
+    (ensemble_{subset}_metrics, ensemble_{subset}_predictions)."""
+    results = {}
+    for subset in REPORTED_SUBSETS:
+        for kind, pattern in (
+            ("metrics", SET_METRICS),
+            ("predictions", SET_PREDICTIONS),
+        ):
+            pattern = pattern.replace("{subset}", subset)
+            results[f"{subset}_{kind}"] = seed_files(in_set(pattern))
+            results[f"ensemble_{subset}_{kind}"] = in_set(pattern, seed=None)
+    return results
+
+
+def classify_choice():
+    """The classify config as (scheme, model, seeds): the trained model(s) that score new images."""
+    choice = config["classify"]
+    if not choice["input"] or not choice["model"]:
+        raise WorkflowError(
+            "The target classify needs classify.input (a folder of images) and classify.model "
+            "(<scheme>/<model>/<seed{N} | ensemble>, e.g. patient/efficientnetb3/ensemble) in the config."
+        )
+    scheme, model, members = choice["model"].split("/")
+    seeds = (
+        config["seeds"] if members == ENSEMBLE else [int(members.removeprefix("seed"))]
+    )
+    unknown = [
+        f"{what} {value!r} (configured: {allowed})"
+        for what, value, allowed in (
+            ("scheme", scheme, config["split"]["schemes"]),
+            ("model", model, list(config["models"])),
+            *(("seed", seed, config["seeds"]) for seed in seeds),
+        )
+        if value not in allowed
+    ]
+    if unknown:
+        raise WorkflowError(
+            f"classify.model is {choice['model']}, but the config trains no {', '.join(unknown)}: "
+            "name a trained scheme, model and seed."
+        )
+    return scheme, model, seeds
+
+
+def classify_models(wildcards):
+    scheme, model, seeds = classify_choice()
+    return [MODEL.format(scheme=scheme, model=model, seed=seed) for seed in seeds]
+
+
+def classify_folder(wildcards):
+    classify_choice()
+    folder = config["classify"]["input"]
+    # The extracted archive is the workflow's own output (config/classify.yaml scores the demo's images).
+    if folder != EXTRACTED and not Path(folder).is_dir():
+        raise WorkflowError(
+            f"classify.input is {folder}, which is not a folder: give the folder that holds the images."
+        )
+    return folder
+
+
 def per_subset(pattern):
     """One file per predicted subset, named by the subset: the inputs and outputs of the prediction rules."""
     return {subset: pattern.replace("{subset}", subset) for subset in PREDICTED_SUBSETS}
@@ -458,6 +559,48 @@ def evaluation_targets():
     return targets + expand(RULEGRAPH, ext=["png", "pdf"])
 
 
+def use_targets():
+    """Grad-CAM panels and model cards per scheme and model, the run overview and provenance tables."""
+    targets = []
+    for scheme in config["split"]["schemes"]:
+        for model in config["models"]:
+            targets.append(MODEL_CARD.format(scheme=scheme, model=model))
+            targets += [
+                figure_file(f"gradcam_{model}", ext, scheme) for ext in ("png", "pdf")
+            ]
+    return (
+        targets
+        + expand(RUNS_TABLE, ext=["tsv", "md"])
+        + expand(PROVENANCE_TABLE, ext=["tsv", "md"])
+    )
+
+
+def all_runs():
+    """(scheme, model, seed) of every trained run, in the order of all_run_files."""
+    return [
+        (scheme, model, seed)
+        for scheme in config["split"]["schemes"]
+        for model, seed, _ in run_keys()
+    ]
+
+
+def all_run_files(pattern, subset=""):
+    """One file per trained run of a pattern with {scheme}, {model} and {seed} (and {subset})."""
+    return [
+        pattern.format(scheme=scheme, model=model, seed=seed, subset=subset)
+        for scheme, model, seed in all_runs()
+    ]
+
+
+def export_targets():
+    """Every trained model as SavedModel and ONNX, with their checks (target export)."""
+    return [
+        path
+        for pattern in (EXPORT_SAVED_MODEL, EXPORT_ONNX, EXPORT_CHECK)
+        for path in all_run_files(pattern)
+    ]
+
+
 def tuning_targets():
     targets = []
     for scheme in config["split"]["schemes"]:
@@ -474,4 +617,4 @@ def tuning_targets():
 
 def final_targets():
     tuning = tuning_targets() if config["hyperparameters"] == "tuned" else []
-    return data_targets() + tuning + evaluation_targets()
+    return data_targets() + tuning + evaluation_targets() + use_targets()

@@ -26,10 +26,13 @@ rule train_model:
         cache_index=cache_index(),
         weights=model_weight_files,
         hyperparameters=selected_hyperparameters,
+        archive_checksum=archive_checksum(),
     output:
+        **tensorboard_logs(),
         model=MODEL,
         history=HISTORY,
         stats=TRAIN_STATS,
+        provenance=PROVENANCE,
     log:
         log_file(f"train_model/{RUN}"),
     benchmark:

@@ -1,8 +1,10 @@
 """Rule train_model: train one model with one seed (leukemia_dtl.model.training.train_model).
 
 input:   split (split TSV); cache_images, cache_index (<cache_dir>/images.npy, <cache_dir>/index.tsv);
-         hyperparameters (selected.yaml of the tuning, with hyperparameters: tuned)
-output:  model (.keras), history (history.tsv), stats (train_stats.json)
+         hyperparameters (selected.yaml of the tuning, with hyperparameters: tuned); archive_checksum (the
+         extracted archive's sha256 file; none with data.source: directory)
+output:  model (.keras), history (history.tsv), stats (train_stats.json), provenance (provenance.json: code,
+         config digest, archive, packages, device, Slurm job); tensorboard (a folder, with logging.tensorboard)
 params:  model_name, model_options (the config's models.<name> entry), augmentation, image_size, seed,
          precision, deterministic, backup_dir (resume state; outside the outputs so Snakemake leaves it
          alone), keras_home (Keras cache holding the ImageNet weights)
@@ -10,15 +12,32 @@ threads: CPU threads the backend may use
 resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
 
+from pathlib import Path
+
+import leukemia_dtl
+from leukemia_dtl.core.provenance import write_run_provenance
 from leukemia_dtl.core.rule_runner import run_rule
+
+# The workflow's git checkout: Snakemake runs a copy of this script, but imports the package from the checkout.
+REPOSITORY = Path(leukemia_dtl.__file__).resolve().parents[2]
 
 
 def main(snakemake):
-    from leukemia_dtl.model.backend import check_gpu
+    from leukemia_dtl.model.backend import backend_name, check_gpu, device_description, slurm_context
     from leukemia_dtl.model.inputs import cache_dir_of
     from leukemia_dtl.model.training import train_model
 
     check_gpu(snakemake.resources.require_gpu)
+    # Written first, so that it describes the job that trains; every output goes if the job fails.
+    write_run_provenance(
+        snakemake.output.provenance,
+        rule_params=dict(snakemake.params.items()),
+        archive_checksum_file=snakemake.input.get("archive_checksum") or None,
+        device=device_description(),
+        keras_backend=backend_name(),
+        slurm=slurm_context(),
+        repository=REPOSITORY,
+    )
     train_model(
         model_name=snakemake.params.model_name,
         model_options=snakemake.params.model_options,
@@ -35,6 +54,7 @@ def main(snakemake):
         stats_path=snakemake.output.stats,
         tuned_hyperparameters_path=snakemake.input.get("hyperparameters") or None,
         threads=snakemake.threads,
+        tensorboard_dir=snakemake.output.get("tensorboard"),
     )
 
 

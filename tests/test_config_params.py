@@ -18,6 +18,8 @@ NOT_PARAMS = {
     "hyperparameters": "adds the tuning selection to the training jobs' inputs",
     "require_gpu": "is a resource of the GPU rules: whether a job may run without a GPU, never what it computes",
     "gpu_request": "is a resource of the GPU rules: how they ask Slurm for a GPU, never what they compute",
+    "classify.input": "is the classify rule's input folder",
+    "logging.tensorboard": "adds the TensorBoard folder to the training jobs' outputs",
 }
 CONFIG_REFERENCE = re.compile(r'config((?:\["\w+"\])+)')
 

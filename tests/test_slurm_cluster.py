@@ -266,6 +266,8 @@ def test_demo_training_job_ran_in_slurm_with_a_gpu(slurm_cluster, demo_through_s
     stats = json.loads((workdir / DEMO_TRAINING).read_text())
     assert stats["SLURM_JOB_ID"].isdigit() and stats["SLURM_JOB_PARTITION"] == "gpu"
     assert stats["CUDA_VISIBLE_DEVICES"] == "0"
+    provenance = json.loads((workdir / DEMO_TRAINING).with_name("provenance.json").read_text())
+    assert provenance["slurm"]["SLURM_JOB_ID"] == stats["SLURM_JOB_ID"]
     job = slurm_cluster.run("scontrol", "show", "job", stats["SLURM_JOB_ID"]).stdout
     assert "TresPerJob=gres:gpu:1" in job, job
     # The demo archive is a local rule and never reached Slurm.

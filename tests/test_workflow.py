@@ -1,6 +1,8 @@
 """The workflow as its users drive it: lint, formatting, dry-runs, config errors and a real demo run."""
 
+import importlib.metadata
 import json
+import subprocess
 import zipfile
 
 import numpy as np
@@ -217,6 +219,105 @@ def test_demo_run_scores_subjects_validation_thresholds_ensembles_and_tta(demo_r
         assert len(ensemble_tests) == 2 * 2 * 2 * 2  # models x kinds x held-out subsets x seeds
 
 
+RUNS = [
+    (scheme, model, seed)
+    for scheme in ("random", "patient")
+    for model in ("vgg19", "efficientnetb3")
+    for seed in (0, 1)
+]
+
+
+def test_demo_run_records_each_runs_provenance_and_overview(demo_run):
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    archive_sha256 = (demo_run / "data" / "archive.sha256").read_text().split()[0]
+    digests = set()
+    for scheme, model, seed in RUNS:
+        provenance = json.loads((demo_run / "models" / scheme / model / f"seed{seed}" / "provenance.json").read_text())
+        assert provenance["git"]["commit"] == commit.strip()
+        assert provenance["archive_sha256"] == archive_sha256
+        assert provenance["packages"]["keras"] == importlib.metadata.version("keras")
+        assert provenance["config"]["seed"] == seed and provenance["config"]["model_name"] == model
+        digests.add(provenance["config_digest"])
+    assert len(digests) == len(RUNS)  # every run trained with its own params (model, seed, resume folder)
+    runs = read_tsv(demo_run / "tables" / "runs.tsv")
+    assert len(runs) == len(RUNS)
+    for _, row in runs.iterrows():
+        metrics = demo_run / "metrics" / row["scheme"] / row["model"] / f"seed{row['seed']}"
+        for subset in ("test", "external"):
+            auc = json.loads((metrics / f"{subset}.json").read_text())["roc_auc"]["value"]
+            assert float(row[f"{subset}_roc_auc"]) == pytest.approx(auc, abs=5e-4)
+    assert len(read_tsv(demo_run / "tables" / "provenance.tsv")) == len(RUNS)
+
+
+def test_demo_run_writes_model_cards_and_gradcam_panels(demo_run):
+    for scheme in ("random", "patient"):
+        for model in ("vgg19", "efficientnetb3"):
+            card = (demo_run / "model_cards" / scheme / f"{model}.md").read_text()
+            assert "diagnosis" in card and "ECE" in card and "Brier" in card
+            external = json.loads((demo_run / "metrics" / scheme / model / "ensemble" / "external.json").read_text())
+            assert f"{external['roc_auc']['value']:.3f}" in card
+            assert (f"models/{scheme}/{model}/seed0/model.keras") in card
+            for ext in ("png", "pdf"):
+                assert (demo_run / "figures" / scheme / f"gradcam_{model}.{ext}").stat().st_size > 1000
+    assert "image-level" in (demo_run / "model_cards" / "random" / "vgg19.md").read_text()
+
+
+def test_classify_scores_the_demo_images_as_the_workflow_did(demo_run):
+    # As config/classify.yaml says: the demo's extracted archive, scored by the patient split's B3 ensemble.
+    arguments = ("classify", "--cores", "2", "--configfile", "config/demo.yaml", "config/classify.yaml")
+    result = run_snakemake(*arguments, workdir=demo_run.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    model = yaml.safe_load((REPO / "config" / "classify.yaml").read_text())["classify"]["model"]
+    scored = read_tsv(demo_run / "classify" / "predictions.tsv")
+    # Paths are relative to the folder classified: the archive's top folder, then the dataset's own paths.
+    scored["path"] = scored["path"].str.removeprefix("C-NMC_Leukemia/")
+    scored = scored.set_index("path")
+    assert (scored["model"] == model).all()
+    for subset in ("test", "external"):
+        dump = read_tsv(demo_run / "predictions" / model / f"{subset}.tsv").set_index("path")
+        np.testing.assert_allclose(
+            scored.loc[dump.index, "p_all"].astype(float), dump["p_all"].astype(float), atol=1e-4
+        )
+        assert (scored.loc[dump.index, "pred"] == dump["pred"]).all()
+    # The demo archive's corrupt image cannot be read: it is listed with a reason, never scored.
+    corrupt = set(read_tsv(demo_run / "data" / "rejected.tsv")["path"])
+    rejected = read_tsv(demo_run / "classify" / "rejected.tsv")
+    assert corrupt <= set(rejected["path"].str.removeprefix("C-NMC_Leukemia/")) and not corrupt & set(scored.index)
+    assert rejected["reason"].str.len().gt(0).all()
+
+
+def test_export_writes_saved_models_and_onnx_files_that_match_the_keras_models(demo_run):
+    import onnxruntime
+    import tensorflow as tf
+
+    from leukemia_dtl.model.classifiers import load_model
+
+    # Seed 0 of each scheme and model (4 of the demo's 8 models: each export takes about a minute here); the seed
+    # list is no training parameter, so the trained models stay as they are.
+    seed0 = demo_run.parent / "seed0.yaml"
+    seed0.write_text(yaml.safe_dump({"seeds": [0]}))
+    arguments = ("export", "--cores", "2", "--configfile", "config/demo.yaml", str(seed0))
+    result = run_snakemake(*arguments, workdir=demo_run.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert planned_jobs(result.stdout) == {"export_model": 4, "export": 1}
+    images = np.load(demo_run / "cache" / "32px" / "images.npy", mmap_mode="r")[:24].astype("float32")
+    exported = [run for run in RUNS if run[2] == 0]
+    for scheme, model, seed in exported:
+        export = demo_run / "export" / scheme / model / f"seed{seed}"
+        check = json.loads((export / "export_check.json").read_text())
+        assert check["saved_model_max_abs_diff"] <= 1e-4 and check["onnx_max_abs_diff"] <= 1e-4
+    for scheme, model, seed in (exported[0], exported[-1]):
+        export = demo_run / "export" / scheme / model / f"seed{seed}"
+        expected = load_model(demo_run / "models" / scheme / model / f"seed{seed}" / "model.keras").predict(
+            images, verbose=0
+        )
+        served = tf.saved_model.load(str(export / "saved_model")).serve(tf.constant(images)).numpy()
+        session = onnxruntime.InferenceSession(str(export / "model.onnx"))
+        (onnx_output,) = session.run(None, {session.get_inputs()[0].name: images})
+        np.testing.assert_allclose(served, expected, atol=1e-4)
+        np.testing.assert_allclose(onnx_output, expected, atol=1e-4)
+
+
 def test_demo_report_builds(demo_run):
     report = demo_run / "report.zip"
     result = run_snakemake("--configfile", "config/demo.yaml", "--report", str(report), workdir=demo_run.parent)
@@ -224,7 +325,16 @@ def test_demo_report_builds(demo_run):
     names = zipfile.ZipFile(report).namelist()
     assert any(name.endswith("table1_performance.tsv") for name in names)
     assert any(name.endswith("roc_test.png") for name in names)
-    for new_output in ("subjects.tsv", "challenge.tsv", "ensemble_delong.tsv", "isbi_valid.predict"):
+    for new_output in (
+        "subjects.tsv",
+        "challenge.tsv",
+        "ensemble_delong.tsv",
+        "isbi_valid.predict",
+        "gradcam_efficientnetb3.png",
+        "efficientnetb3.md",
+        "runs.tsv",
+        "provenance.tsv",
+    ):
         assert any(name.endswith(new_output) for name in names), new_output
 
 

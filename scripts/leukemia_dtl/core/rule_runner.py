@@ -25,6 +25,8 @@ def configure_logging(log_path: str | None) -> None:
         handlers=handlers,
         force=True,
     )
+    # matplotlib's PDF font subsetting logs every glyph it keeps at INFO.
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 def run_rule(snakemake, main: Callable) -> None:
