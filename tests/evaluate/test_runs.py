@@ -188,7 +188,7 @@ def test_a_metrics_file_without_a_score_is_a_user_error_naming_it(tmp_path, run_
 def test_train_stats_without_model_options_is_a_user_error_naming_it(tmp_path, run_files):
     broken = run_files["train_stats"][2]
     broken.write_text(json.dumps({"image_size": 32}))
-    with pytest.raises(UserError, match=rf"{re.escape(str(broken))} lack model_options"):
+    with pytest.raises(UserError, match=rf"{re.escape(str(broken))} lacks model_options"):
         _write(tmp_path, run_files)
 
 

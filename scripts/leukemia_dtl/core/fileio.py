@@ -211,6 +211,19 @@ def read_json(path: str | os.PathLike) -> dict:
         raise UserError(f"cannot read {path} ({error}); delete it and rerun the rule that writes it") from None
 
 
+def read_json_fields(path: str | os.PathLike, fields: Sequence[str], what: str) -> dict:
+    """A JSON output that must hold ``fields``: a file written by another version of the rule that writes
+    ``what`` (e.g. "the training step") is a UserError naming the file and what is missing."""
+    record = read_json(path)
+    missing = [name for name in fields if name not in record]
+    if missing:
+        raise UserError(
+            f"{path} lacks {', '.join(missing)}; it was written by another version of {what}. "
+            "Delete it and rerun the workflow, which writes it again."
+        )
+    return record
+
+
 def write_json(data: dict, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp, storage_errors(path):
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_json, write_json
+from leukemia_dtl.core.fileio import read_json_fields, write_json
 
 # A git that hangs (a network file system, a lock) must not hold up the training job for long.
 GIT_TIMEOUT_SECONDS = 30
@@ -176,11 +176,4 @@ def short_digest(digest: str | None) -> str:
 
 def read_run_provenance(path: str | os.PathLike) -> dict:
     """A provenance.json as :func:`write_run_provenance` wrote it; UserError naming the file if a field is missing."""
-    record = read_json(path)
-    missing = [name for name in PROVENANCE_FIELDS if name not in record]
-    if missing:
-        raise UserError(
-            f"Provenance file {path} lacks {', '.join(missing)}; it was written by another version of the training "
-            "step. Delete it and rerun the workflow, which retrains that run."
-        )
-    return record
+    return read_json_fields(path, PROVENANCE_FIELDS, "the training step")

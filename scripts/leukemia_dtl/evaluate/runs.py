@@ -9,8 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_json
+from leukemia_dtl.core.fileio import read_json, read_json_fields
 from leukemia_dtl.core.provenance import (
     SHORT_COMMIT_LENGTH,
     package_version,
@@ -51,14 +50,7 @@ def option_text(name: str, value) -> str:
 
 def read_train_stats(path: str | os.PathLike) -> dict:
     """A run's train_stats.json; UserError naming the file if it lacks what the overview and model cards read."""
-    stats = read_json(path)
-    missing = [name for name in TRAIN_STATS_FIELDS if name not in stats]
-    if missing:
-        raise UserError(
-            f"Training stats {path} lack {', '.join(missing)}; they were written by another version of the training "
-            "step. Delete the file and rerun the workflow to retrain that run."
-        )
-    return stats
+    return read_json_fields(path, TRAIN_STATS_FIELDS, "the training step")
 
 
 def read_run_metrics(path: str | os.PathLike, metrics: Sequence[str]) -> dict:
