@@ -25,6 +25,8 @@ rule plot_gradcam:
         pdf=figure_file("gradcam_{model}", "pdf"),
     log:
         log_file("plot_gradcam/{scheme}/{model}"),
+    benchmark:
+        benchmark_file("plot_gradcam/{scheme}/{model}")
     conda:
         "../envs/train.yaml"
     threads: 2

@@ -560,7 +560,8 @@ def evaluation_targets():
 
 
 def use_targets():
-    """Grad-CAM panels and model cards per scheme and model, the run overview and provenance tables."""
+    """Grad-CAM panels and model cards per scheme and model, the run overview and provenance tables, and with
+    logging.tensorboard each run's TensorBoard logs (Snakemake reruns a job only for outputs a target asks for)."""
     targets = []
     for scheme in config["split"]["schemes"]:
         for model in config["models"]:
@@ -568,6 +569,8 @@ def use_targets():
             targets += [
                 figure_file(f"gradcam_{model}", ext, scheme) for ext in ("png", "pdf")
             ]
+    if config["logging"]["tensorboard"]:
+        targets += all_run_files(TENSORBOARD)
     return (
         targets
         + expand(RUNS_TABLE, ext=["tsv", "md"])

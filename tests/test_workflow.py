@@ -377,6 +377,13 @@ def test_changing_one_models_epochs_retrains_only_that_model(demo_run):
     assert not {"build_image_cache", "split_dataset", "inventory", "tune_model", "extract_features"} & set(jobs)
 
 
+def test_turning_tensorboard_logs_on_retrains_every_run_and_nothing_upstream(demo_run):
+    jobs = planned_after_change(demo_run, {"logging": {"tensorboard": True}})
+    # Logs come from training: each of the 8 runs trains again, then what reads its model (plain and TTA).
+    assert jobs["train_model"] == 8 and jobs["predict_model"] == 8 and jobs["predict_model_tta"] == 8
+    assert not {"build_image_cache", "split_dataset", "tune_model", "extract_features"} & set(jobs)
+
+
 def test_demo_tunes_each_model_and_trains_with_its_selection(demo_run):
     grid = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["tuning"]["grid"]
     for scheme in ("random", "patient"):
