@@ -32,9 +32,19 @@ SMALL_DETERMINISTIC_DEMO = {
 KILLED_RUN_LOG = "results/logs/train_model/random/vgg19/seed0.log"
 # Files that differ between any two runs, killed or not: timings, memory peaks, log lines, and files that
 # stamp the time they were written (a .keras file is a zip, PDFs carry a creation date, HDF5 checkpoints in
-# resume/ their write times). The figures are drawn from the tables and predictions compared here.
-RUN_SPECIFIC = ("logs", "benchmarks", "figures", "resume")
-TIMING_FILES = ("train_stats.json", "predict_stats.json", "model.keras", "table2_compute.tsv", "table2_compute.md")
+# resume/ their write times, provenance records the time the job started). The figures are drawn from the tables
+# and predictions compared here; the model cards and the run overview show the training times.
+RUN_SPECIFIC = ("logs", "benchmarks", "figures", "resume", "model_cards")
+TIMING_FILES = (
+    "train_stats.json",
+    "predict_stats.json",
+    "model.keras",
+    "provenance.json",
+    "table2_compute.tsv",
+    "table2_compute.md",
+    "runs.tsv",
+    "runs.md",
+)
 TIMING_COLUMNS = ["epoch_seconds", "train_seconds"]
 
 
@@ -130,3 +140,9 @@ def test_a_killed_snakemake_rerun_with_the_same_command_gives_the_uninterrupted_
     assert any(path.parts[0] == "predictions" for path in outputs)
     for path in sorted(outputs):
         assert_same_output(reference_results / path, rerun_results / path, str(path))
+    # The resumed run's provenance describes the same configuration, code and data.
+    for record in reference_results.rglob("provenance.json"):
+        reference_record = json.loads(record.read_text())
+        rerun_record = json.loads((rerun_results / record.relative_to(reference_results)).read_text())
+        for field in ("config_digest", "archive_sha256", "git"):
+            assert rerun_record[field] == reference_record[field], (record, field)
