@@ -561,7 +561,8 @@ def evaluation_targets():
 
 def use_targets():
     """Grad-CAM panels and model cards per scheme and model, the run overview and provenance tables, and with
-    logging.tensorboard each run's TensorBoard logs (Snakemake reruns a job only for outputs a target asks for)."""
+    logging.tensorboard each run's TensorBoard logs (Snakemake reruns a job only for outputs a target asks for).
+    """
     targets = []
     for scheme in config["split"]["schemes"]:
         for model in config["models"]:
