@@ -311,7 +311,9 @@ def test_export_writes_saved_models_and_onnx_files_that_match_the_keras_models(d
         expected = load_model(demo_run / "models" / scheme / model / f"seed{seed}" / "model.keras").predict(
             images, verbose=0
         )
-        served = tf.saved_model.load(str(export / "saved_model")).serve(tf.constant(images)).numpy()
+        # Held in a name: TensorFlow deletes a loaded SavedModel's variables with the object.
+        saved_model = tf.saved_model.load(str(export / "saved_model"))
+        served = saved_model.serve(tf.constant(images)).numpy()
         session = onnxruntime.InferenceSession(str(export / "model.onnx"))
         (onnx_output,) = session.run(None, {session.get_inputs()[0].name: images})
         np.testing.assert_allclose(served, expected, atol=1e-4)
