@@ -207,7 +207,7 @@ def check_images_of(split_path: str | os.PathLike, cache_dir: str | os.PathLike,
             f"Split {split_path} has no {CHECKED_SUBSET} images to check the exported model on; rebuild the split."
         )
     cache = ImageCache.open(cache_dir, image_size)
-    return np.asarray(cache.images[cache.rows_for(paths)])
+    return cache.images_for(paths)
 
 
 def export_run(

@@ -262,7 +262,7 @@ def gradcam_figure(
     cells = gradcam_panel_cells(read_predictions(predictions_path), cells_per_outcome, seed)
     model = load_model(model_path)
     cache = ImageCache.open(cache_dir, model.input_shape[1])
-    images = np.asarray(cache.images[cache.rows_for(cells["path"])])
+    images = cache.images_for(cells["path"])
     split = GradCamSplit.of(model)
     heatmaps = gradcam_heatmaps(split, images, class_indices(cells["pred"]))
     figure = plot_gradcam_panel(

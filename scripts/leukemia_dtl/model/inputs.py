@@ -137,6 +137,10 @@ class ImageCache(IndexedArray):
     def image_size(self) -> int:
         return self.images.shape[1]
 
+    def images_for(self, paths: pd.Series) -> np.ndarray:
+        """The images of ``paths``, in their order, read into memory (a few: a check or a figure's panel)."""
+        return np.asarray(self.images[self.rows_for(paths)])
+
 
 class FeatureTable(IndexedArray):
     """A frozen base's pooled features of the train and val images, float32 (N, D), with the same index."""
