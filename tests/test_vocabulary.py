@@ -82,7 +82,7 @@ def test_drop_model_options_splits_a_models_block_by_who_reads_it():
         "normalization": "model",
         "freeze_base": True,
         "class_weight": "balanced",
-        "fine_tune": {"layers": 5, "learning_rate": 1e-05, "epochs": 20},
+        "fine_tune": {"layers": 4, "learning_rate": 1e-05, "epochs": 20},
     }
     builder = builder_options(block)
     assert builder == {

@@ -123,7 +123,7 @@ def test_configuration_columns_as_the_run_trained(tmp_path, run_files):
         "32",
         "100",
     ]
-    assert tuned["fine_tune"] == "top 20 layers, lr 1e-05, 20 epochs"
+    assert tuned["fine_tune"] == "top 20 weighted layers, lr 1e-05, 20 epochs"
     assert tuned["class_weight"] == "balanced"
     assert (tuned["epochs_run"], tuned["resumed_from_epoch"], float(tuned["training_seconds"])) == ("70", "50", 102.0)
     first = table[table["scheme"] == "random"].iloc[0]

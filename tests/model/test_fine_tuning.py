@@ -11,7 +11,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import yaml
 
+from conftest import REPO
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.model import classifiers
@@ -31,7 +33,8 @@ from model_stage_fixtures import vgg19_head
 
 # The synthetic train subset: 96 images, two ALL to one HEM; balanced weights are n / (2 * n_class).
 BALANCED_WEIGHTS = {0: 96 / (2 * 32), 1: 96 / (2 * 64)}
-FINE_TUNE = {"layers": 4, "learning_rate": 0.005, "epochs": 2}
+# One layer with weights from the top of the tiny BatchNormalization backbone: conv2.
+FINE_TUNE = {"layers": 1, "learning_rate": 0.005, "epochs": 2}
 
 
 def tiny_convnet_with_batch_normalization(include_top=False, weights=None, input_shape=None, pooling=None):
@@ -134,10 +137,9 @@ def test_the_training_loss_is_weighted_by_class_and_the_validation_loss_is_not(
     for subset in ("train", "val"):
         frame = split[split["subset"] == subset]
         labels = class_indices(frame["label"])
-        # Each image's cross-entropy as Keras computes it in training (on TensorFlow from the logits behind
-        # the sigmoid, elsewhere from the outputs divided by their sum), unweighted.
-        outputs = model(np.asarray(cache.images[cache.rows_for(frame["path"])]), training=False)
-        per_image = keras.losses.CategoricalCrossentropy(reduction=None)(np.eye(2)[labels], outputs)
+        # Each image's softmax cross-entropy of the model's logits, unweighted.
+        logits = model(np.asarray(cache.images[cache.rows_for(frame["path"])]), training=False)
+        per_image = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)(np.eye(2)[labels], logits)
         losses[subset] = (keras.ops.convert_to_numpy(per_image), labels)
 
     cross_entropy, labels = losses["train"]
@@ -152,16 +154,19 @@ def test_the_training_loss_is_weighted_by_class_and_the_validation_loss_is_not(
 # Fine-tuning
 
 
-def test_fine_tuning_trains_the_top_layers_of_the_base_and_never_batch_normalization():
+def test_fine_tuning_trains_the_top_layers_with_weights_of_the_base_and_never_batch_normalization():
     model = classifiers.build_classifier("efficientnetb3", image_size=32, weights="none", dropout=0.5, dense_units=8)
     head = {id(weight) for weight in model.trainable_weights}
     base = base_of(model)
-    top = base.layers[-12:]
-    layers = layers_to_fine_tune(model, 12)
-    assert [layer.name for layer in layers] == [
-        layer.name for layer in top if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    countable = [
+        layer for layer in base.layers if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
     ]
-    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in top)
+    layers = layers_to_fine_tune(model, 12)
+    assert layers == countable[-12:]
+    # The 12 reach below BatchNormalization, activation and pooling layers, none of them counted.
+    below = base.layers[base.layers.index(layers[0]) :]
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in below)
+    assert len(below) > 12
 
     unfreeze_for_fine_tuning(model, layers)
     trainable = {layer.name for layer in base.layers if layer.trainable_weights}
@@ -173,11 +178,35 @@ def test_fine_tuning_trains_the_top_layers_of_the_base_and_never_batch_normaliza
 
 def test_a_fine_tuning_layer_count_the_base_cannot_serve_is_a_user_error(tiny_bn_backbone):
     model = classifiers.build_classifier("tiny_bn", image_size=32, weights="none", dropout=0.5)
-    with pytest.raises(UserError, match=r"models.tiny_bn.fine_tune.layers is 8, but the base .* has 7 layers"):
-        layers_to_fine_tune(model, 8, setting="models.tiny_bn.fine_tune.layers")
-    # The top two layers are an activation and the pooling: nothing to train.
-    with pytest.raises(UserError, match="hold no weights to fine-tune"):
-        layers_to_fine_tune(model, 2)
+    # conv1 and conv2 hold weights; bn1 and bn2 stay frozen, the activations and the pooling hold none.
+    message = r"models.tiny_bn.fine_tune.layers is {}, but the base .* has 2 layers with weights to fine-tune"
+    for layers in (3, 0):
+        with pytest.raises(UserError, match=message.format(layers)):
+            layers_to_fine_tune(model, layers, setting="models.tiny_bn.fine_tune.layers")
+    assert [layer.name for layer in layers_to_fine_tune(model, 2)] == ["conv1", "conv2"]
+
+
+# What config/beyond.yaml's fine_tune.layers unfreeze, as its comment and config/README.md describe them: VGG-19's
+# block 5 (four convolutions), EfficientNet-B3's top convolution and its last MBConv block, block7b.
+BEYOND_FINE_TUNED_LAYERS = {
+    "vgg19": ["block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4"],
+    "efficientnetb3": [
+        "block7b_expand_conv",
+        "block7b_dwconv",
+        "block7b_se_reduce",
+        "block7b_se_expand",
+        "block7b_project_conv",
+        "top_conv",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(BEYOND_FINE_TUNED_LAYERS))
+def test_the_beyond_overlay_fine_tunes_the_layers_it_documents(name):
+    setting = yaml.safe_load((REPO / "config" / "beyond.yaml").read_text())["models"][name]["fine_tune"]["layers"]
+    model = classifiers.build_classifier(name, image_size=32, weights="none", dropout=0.5)
+    layers = layers_to_fine_tune(model, setting)
+    assert [layer.name for layer in layers] == BEYOND_FINE_TUNED_LAYERS[name]
 
 
 def test_fine_tuning_changes_only_the_layers_it_names_and_continues_the_history(tmp_path, dataset, tiny_bn_backbone):
@@ -201,14 +230,14 @@ def test_fine_tuning_changes_only_the_layers_it_names_and_continues_the_history(
         {layer.name: layer.get_weights() for layer in base_of(model).layers} for model in (initial, trained)
     )
     assert not any(np.array_equal(old, new) for old, new in zip(before["conv2"], after["conv2"], strict=True))
-    # Below the top four, or BatchNormalization (its statistics included): as built.
+    # Below the top layer with weights, or BatchNormalization (its statistics included): as built.
     frozen = ("conv1", "bn1", "bn2")
     assert_same_weights([after[name] for name in frozen], [before[name] for name in frozen])
 
 
 def test_the_fine_tuning_setting_is_off_when_absent_and_complete_when_given():
     assert fine_tuning("m", None) is None
-    assert fine_tuning("m", FINE_TUNE) == FineTuning(layers=4, learning_rate=0.005, epochs=2)
+    assert fine_tuning("m", FINE_TUNE) == FineTuning(layers=1, learning_rate=0.005, epochs=2)
     with pytest.raises(UserError, match=r"models.m.fine_tune must hold exactly layers, learning_rate and epochs"):
         fine_tuning("m", {"layers": 4, "epochs": 2})
 
@@ -220,7 +249,7 @@ def test_fine_tuning_needs_a_frozen_base(tmp_path, dataset, tiny_backbone):
 
 
 def test_a_fine_tuning_phase_that_diverges_names_its_learning_rate(tmp_path, dataset, tiny_backbone):
-    fine_tune = {"layers": 3, "learning_rate": 1e30, "epochs": 2}
+    fine_tune = {"layers": 1, "learning_rate": 1e30, "epochs": 2}
     arguments = training_arguments(tmp_path, dataset, epochs=2, freeze_base=True, fine_tune=fine_tune)
     with pytest.raises(UserError) as failure:
         train_model(**arguments)
@@ -254,7 +283,7 @@ def resume(run_dir: Path, arguments: dict) -> tuple[str, dict]:
 
 
 def test_a_run_killed_while_fine_tuning_resumes_there_without_the_frozen_phase(tmp_path, dataset, tiny_backbone):
-    epochs, fine_tune = 2, {"layers": 2, "learning_rate": 0.005, "epochs": 5}
+    epochs, fine_tune = 2, {"layers": 1, "learning_rate": 0.005, "epochs": 5}
     total = epochs + fine_tune["epochs"]
     arguments = training_arguments(tmp_path, dataset, epochs=epochs, freeze_base=True, fine_tune=fine_tune)
     done = kill_after_epoch(tmp_path, arguments, kill_after=epochs + 1)

@@ -42,7 +42,7 @@ def option_text(name: str, value) -> str:
     if value is None:
         return OPTION_DEFAULTS.get(name, "")
     if name == "fine_tune":
-        return f"top {value['layers']} layers, lr {value['learning_rate']:g}, {value['epochs']} epochs"
+        return f"top {value['layers']} weighted layers, lr {value['learning_rate']:g}, {value['epochs']} epochs"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value).lower() if isinstance(value, bool) else str(value)

@@ -300,32 +300,28 @@ def feature_extractor(model: keras.Model) -> keras.Model:
 
 
 def layers_to_fine_tune(model: keras.Model, layers: int, setting: str = "fine_tune.layers") -> list[keras.layers.Layer]:
-    """The base layers that fine-tuning the top ``layers`` layers of the base trains: those of them that hold
-    weights, BatchNormalization excepted (it stays frozen, as Keras's transfer-learning guide says: the
+    """The top ``layers`` layers of the base that fine-tuning trains, counting only layers that hold weights,
+    BatchNormalization excepted (it stays frozen, as Keras's transfer-learning guide says: the
     :class:`InferenceMode` wrapper runs it on its stored statistics, and training its scale and offset on
-    top of statistics that no longer move would shift every feature the head learned on).
+    top of statistics that no longer move would shift every feature the head learned on). Pooling,
+    activation and other weightless layers are not counted, so ``layers: 4`` on VGG-19 is block 5's four
+    convolutions, whatever pooling ends the base.
 
     Errors name ``setting``, the config key that gave ``layers``; call it before training starts, so a
     wrong count stops the run before the frozen phase.
     """
     wrapper = model.layers[base_position(model)]
-    base_layers = [layer for layer in wrapper.layer.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if not 1 <= layers <= len(base_layers):
-        raise UserError(
-            f"{setting} is {layers}, but the base {wrapper.name} has {len(base_layers)} layers; "
-            f"set it between 1 and {len(base_layers)}."
-        )
-    trained = [
+    trainable = [
         layer
-        for layer in base_layers[len(base_layers) - layers :]
+        for layer in wrapper.layer.layers
         if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
     ]
-    if not trained:
+    if not 1 <= layers <= len(trainable):
         raise UserError(
-            f"The top {layers} layers of the base {wrapper.name} hold no weights to fine-tune "
-            f"(BatchNormalization stays frozen); raise {setting}."
+            f"{setting} is {layers}, but the base {wrapper.name} has {len(trainable)} layers with weights to "
+            f"fine-tune (BatchNormalization stays frozen); set it between 1 and {len(trainable)}."
         )
-    return trained
+    return trainable[len(trainable) - layers :]
 
 
 def unfreeze_for_fine_tuning(model: keras.Model, layers: list[keras.layers.Layer]) -> None:
