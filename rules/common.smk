@@ -13,6 +13,7 @@ sys.path.insert(0, f"{workflow.basedir}/scripts")
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
+    CLASSIFIER_OUTPUT,
     COMPARISON_TABLES,
     DATASET_DIR,
     ENSEMBLE,

@@ -54,6 +54,7 @@ rule train_model:
         precision=config["precision"],
         deterministic=config["deterministic"],
         backup_dir=RESUME,
+        classifier_output=CLASSIFIER_OUTPUT,
         keras_home=KERAS_HOME,
     script:
         "../scripts/train_model.py"

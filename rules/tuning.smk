@@ -63,6 +63,7 @@ rule tune_model:
         model_options=lambda wildcards: untuned_options(wildcards.model),
         hyperparameters=grid_point,
         epochs=config["tuning"]["epochs"],
+        classifier_output=CLASSIFIER_OUTPUT,
         seed=config["tuning"]["seed"],
         augmentation=config["augmentation"] if config["tuning"]["augmentation"] else {},
         image_size=config["image_size"],

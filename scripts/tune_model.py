@@ -5,7 +5,8 @@ input:   split; either features, features_index (fast path: frozen base, no augm
 output:  result (validation.json: the configuration and its val_loss, val_accuracy, val_auc)
 params:  model_name, model_options (config entry without the grid's keys and epochs), hyperparameters
          (this job's grid point), epochs, seed (tuning.*), augmentation (the config's, or {} with
-         tuning.augmentation off), image_size, keras_home
+         tuning.augmentation off), image_size, keras_home, classifier_output (what the classifiers output:
+         not read here, it reruns configurations scored by classifiers of an earlier format)
 threads: CPU threads the backend may use
 resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """

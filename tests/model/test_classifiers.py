@@ -20,9 +20,11 @@ HEAD_OPTIONS = {"vgg19": {"dropout": 0.5}, "efficientnetb3": {"dropout": 0.5, "d
 # pooling="max") with the paper's heads have them.
 PARAMETER_COUNTS = {"vgg19": (20_025_410, 1_026), "efficientnetb3": (11_183_665, 397_058)}
 HEAD_LAYERS = {
-    # The paper's GlobalMaxPooling2D is the base's last layer (pooling="max"), for both models.
-    "vgg19": [("Dropout", None), ("Dense", "sigmoid")],
-    "efficientnetb3": [("BatchNormalization", None), ("Dense", "relu"), ("Dropout", None), ("Dense", "softmax")],
+    # The paper's GlobalMaxPooling2D is the base's last layer (pooling="max"), for both models. The output Dense
+    # gives the logits: the paper's sigmoid (VGG-19) and softmax (EfficientNet-B3) become softmax(z), as TensorFlow
+    # trained both (tests/model/test_backend_equivalence.py).
+    "vgg19": [("Dropout", None), ("Dense", "linear")],
+    "efficientnetb3": [("BatchNormalization", None), ("Dense", "relu"), ("Dropout", None), ("Dense", "linear")],
 }
 # Flip, rotation, shift and zoom in one compilable layer (tests/model/test_augmentation.py).
 AUGMENTATION_LAYERS = ["RandomAffineAugmentation"]
@@ -118,10 +120,11 @@ def test_saved_model_reloads_with_the_same_predictions(tmp_path, name):
     assert len(reloaded.optimizer.variables) == len(model.optimizer.variables)
 
 
-def test_compile_uses_categorical_crossentropy_and_no_xla_on_cpu_tensorflow():
+def test_compile_uses_categorical_crossentropy_on_the_logits_and_no_xla_on_cpu_tensorflow():
     model = build("vgg19")
     classifiers.compile_classifier(model, optimizer="rmsprop", learning_rate=0.01)
     assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+    assert model.loss.get_config()["from_logits"] is True
     assert isinstance(model.optimizer, keras.optimizers.RMSprop)
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.01)
     if keras.backend.backend() == "tensorflow" and backend.accelerator_name() is None:
@@ -282,3 +285,16 @@ def test_head_model_reproduces_the_classifier_head(name):
     keras.utils.set_random_seed(3)
     head = classifiers.build_head_model(name, features.shape[1], **HEAD_OPTIONS[name])
     np.testing.assert_allclose(head.predict(features, verbose=0), classifier.predict(images, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_a_model_saved_with_an_output_activation_is_refused_with_what_to_do(tmp_path, activation):
+    """Models of versions before the logits head: their outputs are not the logits P(ALL) is read from."""
+    model = build("vgg19")
+    features = model.layers[-1].input
+    old = keras.Model(model.input, keras.layers.Dense(2, activation=activation, name="predictions")(features))
+    classifiers.save_model(old, tmp_path / "model.keras")
+    with pytest.raises(UserError, match=rf"ends in '{activation}' .* earlier version .* Retrain it"):
+        classifiers.load_model(tmp_path / "model.keras")
+    classifiers.save_model(model, tmp_path / "current.keras")
+    assert classifiers.load_model(tmp_path / "current.keras").layers[-1].name == classifiers.OUTPUT_LAYER

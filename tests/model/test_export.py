@@ -1,5 +1,6 @@
 """Exporting a trained classifier: the SavedModel and the ONNX file, loaded back by TensorFlow and onnxruntime,
-give the .keras model's outputs without its augmentation, and a failed check publishes nothing."""
+give the class probabilities of the .keras model's logits (softmax, P(ALL) second) without its augmentation, and a
+failed check publishes nothing."""
 
 import json
 import sys
@@ -15,7 +16,7 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import EFFICIENTNETB3, EXPORT_CHECK_FILE, ONNX_FILE, SAVED_MODEL_DIR, VGG19
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.export import EXPORT_TOLERANCE, check_exports, export_onnx, export_run, inference_model
-from leukemia_dtl.model.inference import probability_of_all
+from leukemia_dtl.model.inference import class_probabilities, probability_of_all
 from leukemia_dtl.model.inputs import ImageCache, read_split
 from model_stage_fixtures import PAPER_AUGMENTATION, TINY_BACKBONE, write_synthetic_dataset
 
@@ -91,8 +92,9 @@ def test_exports_give_the_keras_outputs_without_augmentation(export, dataset):
     cache = ImageCache.open(cache_dir)
     # Held-out images beyond the 16 the export was checked on.
     images = np.asarray(cache.images[cache.rows_for(split.loc[split["subset"] != "train", "path"])], "float32")
-    expected = model.predict(images, verbose=0)
-    assert probability_of_all(expected).std() > 0.1
+    logits = model.predict(images, verbose=0)
+    expected = class_probabilities(logits)
+    assert expected[:, 1].std() > 0.1
 
     saved_model = tf.saved_model.load(str(out / SAVED_MODEL_DIR))
     saved_model_outputs = saved_model.serve(tf.constant(images)).numpy()
@@ -104,9 +106,8 @@ def test_exports_give_the_keras_outputs_without_augmentation(export, dataset):
     assert onnx_input.name == "image" and onnx_input.shape[1:] == [32, 32, 3]
     (onnx_outputs,) = session.run(None, {"image": images})
     np.testing.assert_allclose(onnx_outputs, expected, atol=EXPORT_TOLERANCE, rtol=0)
-    np.testing.assert_allclose(
-        probability_of_all(onnx_outputs), probability_of_all(expected), atol=EXPORT_TOLERANCE, rtol=0
-    )
+    # The ONNX file's second output is the P(ALL) the workflow reports.
+    np.testing.assert_allclose(onnx_outputs[:, 1], probability_of_all(logits), atol=EXPORT_TOLERANCE, rtol=0)
     operations = {node.op_type for node in onnx.load(str(out / ONNX_FILE)).graph.node}
     assert not [operation for operation in operations if any(random in operation for random in RANDOM_OPS)]
 
@@ -129,6 +130,8 @@ def test_inference_model_shares_every_layer_but_the_augmentation(export):
     copy = inference_model(model)
     assert [layer.name for layer in model.layers if layer not in copy.layers] == ["image", "augment"]
     assert len(copy.weights) == len(model.weights) - len(model.get_layer("augment").weights)
+    # What it adds: the softmax of the logits, so an export outputs probabilities.
+    assert [type(layer).__name__ for layer in copy.layers if layer not in model.layers] == ["InputLayer", "Softmax"]
 
 
 def test_keras_own_export_of_such_a_model_would_augment(vgg19_export, dataset, tmp_path):
@@ -144,7 +147,8 @@ def test_keras_own_export_of_such_a_model_would_augment(vgg19_export, dataset, t
 def test_a_model_that_differs_from_its_export_fails_the_check(vgg19_export, dataset):
     model, out = vgg19_export
     kernel, bias = model.get_layer("predictions").get_weights()
-    model.get_layer("predictions").set_weights([kernel, bias + 1.0])
+    # Only ALL's logit moves: a shift of both would change no probability.
+    model.get_layer("predictions").set_weights([kernel, bias + np.array([0.0, 1.0])])
     try:
         with pytest.raises(UserError, match=r"differs from the \.keras model.*saved_model .*onnx "):
             check_exports(model, out / SAVED_MODEL_DIR, out / ONNX_FILE, dataset[2][:8])

@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, row_checksums, write_cache_index
@@ -30,7 +31,7 @@ FOLDER = "testing_data/C-NMC_test_final_phase_data"
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    """An untrained sigmoid-head classifier (tiny backbone, VGG-19 head) with outputs on both sides of 0.5."""
+    """An untrained classifier (tiny backbone, VGG-19 head) with P(ALL) on both sides of 0.5."""
     directory = tmp_path_factory.mktemp("prediction")
     split_path, cache_dir = write_synthetic_dataset(directory)
     with pytest.MonkeyPatch.context() as patch:
@@ -45,9 +46,15 @@ def saved_model(tmp_path_factory):
     return model_path, split_path, cache_dir
 
 
-def test_probability_of_all_normalises_the_two_outputs():
-    outputs = np.array([[0.2, 0.6], [0.3, 0.7], [0.0, 0.0], [1.0, 1e-9]])
-    np.testing.assert_allclose(probability_of_all(outputs), [0.75, 0.7, 0.5, 1e-9], rtol=1e-6)
+def test_probability_of_all_is_the_softmax_of_the_logits_in_float64():
+    logits = np.array([[0.0, 0.0], [0.0, np.log(3.0)], [5.0, 5.0 + np.log(0.25)], [1000.0, -1000.0], [-800.0, 800.0]])
+    assert probability_of_all(logits.astype(np.float32)).dtype == np.float64
+    p_all = probability_of_all(logits)
+    # By hand, and by SciPy: logits far apart neither overflow nor give NaN.
+    np.testing.assert_allclose(p_all, [0.5, 0.75, 0.2, 0.0, 1.0], rtol=1e-7, atol=1e-300)
+    np.testing.assert_allclose(p_all, softmax(logits, axis=1)[:, 1], rtol=1e-12)
+    # A common shift of both logits changes no probability.
+    np.testing.assert_allclose(probability_of_all(logits[:3] + 7.0), p_all[:3], rtol=1e-12)
 
 
 def test_one_prediction_per_split_image(tmp_path, saved_model):
@@ -69,8 +76,8 @@ def test_one_prediction_per_split_image(tmp_path, saved_model):
         p_all = table["p_all"].astype(float).to_numpy()
         assert ((p_all >= 0) & (p_all <= 1)).all()
         assert (table["pred"] == np.where(p_all >= 0.5, "ALL", "HEM")).all()
-        outputs = model.predict(np.asarray(cache.images[cache.rows_for(table["path"])]), verbose=0)
-        np.testing.assert_allclose(p_all, outputs[:, 1] / outputs.sum(axis=1), rtol=1e-5)
+        logits = model.predict(np.asarray(cache.images[cache.rows_for(table["path"])]), verbose=0)
+        np.testing.assert_allclose(p_all, softmax(logits.astype(np.float64), axis=1)[:, 1], rtol=1e-5)
     assert {"ALL", "HEM"} <= set(read_tsv(out_paths["val"])["pred"])
 
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
@@ -147,10 +154,10 @@ def test_tta_p_all_is_the_mean_over_the_eight_transformed_batches(tmp_path, save
 
 
 def _pooled_colour_model(kernel: np.ndarray) -> keras.Model:
-    """Softmax of the mean colour: a model every dihedral transform leaves unchanged."""
+    """Logits of the mean colour: a model every dihedral transform leaves unchanged."""
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    dense = keras.layers.Dense(2, activation="softmax", name="predictions")
+    dense = keras.layers.Dense(2, name="predictions")
     model = keras.Model(inputs, dense(pooled))
     dense.set_weights([kernel, np.zeros(2)])
     return model

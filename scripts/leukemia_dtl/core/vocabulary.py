@@ -14,6 +14,10 @@ from collections.abc import Iterable, Mapping
 NEGATIVE_CLASS = "HEM"
 POSITIVE_CLASS = "ALL"
 CLASS_NAMES = (NEGATIVE_CLASS, POSITIVE_CLASS)
+# What the classifiers output: their logits, from which every probability is read as softmax(z). The training
+# and tuning rules pass it as a param, so that Snakemake retrains models (and rescores tuning configurations) of
+# the earlier format, whose output layers applied sigmoid or softmax; the training stats record it.
+CLASSIFIER_OUTPUT = "logits"
 
 # Subsets of a split table: the model trains on train, picks epochs and hyperparameters on val, and is
 # scored on the held-out test subset and the external prelim-phase images (subjects never in training).

@@ -2,8 +2,11 @@
 
 Every model takes RGB images with pixel values 0..255 (any numeric dtype; the model casts) and runs, in
 order: augmentation (active only in training, Keras switches it off in ``predict``/``evaluate``), input
-normalisation, the frozen ``keras.applications`` backbone, and the paper's head. Class order of the
-2-unit output is the vocabulary's ``CLASS_NAMES`` = [HEM, ALL]; ALL is the positive class.
+normalisation, the frozen ``keras.applications`` backbone, and the paper's head. The head's last layer is the
+paper's 2-unit Dense without its activation: the model outputs the logits z, in the vocabulary's class order
+``CLASS_NAMES`` = [HEM, ALL] (ALL is the positive class). The loss is softmax cross-entropy on z
+(:func:`compile_classifier`), which is what TensorFlow trained for both of the paper's heads, and the one
+probability read anywhere is softmax(z)[ALL] (``inference.probability_of_all``), on every Keras backend.
 
 Adding a third backbone takes one ``BACKBONES`` entry: its ``keras.applications`` constructor, the input
 normalisation it expects (``normalization: model``), its head and its ImageNet ``notop`` weight file.
@@ -78,22 +81,34 @@ class InferenceMode(keras.layers.Wrapper):
         return self.layer.compute_output_shape(input_shape)
 
 
+OUTPUT_LAYER = "predictions"
+
+
+def logits_layer() -> keras.layers.Dense:
+    """The paper's 2-unit output Dense, giving the logits z its activation would act on.
+
+    Section 2.4.1 writes sigmoid, 2.4.2 softmax; with categorical cross-entropy, TensorFlow's Keras (the
+    paper's, and Keras 3 on TensorFlow) trained both as softmax cross-entropy on z, reading the logits behind
+    the activation. Keras on JAX and PyTorch computes the loss from the activation's values instead, which
+    for two sigmoids is another objective (docs/model_mapping.md). Without the activation in the model, the
+    loss (``from_logits=True``) and the probability are softmax(z) on every backend. float32 under mixed
+    precision too, so the loss and the probability come from float32 logits.
+    """
+    return keras.layers.Dense(2, dtype="float32", name=OUTPUT_LAYER)
+
+
 def vgg19_head(*, dropout: float) -> list[keras.layers.Layer]:
-    """Section 2.4.1 after the base's GlobalMaxPooling2D (7x7x512 -> 512): Dropout -> Dense(2, sigmoid)."""
-    return [
-        keras.layers.Dropout(dropout, name="dropout"),
-        # float32 output keeps the loss stable under mixed precision.
-        keras.layers.Dense(2, activation="sigmoid", dtype="float32", name="predictions"),
-    ]
+    """Section 2.4.1 after the base's GlobalMaxPooling2D (7x7x512 -> 512): Dropout -> Dense(2) (logits)."""
+    return [keras.layers.Dropout(dropout, name="dropout"), logits_layer()]
 
 
 def efficientnetb3_head(*, dropout: float, dense_units: int = 256) -> list[keras.layers.Layer]:
-    """Section 2.4.2 on the max-pooled base: BatchNormalization -> Dense(relu) -> Dropout -> Dense(2, softmax)."""
+    """Section 2.4.2 on the max-pooled base: BatchNormalization -> Dense(relu) -> Dropout -> Dense(2) (logits)."""
     return [
         keras.layers.BatchNormalization(name="batch_normalization"),
         keras.layers.Dense(dense_units, activation="relu", name="dense"),
         keras.layers.Dropout(dropout, name="dropout"),
-        keras.layers.Dense(2, activation="softmax", dtype="float32", name="predictions"),
+        logits_layer(),
     ]
 
 
@@ -339,18 +354,18 @@ def unfreeze_for_fine_tuning(model: keras.Model, layers: list[keras.layers.Layer
 def compile_classifier(
     model: keras.Model, *, optimizer: str = "adamax", learning_rate: float = 0.001, jit_compile: bool | str = "auto"
 ) -> None:
-    """Categorical cross-entropy for both heads (section 2.4.3), accuracy, optimizer by name.
+    """Categorical cross-entropy for both heads (section 2.4.3) on the model's logits, accuracy (the argmax of
+    the logits, which is the argmax of their softmax), optimizer by name.
 
-    On the sigmoid VGG head the loss depends on the backend: on TensorFlow, Keras takes the logits behind
-    the sigmoid (the ``_keras_logits`` its sigmoid attaches) and trains their softmax; on JAX and PyTorch it
-    divides the two outputs by their sum, the pair ``inference.probability_of_all`` reads.
+    ``from_logits=True`` computes softmax cross-entropy from z on every backend: the objective TensorFlow
+    trained for the paper, now also on JAX and PyTorch (``tests/model/test_backend_equivalence.py``).
     ``jit_compile="auto"``: Keras turns XLA off on CPU-only TensorFlow (about 10x slower there).
     """
     if optimizer not in OPTIMIZERS:
         raise UserError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {optimizer!r}.")
     model.compile(
         optimizer=getattr(keras.optimizers, OPTIMIZERS[optimizer])(learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         jit_compile=jit_compile,
     )
@@ -371,5 +386,19 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a saved classifier; importing this module registered its custom layer."""
-    return keras.saving.load_model(path)
+    """Load a saved classifier (importing this module registered its custom layers); UserError for a model
+    whose output layer applies an activation, as models saved by versions before the logits head did: its
+    outputs are not the logits every probability here is read from, and rescoring them by another rule would
+    change what was trained without saying so."""
+    model = keras.saving.load_model(path)
+    output = model.layers[-1]
+    activation = getattr(output, "activation", None)
+    if output.name != OUTPUT_LAYER or activation not in (None, keras.activations.linear):
+        described = getattr(activation, "__name__", type(output).__name__)
+        raise UserError(
+            f"{path} ends in {described!r} ({output.name}), not the logits of the current classifiers: it was "
+            "saved by an earlier version of this workflow, whose VGG-19 probability depended on the Keras backend. "
+            "Retrain it: rerun Snakemake, which retrains models saved before this change (the train_model rule's "
+            "model_format changed), or delete the file and its run's outputs."
+        )
+    return model

@@ -2,8 +2,8 @@
 back by its own runtime and checked against the ``.keras`` model before either is published.
 
 Both take what the ``.keras`` model takes, float32 RGB images with pixel values 0..255, shape [batch, H, W, 3]
-(the ONNX input is named ``image``), and give its two outputs in class order [HEM, ALL];
-``inference.probability_of_all`` turns them into P(ALL).
+(the ONNX input is named ``image``), and give the class probabilities softmax(z) of its logits, in class order
+[HEM, ALL]: the second is P(ALL), the probability the workflow reports (``inference.class_probabilities``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from leukemia_dtl.core.fileio import atomic_folder, atomic_path, write_json
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.augmentation import RandomAffineAugmentation
 from leukemia_dtl.model.classifiers import load_model
-from leukemia_dtl.model.inference import probability_of_all
+from leukemia_dtl.model.inference import class_probabilities
 from leukemia_dtl.model.inputs import ImageCache, read_split
 
 log = logging.getLogger("leukemia_dtl")
 
-# Largest |difference| allowed between an export's outputs (and P(ALL)) and the .keras model's predict.
+# Largest |difference| allowed between an export's probabilities and those of the .keras model's logits.
 EXPORT_TOLERANCE = 1e-4
 # The endpoint Model.export writes into the SavedModel, and the signature tf2onnx converts.
 SERVING_ENDPOINT = "serve"
@@ -38,7 +38,9 @@ CHECKED_SUBSET = "test"
 
 
 def inference_model(model: keras.Model) -> keras.Model:
-    """The classifier without its augmentation layer, sharing every other layer and weight.
+    """The classifier without its augmentation layer, sharing every other layer and weight, with a softmax
+    after its logits: the exports output the probability pair the workflow reports, so a user without Keras
+    reads P(ALL) off them.
 
     A SavedModel traces the functional graph as saved, and models saved before the augmentation's ``call``
     defaulted to ``training=False`` recorded it with ``training=True``: exported as they are, they would
@@ -50,7 +52,8 @@ def inference_model(model: keras.Model) -> keras.Model:
     for layer in model.layers[1:]:
         if not isinstance(layer, RandomAffineAugmentation):
             outputs = layer(outputs)
-    return keras.Model(images, outputs, name=f"{model.name}_inference")
+    probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(outputs)
+    return keras.Model(images, probabilities, name=f"{model.name}_inference")
 
 
 def _require_packages(*modules: str) -> None:
@@ -107,7 +110,7 @@ def _convert_to_onnx(saved_model_folder: str | os.PathLike, onnx_path: str | os.
 
 def export_saved_model(model: keras.Model, folder: str | os.PathLike) -> None:
     """Write ``model`` without its augmentation (:func:`inference_model`) as a TensorFlow SavedModel at
-    ``folder``, whose ``serve`` endpoint returns the model's two outputs."""
+    ``folder``, whose ``serve`` endpoint returns the two class probabilities."""
     with atomic_folder(folder) as staged:
         _write_saved_model(model, staged)
 
@@ -119,16 +122,14 @@ def export_onnx(saved_model_folder: str | os.PathLike, onnx_path: str | os.PathL
 
 
 def _max_abs_diff(expected: np.ndarray, outputs: np.ndarray) -> float:
-    """Largest |difference| of the raw outputs and of P(ALL); NaN when either is not finite, infinite when the
-    shapes differ."""
+    """Largest |difference| of the class probabilities (P(ALL) among them); NaN when either is not finite,
+    infinite when the shapes differ."""
     outputs = np.asarray(outputs, dtype=np.float64)
     if outputs.shape != expected.shape:
         return float("inf")
     if not (np.isfinite(outputs).all() and np.isfinite(expected).all()):
         return float("nan")
-    raw = np.abs(outputs - expected).max()
-    p_all = np.abs(probability_of_all(outputs) - probability_of_all(expected)).max()
-    return float(max(raw, p_all))
+    return float(np.abs(outputs - expected).max())
 
 
 def _onnx_opset(onnx_path: str | os.PathLike) -> int:
@@ -143,7 +144,8 @@ def check_exports(
     model: keras.Model, saved_model_folder: str | os.PathLike, onnx_path: str | os.PathLike, images: np.ndarray
 ) -> dict:
     """Load the SavedModel with TensorFlow and the ONNX file with onnxruntime, run both on ``images`` (0..255
-    RGB) and compare their outputs and P(ALL) with ``model.predict``; UserError when either differs by more than
+    RGB) and compare their class probabilities with those of ``model.predict``'s logits
+    (:func:`inference.class_probabilities`, float64); UserError when either differs by more than
     :data:`EXPORT_TOLERANCE` (or is not finite). Returns what ``export_check.json`` records. Turns TensorFlow's
     TensorFloat-32 off for the process, so all three compute in float32 also on a GPU."""
     _require_packages("onnx", "onnxruntime")
@@ -155,7 +157,7 @@ def check_exports(
     # CPU by more than the tolerance, whatever the export. Left off for the rest of the process.
     tf.config.experimental.enable_tensor_float_32_execution(False)
     images = np.asarray(images, dtype="float32")
-    expected = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
+    expected = class_probabilities(model.predict(images, verbose=0))
     saved_model = tf.saved_model.load(str(saved_model_folder))
     saved_model_outputs = getattr(saved_model, SERVING_ENDPOINT)(tf.constant(images)).numpy()
     try:
@@ -176,7 +178,7 @@ def check_exports(
         found = ", ".join(f"{name} {difference:.3g}" for name, difference in failed.items())
         raise UserError(
             f"The exported model differs from the .keras model on {len(images)} images by more than "
-            f"{EXPORT_TOLERANCE:g} (largest |difference| of the outputs and P(ALL): {found}; nan means an output "
+            f"{EXPORT_TOLERANCE:g} (largest |difference| of the class probabilities: {found}; nan means an output "
             "is not finite), so nothing is published. A model whose training diverged outputs NaN: retrain it. "
             "Otherwise check that tensorflow, keras, tf2onnx, onnx and onnxruntime have the versions pinned in "
             "requirements.txt."

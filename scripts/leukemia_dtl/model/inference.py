@@ -34,20 +34,21 @@ log = logging.getLogger("leukemia_dtl")
 DIHEDRAL_TRANSFORMS = tuple((quarter_turns, flip) for flip in (False, True) for quarter_turns in range(4))
 
 
-def probability_of_all(outputs: np.ndarray) -> np.ndarray:
-    """P(ALL) from the 2-unit outputs (class order [HEM, ALL]).
+def class_probabilities(logits) -> np.ndarray:
+    """softmax(z) per row of the classifier's logits (class order [HEM, ALL]), in float64.
 
-    The VGG-19 head ends in two independent sigmoids (the paper's choice), which need not sum to 1; this reads
-    them divided by their sum, which is what Keras's categorical cross-entropy trains on JAX and PyTorch (on
-    TensorFlow it trains the softmax of the logits behind the sigmoids instead: see
-    ``classifiers.compile_classifier``). For the softmax head the division changes nothing. Both sigmoids
-    underflowing to 0 expresses no preference: 0.5.
+    The one probability pair of both models (``classifiers.logits_layer``): what their loss trains on every
+    backend, what the exports output and what every P(ALL) here is read from. Shifted by the row's maximum,
+    so no logit overflows.
     """
-    outputs = np.asarray(outputs, dtype=np.float64)
-    total = outputs.sum(axis=1)
-    positive = outputs[:, CLASS_NAMES.index(POSITIVE_CLASS)]
-    share = np.divide(positive, total, out=np.full(len(outputs), 0.5), where=total > 0)
-    return np.clip(share, 0.0, 1.0)
+    logits = np.asarray(logits, dtype=np.float64)
+    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def probability_of_all(logits) -> np.ndarray:
+    """P(ALL) = softmax(z)[ALL] from the classifier's logits, in float64 (:func:`class_probabilities`)."""
+    return class_probabilities(logits)[:, CLASS_NAMES.index(POSITIVE_CLASS)]
 
 
 def dihedral_transform(images: np.ndarray, quarter_turns: int, flip: bool) -> np.ndarray:
@@ -91,19 +92,19 @@ def predict_probability_of_all(
     transforms = _transforms(test_time_augmentation)
     batches = DihedralBatches(cache.images, cache.rows_for(paths), batch_size=batch_size, transforms=transforms)
     served = model.predict(batches, verbose=0).reshape(len(transforms), len(paths), len(CLASS_NAMES))
-    outputs = np.empty_like(served, dtype=np.float64)
-    outputs[:, batches.order] = served
-    finite = np.isfinite(outputs).all(axis=2)
+    logits = np.empty_like(served, dtype=np.float64)
+    logits[:, batches.order] = served
+    finite = np.isfinite(logits).all(axis=2)
     broken = ~finite.all(axis=0)
     if broken.any():
         first = np.flatnonzero(broken)[0]
         transform = np.flatnonzero(~finite[:, first])[0]
         raise UserError(
-            f"The model outputs {outputs[transform, first].tolist()} for {paths.iloc[first]} and is not finite for "
+            f"The model outputs {logits[transform, first].tolist()} for {paths.iloc[first]} and is not finite for "
             f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
             f"training diverged: retrain it with a lower learning rate."
         )
-    per_transform = [probability_of_all(transformed) for transformed in outputs]
+    per_transform = [probability_of_all(transformed) for transformed in logits]
     return np.mean(per_transform, axis=0)
 
 

@@ -37,6 +37,7 @@ from leukemia_dtl.core.run_lock import run_lock
 from leukemia_dtl.core.vocabulary import (
     CLASS_NAMES,
     CLASS_WEIGHTS,
+    CLASSIFIER_OUTPUT,
     HISTORY_COLUMNS,
     INDEX_FILE,
     MODEL_OPTION_GROUPS,
@@ -667,6 +668,7 @@ def train_model(
             "class_weights": (
                 {CLASS_NAMES[unit]: weight for unit, weight in class_weight.items()} if class_weight else None
             ),
+            "classifier_output": CLASSIFIER_OUTPUT,
             "params_total": model.count_params(),
             "params_trainable": params_trainable,
             "params_trainable_fine_tune": params_trainable_fine_tune,

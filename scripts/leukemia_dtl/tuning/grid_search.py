@@ -132,7 +132,7 @@ def fit_and_score(
     outputs = model.predict(val_batches, verbose=0)
     val_loss = float(history.history["val_loss"][-1])
     if not (math.isfinite(val_loss) and np.isfinite(outputs).all()):
-        # A diverged configuration has no scores, so it ranks last; P(ALL) of NaN outputs would read 0.5.
+        # A diverged configuration has no scores, so it ranks last.
         scores = {"val_loss": None, "val_accuracy": None, "val_auc": None, "diverged": True}
         return {**scores, "train_seconds": time.perf_counter() - started}, np.full(len(val_is_all), np.nan)
     p_all = np.empty(len(val_is_all))
