@@ -23,10 +23,20 @@ REPOSITORY = Path(leukemia_dtl.__file__).resolve().parents[2]
 
 
 def main(snakemake):
-    from leukemia_dtl.model.backend import backend_name, check_gpu, device_description, slurm_context
+    from leukemia_dtl.model.backend import (
+        backend_name,
+        check_gpu,
+        device_description,
+        enable_determinism,
+        slurm_context,
+    )
     from leukemia_dtl.model.inputs import cache_dir_of
     from leukemia_dtl.model.training import train_model
 
+    # First of all: under JAX, XLA reads the determinism flag only when JAX initialises, which the GPU check and
+    # the device description below do (train_model's own call then finds the flag set).
+    if snakemake.params.deterministic:
+        enable_determinism()
     check_gpu(snakemake.resources.require_gpu)
     # Written first, so that it describes the job that trains; every output goes if the job fails.
     write_run_provenance(

@@ -1,9 +1,10 @@
 """Faults injected for real into training and prediction (issue 13, items 1, 3 and 4): a learning rate that
 drives the loss to NaN, a model whose output is NaN, resume state damaged as a kill or a full disk leaves
-it, and a deterministic run SIGKILLed halfway and resumed.
+it, and a deterministic run SIGKILLed halfway and resumed (under TensorFlow and under JAX).
 
-One training subprocess, SIGKILLed after its second epoch, makes the resume state that the other tests
-damage (each on its own copy) and resume in this process; the tiny test backbone keeps each run at seconds.
+One training subprocess (one per Keras backend), SIGKILLed after its second epoch, makes the resume state
+that the other tests damage (each on its own copy) and resume in this process; the tiny test backbone keeps
+each run at seconds.
 """
 
 import json
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_backends import backend_params
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
@@ -70,25 +72,40 @@ def test_a_model_that_outputs_nan_fails_the_prediction_and_writes_no_table(tmp_p
 
 
 @pytest.fixture(scope="module")
-def killed_run(tmp_path_factory, dataset):
-    """A deterministic training of EPOCHS epochs, SIGKILLed after epoch KILL_AFTER or a little later:
-    (its arguments, a pristine copy of its resume state, the epochs it finished)."""
-    run_dir = tmp_path_factory.mktemp("killed")
-    arguments = {**training_arguments(run_dir, dataset, epochs=EPOCHS), "deterministic": True}
-    child = launch_training(run_dir, arguments)
-    log = []
-    for line in child.stderr:
-        log.append(line)
-        if epochs_logged([line]) == [KILL_AFTER]:
-            child.send_signal(signal.SIGKILL)
-            break
-    log += child.stderr.readlines()
-    assert child.wait(timeout=60) == -signal.SIGKILL, "".join(log)
-    done = epochs_logged(log)[-1]
-    assert KILL_AFTER <= done < EPOCHS
-    pristine = run_dir / "pristine_backup"
-    shutil.copytree(arguments["backup_dir"], pristine)
-    return arguments, pristine, done
+def kill_a_run(tmp_path_factory, dataset):
+    """A function of a Keras backend that gives, made once per backend, a deterministic training of EPOCHS
+    epochs under it, SIGKILLed after epoch KILL_AFTER or a little later: (its arguments, a pristine copy of its
+    resume state, the epochs it finished)."""
+    killed = {}
+
+    def killed_run_under(keras_backend: str) -> tuple[dict, Path, int]:
+        if keras_backend in killed:
+            return killed[keras_backend]
+        run_dir = tmp_path_factory.mktemp(f"killed_{keras_backend}")
+        arguments = {**training_arguments(run_dir, dataset, epochs=EPOCHS), "deterministic": True}
+        child = launch_training(run_dir, arguments, keras_backend)
+        log = []
+        for line in child.stderr:
+            log.append(line)
+            if epochs_logged([line]) == [KILL_AFTER]:
+                child.send_signal(signal.SIGKILL)
+                break
+        log += child.stderr.readlines()
+        assert child.wait(timeout=60) == -signal.SIGKILL, "".join(log)
+        done = epochs_logged(log)[-1]
+        assert KILL_AFTER <= done < EPOCHS
+        pristine = run_dir / "pristine_backup"
+        shutil.copytree(arguments["backup_dir"], pristine)
+        killed[keras_backend] = arguments, pristine, done
+        return killed[keras_backend]
+
+    return killed_run_under
+
+
+@pytest.fixture(scope="module")
+def killed_run(kill_a_run):
+    """The killed run under TensorFlow, this process's backend, so that the tests below resume it here."""
+    return kill_a_run("tensorflow")
 
 
 def resumable_copy(killed_run, run_dir: Path) -> tuple[dict, Path]:
@@ -156,22 +173,26 @@ def test_unusable_resume_state_is_reported_and_training_starts_over(
     assert history_epochs(arguments) == list(range(1, EPOCHS + 1))
 
 
-def test_a_deterministic_run_killed_and_resumed_ends_as_an_uninterrupted_one(tmp_path, killed_run):
+@pytest.mark.parametrize("keras_backend", backend_params("tensorflow", "jax"))
+def test_a_deterministic_run_killed_and_resumed_ends_as_an_uninterrupted_one(tmp_path, kill_a_run, keras_backend):
     """Same weights to the bit, so the same predictions: the optimizer state, the random state of dropout
-    and augmentation and the batch order all continue where the killed run left them."""
-    arguments, pristine, done = killed_run
+    and augmentation and the batch order all continue where the killed run left them. The runs train under
+    ``keras_backend``; their models are compared here, under TensorFlow."""
+    arguments, pristine, done = kill_a_run(keras_backend)
     split_and_cache = (arguments["split_path"], arguments["cache_dir"])
     runs = {}
     for name in ("uninterrupted", "resumed"):
         (tmp_path / name).mkdir()
         runs[name] = {**training_arguments(tmp_path / name, split_and_cache, epochs=EPOCHS), "deterministic": True}
     shutil.copytree(pristine, runs["resumed"]["backup_dir"])
-    children = {name: launch_training(tmp_path / name, run) for name, run in runs.items()}
+    children = {name: launch_training(tmp_path / name, run, keras_backend) for name, run in runs.items()}
     logs = {name: child.stderr.read() for name, child in children.items()}
     for name, child in children.items():
         assert child.wait(timeout=120) == 0, logs[name]
     assert f"resuming after epoch {done}" in logs["resumed"]
-    assert json.loads(Path(runs["resumed"]["stats_path"]).read_text())["epochs_run"] == EPOCHS - done
+    stats = {name: json.loads(Path(run["stats_path"]).read_text()) for name, run in runs.items()}
+    assert stats["resumed"]["epochs_run"] == EPOCHS - done
+    assert {run_stats["keras_backend"] for run_stats in stats.values()} == {keras_backend}
 
     weights = {name: keras.saving.load_model(run["model_path"]).get_weights() for name, run in runs.items()}
     for uninterrupted, resumed in zip(weights["uninterrupted"], weights["resumed"], strict=True):

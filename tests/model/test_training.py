@@ -158,14 +158,16 @@ CHILD_SCRIPT = textwrap.dedent("""
     """)
 
 
-def launch_training(run_dir: Path, arguments: dict) -> subprocess.Popen:
+def launch_training(run_dir: Path, arguments: dict, keras_backend: str | None = None) -> subprocess.Popen:
+    """train_model(**arguments) in a child process, under ``keras_backend`` if given (else this process's)."""
     (run_dir / "arguments.json").write_text(json.dumps(arguments))
     (run_dir / "child.py").write_text(CHILD_SCRIPT)
+    backend_choice = {"KERAS_BACKEND": keras_backend} if keras_backend else {}
     return subprocess.Popen(
         [sys.executable, str(run_dir / "child.py"), str(run_dir / "arguments.json"), str(SCRIPTS_DIR), str(TESTS_DIR)],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **backend_choice},
     )
 
 

@@ -106,8 +106,25 @@ def limit_cpu_threads(threads: int) -> None:
         log.info("JAX backend: CPU threads follow the process's CPU affinity, not the rule's threads")
 
 
+# XLA reads XLA_FLAGS once, when JAX initialises its backends (at jax.devices() or the first computation);
+# a flag added later is ignored without a word.
+DETERMINISTIC_XLA_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def xla_flags_deterministic() -> bool:
+    """Whether XLA_FLAGS asks for deterministic GPU kernels (the last setting of the flag counts, as in XLA)."""
+    flag_name = DETERMINISTIC_XLA_FLAG.split("=")[0]
+    settings = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if flag.split("=")[0] == flag_name]
+    return bool(settings) and settings[-1] == DETERMINISTIC_XLA_FLAG
+
+
 def enable_determinism() -> None:
-    """Deterministic kernels where the backend offers them (slower; some GPU ops then raise)."""
+    """Deterministic kernels where the backend offers them (slower; some GPU ops then raise).
+
+    Call it before anything runs the backend: under JAX it must come before JAX initialises (check_gpu,
+    device_description and accelerator_name may), else it raises rather than leave the run silently
+    non-deterministic. Calling it again is harmless.
+    """
     backend = backend_name()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -121,8 +138,21 @@ def enable_determinism() -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     elif backend == "jax":
-        # Read when JAX initialises its GPU backend, i.e. at the first computation.
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+        # Private (jax._src), but the only way to ask without initialising them; in the venv's jax 0.10.2 and older.
+        from jax._src.xla_bridge import backends_are_initialized
+
+        if xla_flags_deterministic():
+            # Already there, from the job's environment or an earlier call: both came before JAX initialised.
+            return
+        if backends_are_initialized():
+            raise RuntimeError(
+                f"deterministic: true under JAX needs {DETERMINISTIC_XLA_FLAG} in XLA_FLAGS before JAX initialises "
+                "its backends, since XLA reads XLA_FLAGS only then; but something already initialised them "
+                "(jax.devices(), check_gpu, device_description or a first computation), so the flag would be "
+                "ignored and GPU training would not be deterministic. Call enable_determinism() before anything "
+                f"that runs JAX, or start the process with XLA_FLAGS={DETERMINISTIC_XLA_FLAG}."
+            )
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {DETERMINISTIC_XLA_FLAG}".strip()
 
 
 def set_precision(precision: str) -> str:
