@@ -3,10 +3,16 @@ the seeded panel of test cells that shows it for each outcome (true and false po
 
 Grad-CAM weighs each channel ``k`` of a convolutional layer's maps ``A_k`` by the spatial mean of the gradient
 of a class score with respect to it, and keeps ``ReLU(sum_k w_k A_k)``. Here the layer is the base's last
-Conv2D (VGG-19: block5_conv4, EfficientNet-B3: top_conv) and the score is that of the class the model called,
-taken before the output activation as the paper defines it. Each map is resized bilinearly to the image and
-scaled to [0, 1] per image. At small image sizes the last conv maps are coarse (1x1 or 2x2 at 32 px), and
-the panel's title says so.
+Conv2D (VGG-19: block5_conv4, EfficientNet-B3: top_conv) and the score is the log-odds of the class c the model
+called, ``z_c - z_other``, from the logits z the model outputs. Selvaraju et al. take the called class's score
+before the output activation, ``z_c`` alone; but a softmax over two logits depends on their
+difference only (adding the same amount to both changes no probability), so ``z_c`` alone also follows a
+direction the model's decision ignores. ``z_c - z_other`` is the logit of softmax(z)[c], the P(ALL) the workflow
+reports (1 - P(ALL) for a HEM call). Each map is resized bilinearly to the image and scaled to [0, 1] per image.
+At small image sizes the last conv maps are coarse (1x1 or 2x2 at 32 px), and the panel's title says so.
+
+The gradients come from the Keras backend's own automatic differentiation: TensorFlow's GradientTape,
+``jax.value_and_grad`` or ``torch.autograd.grad``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import GRADCAM_OUTCOMES, NEGATIVE_CLASS, POSITIVE_CLASS
+from leukemia_dtl.core.vocabulary import CLASS_NAMES, GRADCAM_OUTCOMES, NEGATIVE_CLASS, POSITIVE_CLASS
 from leukemia_dtl.evaluate.figures import new_figure, save_figure, styled
 from leukemia_dtl.evaluate.result_files import read_predictions
 from leukemia_dtl.model import backend
@@ -39,11 +45,12 @@ OUTCOME_OF = {
 }
 OUTCOME_DESCRIPTIONS = {outcome: f"{label} called {pred}" for (label, pred), outcome in OUTCOME_OF.items()}
 # Backends whose automatic differentiation gradcam_heatmaps uses.
-GRADIENT_BACKENDS = ("tensorflow", "jax")
+GRADIENT_BACKENDS = ("tensorflow", "jax", "torch")
 # Images per gradient pass: bounds memory at 224 px whatever the panel's size.
 GRADCAM_BATCH_SIZE = 16
-# The split must give the model's own outputs; mixed precision computes both in float16.
-OUTPUT_TOLERANCE = 1e-3
+# The split must give the model's own logits; mixed precision computes both in float16 up to the float32 output
+# layer. Relative to the logit's size (plus 1), as logits are not bounded.
+LOGIT_TOLERANCE = 1e-3
 HEATMAP_COLORMAP = "jet"
 HEATMAP_ALPHA = 0.45
 # The predictions the panel draws from: the rule passes a test-subset prediction table.
@@ -53,15 +60,14 @@ PANEL_SUBSET = "test"
 @dataclass(frozen=True)
 class GradCamSplit:
     """A classifier of ``classifiers.build_classifier`` cut at its base's last Conv2D: images -> that layer's maps
-    (augmentation, normalisation, the base up to the layer), and maps -> the class scores before the output
-    activation (the rest of the base, the head's hidden layers, the final Dense without its activation)."""
+    (augmentation, normalisation, the base up to the layer), and maps -> the logits z the model outputs (the rest
+    of the base, then the head)."""
 
     model: keras.Model
     layer_name: str
     images_to_maps: keras.Model
     maps_to_features: keras.Model
-    features_to_logit_inputs: keras.Model
-    predictions: keras.layers.Dense
+    features_to_logits: keras.Model
 
     @classmethod
     def of(cls, model: keras.Model) -> GradCamSplit:
@@ -74,12 +80,6 @@ class GradCamSplit:
                 f"The base {base.name} of {model.name} has no Conv2D layer, so Grad-CAM has no maps to use."
             )
         last_convolution = convolutions[-1]
-        predictions = model.layers[-1]
-        if not isinstance(predictions, keras.layers.Dense):
-            raise UserError(
-                f"{model.name} ends in {type(predictions).__name__} {predictions.name!r}, not the Dense layer whose "
-                "pre-activation Grad-CAM differentiates; use a classifier trained by this workflow."
-            )
         base_to_maps = keras.Model(base.input, last_convolution.output)
         return cls(
             model=model,
@@ -87,8 +87,7 @@ class GradCamSplit:
             # From the classifier's own input, so its augmentation and normalisation layers run as in predict.
             images_to_maps=keras.Model(model.input, base_to_maps(wrapper.input)),
             maps_to_features=keras.Model(last_convolution.output, base.output),
-            features_to_logit_inputs=keras.Model(wrapper.output, predictions.input),
-            predictions=predictions,
+            features_to_logits=keras.Model(wrapper.output, model.output),
         )
 
     @property
@@ -99,46 +98,54 @@ class GradCamSplit:
         # training=False overrides a training=True that an older saved graph recorded for its augmentation.
         return self.images_to_maps(images, training=False)
 
-    def class_scores(self, maps):
-        """The final Dense's pre-activation, one score per class (order HEM, ALL), from the last conv maps."""
-        features = self.maps_to_features(maps, training=False)
-        logit_inputs = keras.ops.cast(self.features_to_logit_inputs(features, training=False), "float32")
-        kernel = keras.ops.cast(self.predictions.kernel, "float32")
-        return keras.ops.matmul(logit_inputs, kernel) + keras.ops.cast(self.predictions.bias, "float32")
+    def logits(self, maps):
+        """The model's logits z (class order HEM, ALL) from the last conv maps."""
+        return self.features_to_logits(self.maps_to_features(maps, training=False), training=False)
 
-    def check_reproduces_the_model(self, images, scores) -> None:
-        """UserError unless the output activation of ``scores`` gives the model's own outputs for ``images``."""
-        expected = keras.ops.convert_to_numpy(self.model(images, training=False))
-        reproduced = keras.ops.convert_to_numpy(self.predictions.activation(scores))
-        difference = float(np.abs(reproduced - expected).max())
-        if not difference <= OUTPUT_TOLERANCE:
+    def check_reproduces_the_model(self, images, logits) -> None:
+        """UserError unless ``logits``, the split's for ``images``, are the model's own outputs for them."""
+        expected = keras.ops.convert_to_numpy(self.model(images, training=False)).astype(np.float64)
+        difference = np.abs(keras.ops.convert_to_numpy(logits).astype(np.float64) - expected)
+        if not (difference <= LOGIT_TOLERANCE * (1 + np.abs(expected))).all():
             raise UserError(
-                f"Grad-CAM's split of {self.model.name} at {self.layer_name} gives outputs up to {difference:.3g} away "
-                "from the model's own, so its maps would not explain this model. Grad-CAM needs a classifier built "
-                "by this workflow (augmentation, normalisation, base, head); retrain the model with it."
+                f"Grad-CAM's split of {self.model.name} at {self.layer_name} gives logits up to "
+                f"{float(difference.max()):.3g} away from the model's own, so its maps would not explain this model. "
+                "Grad-CAM needs a classifier built by this workflow (augmentation, normalisation, base, head); "
+                "retrain the model with it."
             )
 
 
-def _chosen_score_gradients(split: GradCamSplit, maps, chosen: np.ndarray):
-    """The class scores, and the gradient of each image's score of its ``chosen`` class with respect to ``maps``."""
+def _log_odds_gradients(split: GradCamSplit, maps, chosen: np.ndarray):
+    """The logits, and the gradient with respect to ``maps`` of each image's log-odds of its ``chosen`` class,
+    ``z_chosen - z_other``."""
+    # +1 on the chosen class's logit, -1 on the other's: a row of logits times its signs sums to its log-odds.
+    signs = np.where(chosen[:, None] == np.arange(len(CLASS_NAMES)), 1.0, -1.0).astype("float32")
 
-    def chosen_total(maps):
-        scores = split.class_scores(maps)
-        # Each image's score depends on its own maps only, so the gradient of the sum is each image's own.
-        return keras.ops.sum(keras.ops.take_along_axis(scores, chosen[:, None], axis=1)), scores
+    def log_odds_total(maps):
+        logits = split.logits(maps)
+        # Each image's logits depend on its own maps only, so the gradient of the sum is each image's own.
+        return keras.ops.sum(keras.ops.multiply(logits, signs)), logits
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             tape.watch(maps)
-            total, scores = chosen_total(maps)
-        return scores, tape.gradient(total, maps)
+            total, logits = log_odds_total(maps)
+        return logits, tape.gradient(total, maps)
     if keras.backend.backend() == "jax":
         import jax
 
-        (_, scores), gradients = jax.value_and_grad(chosen_total, has_aux=True)(maps)
-        return scores, gradients
+        (_, logits), gradients = jax.value_and_grad(log_odds_total, has_aux=True)(maps)
+        return logits, gradients
+    if keras.backend.backend() == "torch":
+        import torch
+
+        # A new leaf of the autograd graph: the backward pass starts at the maps, not at the weights behind them.
+        maps = maps.detach().requires_grad_()
+        total, logits = log_odds_total(maps)
+        (gradients,) = torch.autograd.grad(total, maps)
+        return logits, gradients
     raise UserError(
         f"Grad-CAM needs the gradients of the {keras.backend.backend()} backend, which it does not implement; run "
         f"the plot_gradcam rule with KERAS_BACKEND set to one of {', '.join(GRADIENT_BACKENDS)}."
@@ -146,16 +153,16 @@ def _chosen_score_gradients(split: GradCamSplit, maps, chosen: np.ndarray):
 
 
 def gradcam_heatmaps(split: GradCamSplit, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Grad-CAM maps (N, S, S) in [0, 1] of ``images`` (N, S, S, 3, 0..255) for the class index of each image in
-    ``classes`` (0 HEM, 1 ALL), on ``split``'s layer, resized bilinearly to the image size and scaled to its
-    maximum (a map without positive evidence stays zero)."""
+    """Grad-CAM maps (N, S, S) in [0, 1] of ``images`` (N, S, S, 3, 0..255) for the log-odds of the class index of
+    each image in ``classes`` (0 HEM, 1 ALL), on ``split``'s layer, resized bilinearly to the image size and scaled
+    to its maximum (a map without positive evidence stays zero)."""
     classes = np.asarray(classes, dtype=np.int64)
     heatmaps = []
     for first in range(0, len(images), GRADCAM_BATCH_SIZE):
         batch = np.asarray(images[first : first + GRADCAM_BATCH_SIZE], dtype="float32")
         maps = split.maps(batch)
-        scores, gradients = _chosen_score_gradients(split, maps, classes[first : first + GRADCAM_BATCH_SIZE])
-        split.check_reproduces_the_model(batch, scores)
+        logits, gradients = _log_odds_gradients(split, maps, classes[first : first + GRADCAM_BATCH_SIZE])
+        split.check_reproduces_the_model(batch, logits)
         maps = keras.ops.convert_to_numpy(maps).astype(np.float64)
         channel_weights = keras.ops.convert_to_numpy(gradients).astype(np.float64).mean(axis=(1, 2))
         heat = np.maximum(np.einsum("nhwk,nk->nhw", maps, channel_weights), 0.0)
@@ -232,7 +239,7 @@ def plot_gradcam_panel(
             heat_image = heat_axes.imshow(
                 heatmaps[position], cmap=HEATMAP_COLORMAP, alpha=HEATMAP_ALPHA, vmin=0.0, vmax=1.0
             )
-            heat_axes.set_title(f"Grad-CAM, {cell['pred']} score", fontsize=9)
+            heat_axes.set_title(f"Grad-CAM, {cell['pred']} log-odds", fontsize=9)
         for axes in row[2 * len(positions) :]:
             if axes is not row[0]:
                 axes.set_axis_off()
@@ -255,8 +262,8 @@ def gradcam_figure(
     threads: int | None = None,
 ) -> pd.DataFrame:
     """Draw the panel of :func:`gradcam_panel_cells` from a prediction table of the model at ``model_path``, with
-    each cell's Grad-CAM for the class the model called (``pred``), and write it as PNG and PDF; return the
-    panel's cells. ``threads`` limits the backend's CPU threads (the rule's threads)."""
+    each cell's Grad-CAM of the log-odds of the class the model called (``pred``), and write it as PNG and PDF;
+    return the panel's cells. ``threads`` limits the backend's CPU threads (the rule's threads)."""
     if threads:
         backend.limit_cpu_threads(threads)
     cells = gradcam_panel_cells(read_predictions(predictions_path), cells_per_outcome, seed)
