@@ -30,6 +30,7 @@ ONE_STEP = """
 import json, sys
 import keras, numpy as np
 from leukemia_dtl.model import classifiers
+from leukemia_dtl.model.inference import probability_of_all
 
 model_path, batch_path, out_path, sgd_learning_rate, *optimizers = sys.argv[1:]
 batch = np.load(batch_path)
@@ -147,6 +148,7 @@ VGG_HEAD_AT_SCALES = """
 import json, sys
 import keras, numpy as np
 from leukemia_dtl.model.classifiers import build_head_model, compile_classifier
+from leukemia_dtl.model.inference import probability_of_all
 
 rng = np.random.default_rng(0)
 labels = np.arange(600) % 2
