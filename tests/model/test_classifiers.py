@@ -225,12 +225,48 @@ def test_calibration_turns_a_random_efficientnet_into_unit_scale_features():
     assert np.corrcoef(order(plain_features[:, first]), order(calibrated_features[:, first]))[0, 1] > 0.9
 
 
-def test_calibration_leaves_a_base_without_batch_normalization_alone():
-    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+def test_calibration_standardises_a_random_vgg19s_last_convolution_and_nothing_else(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype("float32")
     keras.utils.set_random_seed(0)
     plain = build("vgg19")
     keras.utils.set_random_seed(0)
     calibrated = build("vgg19", calibration_images=images)
+    base = calibrated.get_layer("vgg19").layer
+    # By hand: the last convolution's pre-activation, from its input and its calibrated kernel and bias.
+    inputs = keras.Model(base.input, base.get_layer("block5_conv4").input)
+    caffe = classifiers.input_normalization("vgg19", "model")
+    block_inputs = inputs.predict(keras.Sequential(caffe)(images), verbose=0)
+    kernel, bias = base.get_layer("block5_conv4").get_weights()
+    pre_activation = keras.ops.convert_to_numpy(keras.ops.conv(block_inputs, kernel, padding="same")) + bias
+    pre_activation = pre_activation.reshape(-1, pre_activation.shape[-1]).astype(np.float64)
+    np.testing.assert_allclose(pre_activation.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(pre_activation.std(axis=0), 1, rtol=1e-3)
+    changed = [
+        layer.name
+        for layer, original in zip(base.layers, plain.get_layer("vgg19").layer.layers, strict=True)
+        if any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), original.get_weights(), strict=True))
+    ]
+    assert changed == ["block5_conv4"]
+    # Unit-scale features that vary across images (a random VGG-19's vary by about 0.002 around 0.02), and the
+    # calibrated model saves and reloads as it is.
+    features = classifiers.feature_extractor(calibrated).predict(images, verbose=0)
+    assert 0.1 < features.std(axis=0).mean() < 10
+    classifiers.save_model(calibrated, tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        classifiers.load_model(tmp_path / "model.keras").predict(images, verbose=0),
+        calibrated.predict(images, verbose=0),
+        atol=1e-5,
+    )
+
+
+def test_calibration_leaves_a_backbone_without_a_calibration_alone(tiny_backbone):
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    plain = classifiers.build_classifier("tiny", image_size=32, weights="none", dropout=0.5)
+    keras.utils.set_random_seed(0)
+    calibrated = classifiers.build_classifier(
+        "tiny", image_size=32, weights="none", dropout=0.5, calibration_images=images
+    )
     for before, after in zip(plain.get_weights(), calibrated.get_weights(), strict=True):
         np.testing.assert_array_equal(before, after)
 
@@ -271,7 +307,7 @@ def test_batched_calibration_equals_one_pass_statistics():
     last = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)][-1]
     activations = keras.Model(base.input, last.input).predict(images, verbose=0).reshape(-1, last.input.shape[-1])
     # 21 images in batches of 4: five full batches and a ragged one.
-    classifiers.calibrate_batch_normalization(base, images, [], batch_size=4)
+    classifiers.standardize_last_batch_normalization(base, images, [], batch_size=4)
     np.testing.assert_allclose(last.moving_mean.numpy(), activations.mean(axis=0), rtol=1e-4, atol=1e-12)
     np.testing.assert_allclose(last.moving_variance.numpy(), activations.var(axis=0), rtol=1e-3, atol=1e-14)
 
