@@ -225,7 +225,7 @@ def test_calibration_turns_a_random_efficientnet_into_unit_scale_features():
     assert np.corrcoef(order(plain_features[:, first]), order(calibrated_features[:, first]))[0, 1] > 0.9
 
 
-def test_calibration_standardises_a_random_vgg19s_last_convolution_and_nothing_else(tmp_path):
+def test_calibration_sets_a_random_vgg19s_last_convolution_and_nothing_else(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype("float32")
     keras.utils.set_random_seed(0)
     plain = build("vgg19")
@@ -239,7 +239,7 @@ def test_calibration_standardises_a_random_vgg19s_last_convolution_and_nothing_e
     kernel, bias = base.get_layer("block5_conv4").get_weights()
     pre_activation = keras.ops.convert_to_numpy(keras.ops.conv(block_inputs, kernel, padding="same")) + bias
     pre_activation = pre_activation.reshape(-1, pre_activation.shape[-1]).astype(np.float64)
-    np.testing.assert_allclose(pre_activation.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(pre_activation.mean(axis=0), classifiers.LAST_CONVOLUTION_MEAN, atol=1e-4)
     np.testing.assert_allclose(pre_activation.std(axis=0), 1, rtol=1e-3)
     changed = [
         layer.name
@@ -247,10 +247,10 @@ def test_calibration_standardises_a_random_vgg19s_last_convolution_and_nothing_e
         if any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), original.get_weights(), strict=True))
     ]
     assert changed == ["block5_conv4"]
-    # Unit-scale features that vary across images (a random VGG-19's vary by about 0.002 around 0.02), and the
-    # calibrated model saves and reloads as it is.
+    # Features that vary across images about as much as they share (a random VGG-19's vary by about 0.002 around
+    # 0.02), and the calibrated model saves and reloads as it is.
     features = classifiers.feature_extractor(calibrated).predict(images, verbose=0)
-    assert 0.1 < features.std(axis=0).mean() < 10
+    assert features.std(axis=0).mean() > 0.3 * features.mean() > 0.01
     classifiers.save_model(calibrated, tmp_path / "model.keras")
     np.testing.assert_allclose(
         classifiers.load_model(tmp_path / "model.keras").predict(images, verbose=0),
