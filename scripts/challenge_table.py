@@ -4,7 +4,8 @@
 input:  seed_metrics (the seeds' external metrics JSONs), ensemble_metrics (the ensembles' external metrics JSONs)
 output: tsv, md
 params: models, seed_keys ((model, kind, seed) of each seed_metrics file), ensemble_keys ((model, kind) of each
-        ensemble_metrics file); kind is "plain" or "tta"
+        ensemble_metrics file); kind is "plain" or "tta"; data_source (config data.source: a real source's external
+        subset should be the challenge's 1,867 prelim-phase images)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
@@ -20,6 +21,7 @@ def main(snakemake):
             zip(map(tuple, params.ensemble_keys), snakemake.input.ensemble_metrics, strict=True)
         ),
         models=params.models,
+        data_source=params.data_source,
     )
     write_table(table, output.tsv, output.md, f"C-NMC 2019 challenge yardstick ({snakemake.wildcards.scheme} split)")
 

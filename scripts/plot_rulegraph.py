@@ -1,4 +1,10 @@
-"""Rule plot_rulegraph: the workflow's own rule graph as the method figure. params: snakefile, configfiles."""
+"""Rule plot_rulegraph: the rule graph of this very run (its Snakefile and config) as the method figure.
+
+params: snakefile, configfiles (in the order the run applied them), config_args (its --config KEY=VALUE
+        arguments); paths relative to the workflow's directory, the folder that holds scripts/
+"""
+
+from pathlib import Path
 
 from leukemia_dtl.core.rule_runner import run_rule
 from leukemia_dtl.evaluate.figures import save_figure
@@ -6,7 +12,9 @@ from leukemia_dtl.evaluate.rulegraph import plot_rulegraph, snakemake_rulegraph
 
 
 def main(snakemake):
-    dot = snakemake_rulegraph(snakemake.params.snakefile, snakemake.params.configfiles)
+    params = snakemake.params
+    workflow_dir = Path(snakemake.scriptdir).parent
+    dot = snakemake_rulegraph(workflow_dir, params.snakefile, params.configfiles, params.config_args)
     save_figure(plot_rulegraph(dot), snakemake.output.png, snakemake.output.pdf)
 
 

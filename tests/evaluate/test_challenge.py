@@ -1,5 +1,6 @@
 """The C-NMC 2019 yardstick: published results beside ours."""
 
+import logging
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from leukemia_dtl.evaluate.challenge import (
     PRELIM_PHASE,
     PUBLISHED_RESULTS,
     challenge_table,
+    image_count_warning,
 )
 from leukemia_dtl.evaluate.tables import write_table
 
@@ -34,13 +36,14 @@ def test_published_results_are_the_issues_values_as_fractions():
     assert all(result.source for result in PUBLISHED_RESULTS)
 
 
-def _metrics(value: float, subject_ci: bool = False) -> dict:
-    """A metrics file with every challenge metric at ``value`` and its interval 0.05 either side."""
+def _metrics(value: float, subject_ci: bool = False, support: tuple[int, int] = (1219, 648)) -> dict:
+    """A metrics file with every challenge metric at ``value`` and its interval 0.05 either side, scored on
+    ``support`` (ALL, HEM) images: by default the challenge's prelim-phase test set."""
     entry = {"value": value, "ci_low": value - 0.05, "ci_high": value + 0.05}
     if subject_ci:
         entry |= {"subject_ci_low": value - 0.1, "subject_ci_high": value + 0.1}
     metrics = dict.fromkeys(("weighted_f1", "balanced_accuracy", "roc_auc"), entry)
-    return metrics | {"threshold": 0.4, "confidence": 0.95}
+    return metrics | {"threshold": 0.4, "confidence": 0.95, "support": {"ALL": support[0], "HEM": support[1]}}
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ def metrics_files(tmp_path):
 
 def test_the_table_sets_seeds_ensembles_and_tta_beside_the_published_results(metrics_files, tmp_path):
     seeds, ensembles = metrics_files
-    table = challenge_table(seeds, ensembles, ["vgg19", "efficientnetb3"])
+    table = challenge_table(seeds, ensembles, ["vgg19", "efficientnetb3"], data_source="kaggle")
     ours = table[table["aggregate"] != "published"]
     assert ours[["model", "kind", "aggregate"]].values.tolist() == [
         ["vgg19", "plain", "seeds"],
@@ -96,7 +99,7 @@ def test_the_table_sets_seeds_ensembles_and_tta_beside_the_published_results(met
     assert "Prelim phase = this project's external subset" in markdown
     assert "p_all >= 0.4 (the configured threshold)" in markdown
     assert "resampling images" in markdown
-    assert "| Entry | Phase | Weighted F1 (%) | Balanced accuracy (%) | ROC-AUC | Source |" in markdown
+    assert "| Entry | Phase | Images | Weighted F1 (%) | Balanced accuracy (%) | ROC-AUC | Source |" in markdown
     assert read_tsv(tmp_path / "challenge.tsv")["aggregate"].tolist() == table["aggregate"].tolist()
 
 
@@ -105,7 +108,7 @@ def test_ensembles_show_subject_intervals_when_their_metrics_have_them(tmp_path)
     ensembles = {("vgg19", "plain"): tmp_path / "ensemble.json"}
     write_json(_metrics(0.8), seeds["vgg19", "plain", 1])
     write_json(_metrics(0.8, subject_ci=True), ensembles["vgg19", "plain"])
-    table = challenge_table(seeds, ensembles, ["vgg19"])
+    table = challenge_table(seeds, ensembles, ["vgg19"], data_source="kaggle")
     assert table.loc[1, "Weighted F1 (%)"] == "80.00 [70.00, 90.00]"
     assert "resampling subjects" in table.attrs["caption"]
 
@@ -113,9 +116,63 @@ def test_ensembles_show_subject_intervals_when_their_metrics_have_them(tmp_path)
 def test_a_model_without_seed_metrics_or_a_metric_is_a_user_error(metrics_files, tmp_path):
     seeds, ensembles = metrics_files
     with pytest.raises(UserError, match="No external-subset metrics of resnet's seeds"):
-        challenge_table(seeds, ensembles, ["vgg19", "resnet"])
+        challenge_table(seeds, ensembles, ["vgg19", "resnet"], data_source="kaggle")
     incomplete = _metrics(0.8)
     del incomplete["balanced_accuracy"]
     write_json(incomplete, seeds["vgg19", "plain", 2])
     with pytest.raises(UserError, match=r"vgg19_plain_2\.json has no value for 'balanced_accuracy'"):
-        challenge_table(seeds, ensembles, ["vgg19"])
+        challenge_table(seeds, ensembles, ["vgg19"], data_source="kaggle")
+
+
+def test_every_row_counts_the_images_it_was_scored_on(metrics_files, caplog):
+    seeds, ensembles = metrics_files
+    with caplog.at_level(logging.WARNING):
+        table = challenge_table(seeds, ensembles, ["vgg19", "efficientnetb3"], data_source="kaggle")
+    published = table["aggregate"] == "published"
+    assert (table.loc[~published, "n_images"] == 1867).all()
+    assert table.loc[published, "n_images"].tolist() == [1867, 1867, 2586, 2586]
+    assert table.loc[published, "Images"].tolist() == ["1,867", "1,867", "2,586", "2,586"]
+    assert "Warning" not in table.attrs["caption"] and not caplog.records
+
+
+def test_the_caption_names_the_caveats_and_the_cited_versions(metrics_files):
+    seeds, ensembles = metrics_files
+    caption = challenge_table(seeds, ensembles, ["vgg19"], data_source="kaggle").attrs["caption"]
+    assert "all 10,661 labelled training images" in caption and "about 70 %" in caption
+    assert "leaderboard entries could be resubmitted" in caption
+    assert "Informatics in Medicine Unlocked 27:100794 (journal version; its preprint's 88.6 / 86.2 / 0.941" in caption
+    assert caption.count("Pan et al. 2019,") == 1 and "Prellberg & Kramer 2019" in caption and "1906.09020" in caption
+    mondal = [result for result in PUBLISHED_RESULTS if result.entry.startswith("Mondal")]
+    assert [result.citation for result in mondal] == [
+        "Mondal et al. 2021, Informatics in Medicine Unlocked 27:100794 "
+        "(journal version; its preprint's 88.6 / 86.2 / 0.941 are not used)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data_source", "warns"), [("kaggle", True), ("archive", True), ("directory", True), ("demo", False)]
+)
+def test_a_real_external_subset_of_another_size_than_the_challenges_is_a_warning(tmp_path, caplog, data_source, warns):
+    seeds = {("vgg19", "plain", 1): tmp_path / "seed.json"}
+    ensembles = {("vgg19", "plain"): tmp_path / "ensemble.json"}
+    for path in (*seeds.values(), *ensembles.values()):
+        write_json(_metrics(0.8, support=(1219, 641)), path)
+    with caplog.at_level(logging.WARNING):
+        table = challenge_table(seeds, ensembles, ["vgg19"], data_source=data_source)
+    assert table.loc[0, "n_images"] == 1860 and table.loc[0, "Images"] == "1,860"
+    warning = "Warning: our external subset has 1,860 images, not the challenge's 1,867 prelim-phase test images"
+    assert table.attrs["caption"].startswith(warning) == warns
+    assert [record.getMessage()[: len(warning)] for record in caplog.records] == ([warning] if warns else [])
+
+
+def test_image_count_warning_names_every_size_found():
+    assert "1,860 / 1,867 images" in image_count_warning([1867, 1860, 1867], "directory")
+    assert image_count_warning([1867, 1867], "archive") == ""
+
+
+def test_seeds_scored_on_different_numbers_of_images_are_a_user_error(tmp_path):
+    seeds = {("vgg19", "plain", seed): tmp_path / f"seed{seed}.json" for seed in (1, 2)}
+    write_json(_metrics(0.8), seeds["vgg19", "plain", 1])
+    write_json(_metrics(0.8, support=(1219, 600)), seeds["vgg19", "plain", 2])
+    with pytest.raises(UserError, match="different numbers of external images"):
+        challenge_table(seeds, {}, ["vgg19"], data_source="kaggle")

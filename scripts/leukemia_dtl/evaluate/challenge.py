@@ -3,8 +3,8 @@
 
 The published numbers are transcribed once, here, as printed (percentages for weighted F1 and balanced
 accuracy, a fraction for ROC-AUC). The challenge's prelim-phase test set is the Kaggle archive's
-``validation_data``: this project's external subset. Its final-phase labels are not in the Kaggle archive, so
-final-phase results are listed only.
+``validation_data`` (1,867 images): this project's external subset. Its final-phase labels (2,586 images) are not
+in the Kaggle archive, so final-phase results are listed only.
 
 Sources:
 - Pan Y, Liu M, Xia Y, Shen D (2019). Neighborhood-correction algorithm for classification of normal and
@@ -19,6 +19,7 @@ Sources:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -28,13 +29,21 @@ import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_json
-from leukemia_dtl.core.vocabulary import PLAIN, TTA
+from leukemia_dtl.core.vocabulary import DATA_SOURCES, PLAIN, TTA
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import metric_entry
 from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 
+log = logging.getLogger(__name__)
+
 PRELIM_PHASE = "prelim"
 FINAL_PHASE = "final"
+# The labelled images each phase's published results were scored on.
+PHASE_IMAGES = {PRELIM_PHASE: 1867, FINAL_PHASE: 2586}
+# The labelled training images the challenge's entrants trained on: the archive's three training folds.
+CHALLENGE_TRAINING_IMAGES = 10661
+# Sources whose external subset is the challenge's prelim-phase test set; the demo's synthetic one is smaller.
+REAL_DATA_SOURCES = tuple(source for source in DATA_SOURCES if source != "demo")
 # Metric key of metrics.classification_metrics -> (column label, printed as a percentage).
 CHALLENGE_METRICS = {
     "weighted_f1": ("Weighted F1 (%)", True),
@@ -47,13 +56,19 @@ PREDICTION_KINDS = {PLAIN: "", TTA: ", 8-fold dihedral TTA"}
 
 @dataclass(frozen=True)
 class PublishedResult:
-    """One published challenge result: its values as printed (see CHALLENGE_METRICS for the units)."""
+    """One published challenge result: its values as printed (see CHALLENGE_METRICS for the units), and which
+    version of the publication they come from where there are several."""
 
     entry: str
     phase: str
     printed: dict[str, str]
     method: str
     source: str
+    version: str = ""
+
+    @property
+    def citation(self) -> str:
+        return f"{self.source} ({self.version})" if self.version else self.source
 
     def value(self, metric: str) -> float:
         """The printed value as a fraction, NaN where the publication gives none."""
@@ -80,6 +95,7 @@ PUBLISHED_RESULTS = (
         {"weighted_f1": "89.7", "balanced_accuracy": "88.3", "roc_auc": "0.948"},
         "weighted ensemble of CNNs",
         _MONDAL,
+        "journal version; its preprint's 88.6 / 86.2 / 0.941 are not used",
     ),
     PublishedResult(
         "Pan et al. 2019 (challenge winner)",
@@ -125,13 +141,36 @@ def _load(files: Mapping[tuple, str | os.PathLike]) -> dict[tuple, Loaded]:
     return loaded
 
 
+def _image_count(runs: Sequence[Loaded]) -> int:
+    """The number of labelled images the metrics files were scored on (their support), the same in each."""
+    counts = {}
+    for path, metrics in runs:
+        if "support" not in metrics:
+            raise UserError(
+                f"Metrics file {path} has no support (images per class); rerun it: "
+                "snakemake --forcerun evaluate_predictions."
+            )
+        counts[str(path)] = sum(metrics["support"].values())
+    if len(set(counts.values())) > 1:
+        raise UserError(
+            f"One row's metrics files were scored on different numbers of external images ({counts}); rerun them: "
+            "snakemake --forcerun evaluate_predictions."
+        )
+    return next(iter(counts.values()))
+
+
+def _images_columns(n_images: int) -> tuple[dict, dict]:
+    return {"Images": f"{n_images:,}"}, {"n_images": n_images}
+
+
 def _seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
     """Mean ± sd over the seeds' metrics of one model and kind."""
+    shown_images, images = _images_columns(_image_count(runs))
     row = {
         "Entry": f"{model_name(model)}, single seeds{PREDICTION_KINDS[kind]} (n = {len(runs)})",
         "Phase": OWN_PHASE,
-    }
-    data = {"model": model, "kind": kind, "aggregate": "seeds", "phase": PRELIM_PHASE, "n_seeds": len(runs)}
+    } | shown_images
+    data = {"model": model, "kind": kind, "aggregate": "seeds", "phase": PRELIM_PHASE, "n_seeds": len(runs)} | images
     for metric, (label, _) in CHALLENGE_METRICS.items():
         mean, sd, _ = mean_sd([metric_entry(metrics, metric, path)["value"] for path, metrics in runs])
         row[label] = mean_sd_text(_scaled(metric, mean), _scaled(metric, sd), _digits(metric))
@@ -142,11 +181,12 @@ def _seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
 def _ensemble_row(model: str, kind: str, n_seeds: int, ensemble: Loaded, interval: str) -> dict:
     """The ensemble's value and its ``interval`` ("ci" or "subject_ci") bounds."""
     path, metrics = ensemble
+    shown_images, images = _images_columns(_image_count([ensemble]))
     row = {
         "Entry": f"{model_name(model)}, seed ensemble{PREDICTION_KINDS[kind]} (mean of {n_seeds})",
         "Phase": OWN_PHASE,
-    }
-    data = {"model": model, "kind": kind, "aggregate": "ensemble", "phase": PRELIM_PHASE, "n_seeds": n_seeds}
+    } | shown_images
+    data = {"model": model, "kind": kind, "aggregate": "ensemble", "phase": PRELIM_PHASE, "n_seeds": n_seeds} | images
     for metric, (label, _) in CHALLENGE_METRICS.items():
         entry = metric_entry(metrics, metric, path)
         low, high = entry[f"{interval}_low"], entry[f"{interval}_high"]
@@ -158,8 +198,9 @@ def _ensemble_row(model: str, kind: str, n_seeds: int, ensemble: Loaded, interva
 
 
 def _published_row(result: PublishedResult) -> dict:
-    row = {"Entry": f"{result.entry}: {result.method}", "Phase": result.phase}
-    data = {"model": "", "kind": "", "aggregate": "published", "phase": result.phase, "n_seeds": math.nan}
+    shown_images, images = _images_columns(PHASE_IMAGES[result.phase])
+    row = {"Entry": f"{result.entry}: {result.method}", "Phase": result.phase} | shown_images
+    data = {"model": "", "kind": "", "aggregate": "published", "phase": result.phase, "n_seeds": math.nan} | images
     for metric, (label, _) in CHALLENGE_METRICS.items():
         row[label] = result.printed.get(metric, "")
         data |= {
@@ -168,7 +209,7 @@ def _published_row(result: PublishedResult) -> dict:
             f"{metric}_ci_low": math.nan,
             f"{metric}_ci_high": math.nan,
         }
-    return row | {"Source": result.source} | data
+    return row | {"Source": result.citation} | data
 
 
 def _interval_of(ensembles: Sequence[Loaded]) -> str:
@@ -178,15 +219,37 @@ def _interval_of(ensembles: Sequence[Loaded]) -> str:
     return "subject_ci" if entries and all(entry.get("subject_ci_low") is not None for entry in entries) else "ci"
 
 
-def _caption(runs: Sequence[Loaded], interval: str) -> str:
+def image_count_warning(own_counts: Sequence[int], data_source: str) -> str:
+    """A warning when a real data source's external subset is not the challenge's prelim-phase test set (the
+    rows would then be scored on other images than the published ones); empty otherwise and for the demo."""
+    expected = PHASE_IMAGES[PRELIM_PHASE]
+    if data_source not in REAL_DATA_SOURCES or set(own_counts) <= {expected}:
+        return ""
+    counts = " / ".join(f"{count:,}" for count in sorted(set(own_counts)))
+    return (
+        f"Warning: our external subset has {counts} images, not the challenge's {expected:,} prelim-phase test images "
+        f"(data.source: {data_source}), so ours and the published prelim-phase results are not scored on the same "
+        "images (the inventory's rejected list names any images it left out)."
+    )
+
+
+def _caption(runs: Sequence[Loaded], interval: str, warning: str) -> str:
     thresholds = sorted({metrics["threshold"] for _, metrics in runs if "threshold" in metrics})
     confidence = next((metrics["confidence"] for _, metrics in runs if "confidence" in metrics), 0.95)
     resampled = "subjects" if interval == "subject_ci" else "images"
+    citations = " ".join(dict.fromkeys(f"{result.citation}." for result in PUBLISHED_RESULTS))
     return (
+        f"{warning + ' ' if warning else ''}"
         "Prelim phase = this project's external subset (the Kaggle validation_data: subjects never trained on). "
+        f"Images = the labelled images each row was scored on (the challenge's: {PHASE_IMAGES[PRELIM_PHASE]:,} "
+        f"prelim phase, {PHASE_IMAGES[FINAL_PHASE]:,} final phase). "
         f"Ours call ALL at p_all >= {' / '.join(f'{t:g}' for t in thresholds)} (the configured threshold); "
         f"an ensemble is the mean p_all of its seeds, in brackets its {100 * confidence:g} % bootstrap interval "
-        f"resampling {resampled}. Final-phase results are listed only: its labels are not in the Kaggle archive."
+        f"resampling {resampled}. Final-phase results are listed only: its labels are not in the Kaggle archive. "
+        f"Not like for like: the challenge's entrants trained on all {CHALLENGE_TRAINING_IMAGES:,} labelled "
+        "training images, while this workflow trains on its split's train subset only (about 70 % of them); and "
+        "leaderboard entries could be resubmitted, so a published score may be the best of several tries, while "
+        f"each of ours is scored once. Published values as printed in: {citations}"
     )
 
 
@@ -194,11 +257,14 @@ def challenge_table(
     seed_metrics_files: Mapping[tuple[str, str, int], str | os.PathLike],
     ensemble_metrics_files: Mapping[tuple[str, str], str | os.PathLike],
     models: Sequence[str],
+    data_source: str,
 ) -> pd.DataFrame:
     """This project's external-subset weighted F1, balanced accuracy and ROC-AUC beside the published challenge
     results. Per model and kind (plain, then TTA where given): the single seeds' mean ± sd from
     ``seed_metrics_files`` keyed (model, kind, seed), then the ensemble's value with its interval from
-    ``ensemble_metrics_files`` keyed (model, kind); then the published entries with phase and source.
+    ``ensemble_metrics_files`` keyed (model, kind); then the published entries with phase and source. Each row
+    counts the images it was scored on; with a real ``data_source`` (config data.source) an external subset of
+    another size than the challenge's is logged and noted in the caption (``image_count_warning``).
     The reading columns come first (``attrs["markdown_columns"]``), then the numbers as fractions."""
     seed_runs, ensembles = _load(seed_metrics_files), _load(ensemble_metrics_files)
     interval = _interval_of(list(ensembles.values()))
@@ -215,8 +281,17 @@ def challenge_table(
                 rows.append(_seeds_row(model, kind, runs))
             if (model, kind) in ensembles:
                 rows.append(_ensemble_row(model, kind, len(runs), ensembles[model, kind], interval))
+    warning = image_count_warning([row["n_images"] for row in rows], data_source)
+    if warning:
+        log.warning("%s", warning)
     rows += [_published_row(result) for result in PUBLISHED_RESULTS]
     table = pd.DataFrame(rows)
-    table.attrs[MARKDOWN_COLUMNS] = ["Entry", "Phase", *(label for label, _ in CHALLENGE_METRICS.values()), "Source"]
-    table.attrs[CAPTION] = _caption([*seed_runs.values(), *ensembles.values()], interval)
+    table.attrs[MARKDOWN_COLUMNS] = [
+        "Entry",
+        "Phase",
+        "Images",
+        *(label for label, _ in CHALLENGE_METRICS.values()),
+        "Source",
+    ]
+    table.attrs[CAPTION] = _caption([*seed_runs.values(), *ensembles.values()], interval, warning)
     return table

@@ -6,10 +6,13 @@ few dozen nodes are laid out here in layers by longest path from the inputs.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
@@ -18,12 +21,41 @@ _NODE = re.compile(r'^\s*(\d+)\[label = "([^"]+)"', re.MULTILINE)
 _EDGE = re.compile(r"^\s*(\d+) -> (\d+)", re.MULTILINE)
 
 
-def snakemake_rulegraph(snakefile: str, configfiles: list[str]) -> str:
-    """The DOT text of ``snakemake --rulegraph`` for the same Snakefile and config files."""
-    command = [sys.executable, "-m", "snakemake", "-s", snakefile, "--rulegraph", "--nolock", "--quiet", "all"]
-    if configfiles:
-        # One flag with every file: a repeated --configfile keeps only the last, which alone may not validate.
-        command += ["--configfile", *configfiles]
+def applied_configfiles(
+    listed: Sequence[str | os.PathLike],
+    command_line: Sequence[str | os.PathLike],
+    workflow_dir: str | os.PathLike,
+    replace_workflow_config: bool = False,
+) -> list[str]:
+    """The config files a Snakemake 9 run applied, first to last (the last one wins per key), relative to
+    ``workflow_dir`` so that a moved project keeps them; call it where the run parses its Snakefile.
+
+    ``listed`` is ``workflow.configfiles``: the --configfile files (``command_line``, made absolute) first, then
+    each ``configfile:`` of the Snakefile that was found, relative to the working directory. Snakemake applies
+    the Snakefile's first and lays the command line's over them; --replace-workflow-config drops the Snakefile's.
+    A file applied twice counts where it was applied last, as that is where its values win."""
+    from_snakefile = [] if replace_workflow_config else list(listed[len(command_line) :])
+    relative = [os.path.relpath(os.path.abspath(path), workflow_dir) for path in [*from_snakefile, *command_line]]
+    return [path for index, path in enumerate(relative) if path not in relative[index + 1 :]]
+
+
+def snakemake_rulegraph(
+    workflow_dir: str | os.PathLike,
+    snakefile: str | os.PathLike,
+    configfiles: Sequence[str | os.PathLike],
+    config_args: Sequence[str] = (),
+) -> str:
+    """The DOT text of ``snakemake --rulegraph`` for the Snakefile, with exactly the config of the run that
+    applied ``configfiles`` (in that order) and ``config_args`` (its --config KEY=VALUE arguments); relative
+    paths are read from ``workflow_dir``."""
+    workflow_dir = Path(workflow_dir)
+    command = [sys.executable, "-m", "snakemake", "-s", str(workflow_dir / snakefile)]
+    command += ["--rulegraph", "--nolock", "--quiet", "all"]
+    # One flag with every file (a repeated --configfile keeps only the last); the Snakefile's own configfile:
+    # is replaced, as the list already holds it where the run applied it.
+    command += ["--configfile", *(str(workflow_dir / path) for path in configfiles), "--replace-workflow-config"]
+    if config_args:
+        command += ["--config", *config_args]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"snakemake --rulegraph failed:\n{result.stderr[-3000:]}")
