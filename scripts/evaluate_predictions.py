@@ -15,6 +15,7 @@ def main(snakemake):
         n_bootstrap=statistics["bootstrap_resamples"],
         seed=statistics["seed"],
         confidence=statistics["confidence"],
+        min_subjects_per_class=statistics["min_subjects_per_class"],
     )
     for subset, metrics_path in snakemake.output.items():
         write_json(metrics[subset], metrics_path)

@@ -7,7 +7,7 @@ input:  split (split TSV); train_stats, provenance (per seed); test_metrics, ext
 output: card (results/model_cards/{scheme}/{model}.md)
 params: scheme, model, seeds (the order of every per-seed list), model_files, export_folders (per seed),
         model_options (the config's models.<model> block), hyperparameters (configured | tuned), augmentation,
-        image_size, precision
+        image_size, precision, min_subjects_per_class (the config's statistics.min_subjects_per_class)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
@@ -36,6 +36,7 @@ def main(snakemake):
         augmentation=dict(params.augmentation),
         image_size=int(params.image_size),
         precision=params.precision,
+        min_subjects_per_class=int(params.min_subjects_per_class),
     )
 
 

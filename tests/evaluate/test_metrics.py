@@ -15,6 +15,7 @@ from leukemia_dtl.evaluate.metrics import (
     metrics_from_counts,
     resampling_units,
 )
+from rule_scripts import run_rule_script
 
 INTERVAL_METRICS = [
     "accuracy",
@@ -244,6 +245,48 @@ def test_one_subject_in_a_class_leaves_the_subject_interval_undefined_not_zero_w
         np.repeat([1, 1, 0, 0], 20), np.tile(p_all[:20], 4), subjects=np.repeat(np.arange(4), 20), n_bootstrap=300
     )
     assert two_each["roc_auc"]["subject_ci_low"] is not None
+
+
+def test_fewer_subjects_of_a_class_than_the_minimum_leave_the_subject_interval_null_and_say_so():
+    """Four ALL patients and three HEM donors: a subject interval at a minimum of 3 subjects per class, none at 5
+    (a percentile bootstrap over so few subjects under-covers); the minimum is recorded beside the support."""
+    y_true = np.repeat([1, 1, 1, 1, 0, 0, 0], 10)
+    _, p_all, subjects = _clustered(7, 10, seed=5)
+    settings = {"subjects": subjects, "n_bootstrap": 200, "validation_threshold": 0.4}
+    strict = classification_metrics(y_true, p_all, min_subjects_per_class=5, **settings)
+    assert (strict["subject_support"], strict["min_subjects_per_class"]) == ({"ALL": 4, "HEM": 3}, 5)
+    for entries in (strict, strict["at_validation_threshold"]):
+        for name, entry in entries.items():
+            if isinstance(entry, dict) and "value" in entry:
+                assert entry["subject_ci_low"] is None and entry["subject_ci_high"] is None, name
+                assert entry["ci_low"] <= entry["ci_high"], name
+    lenient = classification_metrics(y_true, p_all, min_subjects_per_class=3, **settings)
+    assert lenient["min_subjects_per_class"] == 3
+    assert lenient["roc_auc"]["subject_ci_low"] is not None
+    assert lenient["at_validation_threshold"]["accuracy"]["subject_ci_high"] is not None
+
+
+def test_the_rule_passes_the_configured_minimum_on_to_every_metrics_file(tmp_path):
+    """statistics.min_subjects_per_class reaches evaluate_predictions through its statistics param: test (two HEM
+    donors) gets no subject interval at a minimum of 3, val (three of each class) does."""
+    val_subjects = list("aabbccddeeff")
+    files = {
+        "val": _prediction_file(tmp_path / "val.tsv", [1] * 6 + [0] * 6, np.linspace(0.2, 0.9, 12), val_subjects),
+        "test": _prediction_file(tmp_path / "test.tsv", [1] * 6 + [0] * 4, np.linspace(0.1, 0.9, 10), "aabbccddee"),
+    }
+    outputs = {subset: tmp_path / "metrics" / f"{subset}.json" for subset in files}
+    statistics = {"threshold": 0.5, "bootstrap_resamples": 50, "seed": 0, "confidence": 0.95}
+    run_rule_script(
+        "evaluate_predictions.py",
+        input={subset: str(path) for subset, path in files.items()},
+        output={subset: str(path) for subset, path in outputs.items()},
+        params={"statistics": statistics | {"mcnemar_exact_below": 25, "min_subjects_per_class": 3}},
+    )
+    written = {subset: json.loads(path.read_text()) for subset, path in outputs.items()}
+    assert {subset: metrics["min_subjects_per_class"] for subset, metrics in written.items()} == {"val": 3, "test": 3}
+    assert written["test"]["subject_support"] == {"ALL": 3, "HEM": 2}
+    assert written["test"]["accuracy"]["subject_ci_low"] is None
+    assert written["val"]["accuracy"]["subject_ci_low"] is not None
 
 
 def test_a_subject_with_both_labels_goes_by_its_majority_and_a_tie_goes_to_all():

@@ -11,6 +11,7 @@ from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_
 from leukemia_dtl.evaluate.model_cards import few_subjects, model_card, write_model_card
 from leukemia_dtl.evaluate.result_files import is_all
 from leukemia_dtl.evaluate.tables import mean_sd, mean_sd_text
+from rule_scripts import run_rule_script
 
 SEEDS = [0, 1]
 SUBSETS = ("test", "external")
@@ -121,6 +122,7 @@ def card_inputs(split: pd.DataFrame | None = None) -> dict:
         "augmentation": {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "zoom": 0.1},
         "image_size": 32,
         "precision": "float32",
+        "min_subjects_per_class": 5,
     }
 
 
@@ -233,12 +235,18 @@ def test_tuned_values_shown_beside_the_config():
     assert "Hyperparameters: configured" in section(configured, "Training configuration")
 
 
-def test_classes_with_few_subjects_are_flagged():
-    limitations = section(model_card(**card_inputs()), "Known limitations")
-    assert "Fewer than 10 subjects of a class in test (2 ALL, 2 HEM), external (1 ALL, 1 HEM)" in limitations
-    many = [(f"{label}{n}", label, subset, 1) for subset in SUBSETS for label in ("ALL", "HEM") for n in range(10)]
-    assert few_subjects(split_table(many)) == {}
-    assert few_subjects(split_table(many[:-1])) == {"external": {"HEM": 9}}
+def test_classes_with_few_subjects_are_flagged_at_the_configured_minimum():
+    card = model_card(**card_inputs())
+    limitations = section(card, "Known limitations")
+    assert "Fewer than 5 subjects of a class in test (2 ALL, 2 HEM), external (1 ALL, 1 HEM)" in limitations
+    assert "no subject-level interval there" in limitations
+    assert "n/a where a class has fewer than 5 subjects" in section(card, "Metrics on held-out data")
+    many = [(f"{label}{n}", label, subset, 1) for subset in SUBSETS for label in ("ALL", "HEM") for n in range(5)]
+    assert few_subjects(split_table(many), 5) == {}
+    assert few_subjects(split_table(many[:-1]), 5) == {"external": {"HEM": 4}}
+    assert few_subjects(split_table(many), 6) == {"test": {"ALL": 5, "HEM": 5}, "external": {"ALL": 5, "HEM": 5}}
+    lenient = model_card(**card_inputs() | {"min_subjects_per_class": 2})
+    assert "Fewer than 2 subjects of a class in external (1 ALL, 1 HEM)" in section(lenient, "Known limitations")
 
 
 def test_files_per_seed_with_their_provenance():
@@ -303,7 +311,8 @@ def card_files(tmp_path):
 
 def _settings(inputs: dict) -> dict:
     names = ("scheme", "model", "seeds", "model_files", "export_folders", "model_options", "hyperparameters")
-    return {name: inputs[name] for name in (*names, "augmentation", "image_size", "precision")}
+    names += ("augmentation", "image_size", "precision", "min_subjects_per_class")
+    return {name: inputs[name] for name in names}
 
 
 def test_write_model_card_reads_the_files(tmp_path, card_files):
@@ -313,6 +322,28 @@ def test_write_model_card_reads_the_files(tmp_path, card_files):
     written = card_path.read_text()
     assert written == model_card(**inputs)
     assert written.startswith("# Model card: VGG-19, random split\n")
+
+
+def test_the_rule_script_passes_every_setting_on(tmp_path, card_files):
+    paths, inputs = card_files
+    card_path = tmp_path / "card.md"
+    run_rule_script(
+        "model_card.py",
+        input={
+            "split": str(paths["split_path"]),
+            "train_stats": [str(path) for path in paths["train_stats_paths"]],
+            "provenance": [str(path) for path in paths["provenance_paths"]],
+            **{f"{subset}_metrics": [str(path) for path in paths["metrics_paths"][subset]] for subset in SUBSETS},
+            **{
+                f"{subset}_predictions": [str(path) for path in paths["prediction_paths"][subset]] for subset in SUBSETS
+            },
+            **{f"ensemble_{subset}_metrics": str(paths["ensemble_metrics_paths"][subset]) for subset in SUBSETS},
+            **{f"ensemble_{subset}_predictions": str(paths["ensemble_prediction_paths"][subset]) for subset in SUBSETS},
+        },
+        output={"card": str(card_path)},
+        params=_settings(inputs),
+    )
+    assert card_path.read_text() == model_card(**inputs)
 
 
 def test_a_metrics_file_without_a_card_metric_is_a_user_error_naming_it(tmp_path, card_files):

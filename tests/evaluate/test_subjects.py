@@ -12,6 +12,7 @@ from leukemia_dtl.evaluate.subjects import (
     subject_table,
 )
 from leukemia_dtl.evaluate.tables import write_table
+from rule_scripts import run_rule_script
 
 # Two ALL patients and two HEM donors; the ensemble's p_all per image, whose subject means are
 # P1 0.8, P2 0.5, H1 0.3, H2 0.6.
@@ -87,7 +88,7 @@ def test_subject_metrics_by_hand():
 def test_subject_table_counts_and_scores_seeds_and_ensemble(files, tmp_path):
     """Seed 1 (means .75 .45 .25 .55) calls P2 and H2 wrong, accuracy 1/2; seed 2 (.85 .55 .35 .65) only H2,
     3/4; both rank the subjects as the ensemble does, AUC 3/4."""
-    table = subject_table(*files, ["vgg19", "efficientnetb3"], threshold=0.5, min_subjects=2)
+    table = subject_table(*files, ["vgg19", "efficientnetb3"], threshold=0.5, min_subjects_per_class=2)
     assert table[["model", "subset"]].values.tolist() == [["vgg19", "test"], ["efficientnetb3", "test"]]
     row = table.set_index("model").loc["vgg19"]
     assert (row["ALL subjects"], row["HEM subjects"], row["Images"]) == (2, 2, 8)
@@ -113,16 +114,38 @@ def test_few_subjects_print_a_caveat_and_auc_is_na_without_a_class(files, tmp_pa
         seed_files["vgg19", seed, "external"] = _write(
             tmp_path / f"ext_{seed}.tsv", ENSEMBLE_P_ALL[:5], **only_patients
         )
-    table = subject_table(seed_files, ensemble_files, ["vgg19"], threshold=0.5, min_subjects=10)
+    table = subject_table(seed_files, ensemble_files, ["vgg19"], threshold=0.5, min_subjects_per_class=5)
     rows = table.set_index("subset")
-    assert rows.loc["test", "Caveat"] == "fewer than 10 subjects of a class (2 ALL, 2 HEM)"
+    assert rows.loc["test", "Caveat"] == "fewer than 5 subjects of a class (2 ALL, 2 HEM)"
     assert (
-        rows.loc["external", "Caveat"] == "fewer than 10 subjects of a class (2 ALL, 0 HEM); subject ROC-AUC undefined"
+        rows.loc["external", "Caveat"] == "fewer than 5 subjects of a class (2 ALL, 0 HEM); subject ROC-AUC undefined"
     )
     assert rows.loc["external", "Subject ROC-AUC, seeds (mean ± sd)"] == "n/a"
     assert rows.loc["external", "Subject ROC-AUC, ensemble"] == "n/a"
     assert np.isnan(rows.loc["external", "roc_auc_ensemble"]) and rows.loc["external", "roc_auc_n_seeds"] == 0
-    assert "Caveat: fewer than 10 subjects of a class in test, external;" in table.attrs["caption"]
+    assert "Caveat: fewer than 5 subjects of a class in test, external;" in table.attrs["caption"]
+    # The same limit as the metrics files' subject intervals (statistics.min_subjects_per_class), and the caption
+    # says they are missing there.
+    assert "no subject-level bootstrap interval is given there" in table.attrs["caption"]
+
+
+def test_the_rule_script_takes_the_configured_minimum(files, tmp_path):
+    seed_files, ensemble_files = files
+    outputs = {name: tmp_path / f"{name}.tsv" for name in ("tsv", "per_subject")} | {"md": tmp_path / "subjects.md"}
+    run_rule_script(
+        "subject_table.py",
+        input={"predictions": [str(path) for path in seed_files.values()], "ensemble": list(ensemble_files.values())},
+        output={name: str(path) for name, path in outputs.items()},
+        params={
+            "run_keys": [list(key) for key in seed_files],
+            "ensemble_keys": [list(key) for key in ensemble_files],
+            "models": ["vgg19", "efficientnetb3"],
+            "threshold": 0.5,
+            "min_subjects_per_class": 3,
+        },
+        wildcards={"scheme": "patient"},
+    )
+    assert read_tsv(outputs["tsv"])["Caveat"].tolist() == ["fewer than 3 subjects of a class (2 ALL, 2 HEM)"] * 2
 
 
 def test_per_subject_table_holds_the_ensembles_scores(files):
@@ -140,7 +163,7 @@ def test_per_subject_table_holds_the_ensembles_scores(files):
 def test_missing_ensemble_or_seeds_name_the_model_and_subset(files):
     seed_files, ensemble_files = files
     with pytest.raises(UserError, match="No ensemble predictions of resnet50 on test"):
-        subject_table(seed_files, ensemble_files, ["vgg19", "resnet50"], threshold=0.5, min_subjects=10)
+        subject_table(seed_files, ensemble_files, ["vgg19", "resnet50"], threshold=0.5, min_subjects_per_class=5)
     vgg_only = {key: path for key, path in seed_files.items() if key[0] == "vgg19"}
     with pytest.raises(UserError, match="No seed predictions of efficientnetb3 on test"):
-        subject_table(vgg_only, ensemble_files, ["vgg19", "efficientnetb3"], threshold=0.5, min_subjects=10)
+        subject_table(vgg_only, ensemble_files, ["vgg19", "efficientnetb3"], threshold=0.5, min_subjects_per_class=5)

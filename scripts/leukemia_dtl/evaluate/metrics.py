@@ -8,6 +8,8 @@ never read as the decision here.
 Each interval comes twice: ``ci_low``/``ci_high`` resample images, ``subject_ci_low``/``subject_ci_high``
 resample subjects. C-NMC images come in clusters of one subject (dozens to hundreds of cells), so where the
 subject is the unit of independence (subject-disjoint test sets, the external set) only the second is honest.
+With fewer subjects of a class than the caller's minimum (the workflow's statistics.min_subjects_per_class) the
+subject bounds are null.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from leukemia_dtl.evaluate.result_files import is_all, read_predictions
 IMAGE_INTERVAL = "ci"
 SUBJECT_INTERVAL = "subject_ci"
 # With one subject in a class every resample draws that subject: an interval of width 0 that would claim
-# certainty where nothing can be said. Below this many subjects in either class, the subject bounds are null.
+# certainty where nothing can be said. So two subjects of each class are the least any subject interval needs;
+# the workflow asks for more (statistics.min_subjects_per_class), as a percentile bootstrap over 2-4 subjects of
+# a class under-covers.
 MIN_SUBJECTS_FOR_INTERVAL = 2
 AUC_METRICS = ("roc_auc", "roc_auc_delong")
 
@@ -153,7 +157,25 @@ def _resampled_auc(weights: np.ndarray, y_true: np.ndarray, p_all: np.ndarray) -
     return _weighted_auc(p_all[positive], p_all[~positive], weights[:, positive], weights[:, ~positive])
 
 
-def _percentile_interval(samples: np.ndarray, confidence: float, prefix: str) -> dict[str, float]:
+def metric_values(y_true, p_all, threshold: float) -> dict[str, float]:
+    """Every thresholded metric at ``threshold`` and ROC-AUC: the ``value`` of each entry of
+    :func:`classification_metrics` (its ``roc_auc_delong`` aside)."""
+    y_true, p_all = _checked_labels(y_true, p_all)
+    values = _thresholded_point_estimates(y_true, called_all(p_all, threshold))
+    values["roc_auc"] = roc_auc_score(y_true, p_all)
+    return {name: float(value) for name, value in values.items()}
+
+
+def resampled_metrics(weights: np.ndarray, y_true, p_all, threshold: float) -> dict[str, np.ndarray]:
+    """The metrics of :func:`metric_values` on each resample: one value per row of ``weights`` (n_resamples x
+    n_images, how often each image was drawn, as :func:`bootstrap_weights` gives)."""
+    y_true, p_all = _checked_labels(y_true, p_all)
+    thresholded = _resampled_thresholded(weights, y_true, called_all(p_all, threshold))
+    return thresholded | {"roc_auc": _resampled_auc(weights, y_true, p_all)}
+
+
+def percentile_interval(samples: np.ndarray, confidence: float, prefix: str) -> dict[str, float]:
+    """The percentile bootstrap interval of ``samples`` at ``confidence`` as {prefix_low, prefix_high}."""
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(samples, [tail, 100 - tail])
     return {f"{prefix}_low": float(low), f"{prefix}_high": float(high)}
@@ -168,7 +190,7 @@ def _thresholded_entries(y_true, p_all, threshold, weights: Mapping[str, np.ndar
         | {
             key: bound
             for prefix in weights
-            for key, bound in _percentile_interval(samples[prefix][name], confidence, prefix).items()
+            for key, bound in percentile_interval(samples[prefix][name], confidence, prefix).items()
         }
         for name, value in _thresholded_point_estimates(y_true, y_pred).items()
     }
@@ -185,7 +207,7 @@ def _auc_entries(y_true, p_all, weights: Mapping[str, np.ndarray], confidence) -
     subject bootstrap's."""
     intervals = {}
     for prefix, unit_weights in weights.items():
-        intervals |= _percentile_interval(_resampled_auc(unit_weights, y_true, p_all), confidence, prefix)
+        intervals |= percentile_interval(_resampled_auc(unit_weights, y_true, p_all), confidence, prefix)
     auc, variance = delong_auc_variance(y_true, p_all)
     half_width = norm.ppf(1 - (1 - confidence) / 2) * np.sqrt(variance)
     delong = {"ci_low": float(max(0.0, auc - half_width)), "ci_high": float(min(1.0, auc + half_width))}
@@ -196,6 +218,8 @@ def _auc_entries(y_true, p_all, weights: Mapping[str, np.ndarray], confidence) -
 
 
 def _youden_threshold(y_true, p_all) -> float:
+    """The threshold maximising TPR - FPR on these very labels: test-derived (on a test or external subset, chosen
+    on the images it scores), so kept in the metrics file for reference only and never an operating point."""
     fpr, tpr, thresholds = roc_curve(y_true, p_all)
     # Skip the first point: roc_curve's threshold there is +inf (nothing called ALL).
     best = 1 + np.argmax((tpr - fpr)[1:])
@@ -227,7 +251,9 @@ def _checked_labels(y_true, p_all) -> tuple[np.ndarray, np.ndarray]:
     return y_true, np.asarray(p_all, dtype=float)
 
 
-def _subject_support(unit_class: np.ndarray) -> dict[str, int]:
+def subject_support(unit_class: np.ndarray) -> dict[str, int]:
+    """Subjects of each class ({"ALL": n, "HEM": n}) from each unit's class (:func:`resampling_units`); a
+    UserError when a class has none."""
     support = {POSITIVE_CLASS: int(unit_class.sum()), NEGATIVE_CLASS: int((1 - unit_class).sum())}
     if 0 in support.values():
         raise UserError(
@@ -236,6 +262,11 @@ def _subject_support(unit_class: np.ndarray) -> dict[str, int]:
             "column of the prediction file (each subject is an ALL patient or a healthy donor)."
         )
     return support
+
+
+def allows_subject_interval(support: Mapping[str, int], min_subjects_per_class: int) -> bool:
+    """Whether a subject-level interval is given: at least ``min_subjects_per_class`` subjects of each class."""
+    return min(support.values()) >= min_subjects_per_class
 
 
 def classification_metrics(
@@ -247,22 +278,25 @@ def classification_metrics(
     seed=0,
     confidence=0.95,
     validation_threshold: float | None = None,
+    min_subjects_per_class: int = MIN_SUBJECTS_FOR_INTERVAL,
 ) -> dict:
     """Metrics of ``p_all`` (probability of ALL) against ``y_true`` (1/True = ALL) as a JSON-ready dict.
 
     An image is called ALL when ``p_all >= threshold``. Each metric carries two stratified percentile bootstrap
     intervals from the same number of resamples and the same seed: ``ci_*`` draws images within their class,
     ``subject_ci_*`` draws ``subjects`` (one ID per image; None: every image its own subject) within their
-    class and takes all images of each. ``roc_auc_delong`` carries DeLong's interval as its ``ci_*``. With a
-    ``validation_threshold``, ``at_validation_threshold`` holds every thresholded metric again at it.
+    class and takes all images of each; its bounds are null with fewer than ``min_subjects_per_class`` subjects
+    of a class, a limit the result records beside ``subject_support``. ``roc_auc_delong`` carries DeLong's
+    interval as its ``ci_*``. With a ``validation_threshold``, ``at_validation_threshold`` holds every
+    thresholded metric again at it.
     """
     y_true, p_all = _checked_labels(y_true, p_all)
     images = np.arange(len(y_true))
     image_units = resampling_units(images, y_true)
     subject_units = resampling_units(images if subjects is None else subjects, y_true)
-    subject_support = _subject_support(subject_units[1])
+    support_of_subjects = subject_support(subject_units[1])
     resampled = {IMAGE_INTERVAL: image_units}
-    if min(subject_support.values()) >= MIN_SUBJECTS_FOR_INTERVAL:
+    if allows_subject_interval(support_of_subjects, min_subjects_per_class):
         resampled[SUBJECT_INTERVAL] = subject_units
     # One generator per unit from the same seed: with one image per subject both draw the same resamples.
     weights = {
@@ -274,7 +308,8 @@ def classification_metrics(
     result |= _counts(y_true, p_all, threshold)
     result.update(
         support={POSITIVE_CLASS: int(y_true.sum()), NEGATIVE_CLASS: int((1 - y_true).sum())},
-        subject_support=subject_support,
+        subject_support=support_of_subjects,
+        min_subjects_per_class=int(min_subjects_per_class),
         youden_threshold=_youden_threshold(y_true, p_all),
         n_bootstrap=int(n_bootstrap),
         threshold=float(threshold),
@@ -296,7 +331,13 @@ def classification_metrics(
 
 
 def evaluate_prediction_file(
-    path, threshold: float, n_bootstrap: int, seed: int, confidence: float, validation_threshold: float | None = None
+    path,
+    threshold: float,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+    validation_threshold: float | None = None,
+    min_subjects_per_class: int = MIN_SUBJECTS_FOR_INTERVAL,
 ) -> dict:
     """:func:`classification_metrics` of one prediction table (``result_files.read_predictions``), calling ALL
     from its ``p_all`` at ``threshold``, resampling subjects by its ``subject`` column; its ``pred`` column
@@ -311,11 +352,17 @@ def evaluate_prediction_file(
         seed=seed,
         confidence=confidence,
         validation_threshold=validation_threshold,
+        min_subjects_per_class=min_subjects_per_class,
     )
 
 
 def evaluate_prediction_set(
-    prediction_files: Mapping[str, str | os.PathLike], threshold: float, n_bootstrap: int, seed: int, confidence: float
+    prediction_files: Mapping[str, str | os.PathLike],
+    threshold: float,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+    min_subjects_per_class: int = MIN_SUBJECTS_FOR_INTERVAL,
 ) -> dict[str, dict]:
     """:func:`evaluate_prediction_file` of each subset's file of one prediction set (keys: subsets, ``val``
     among them), each also scored at the threshold that maximises balanced accuracy on the set's ``val``
@@ -328,6 +375,8 @@ def evaluate_prediction_set(
     val = read_predictions(prediction_files["val"])
     chosen = balanced_accuracy_threshold(is_all(val), val["p_all"], preferred=threshold)
     return {
-        subset: evaluate_prediction_file(path, threshold, n_bootstrap, seed, confidence, validation_threshold=chosen)
+        subset: evaluate_prediction_file(
+            path, threshold, n_bootstrap, seed, confidence, chosen, min_subjects_per_class=min_subjects_per_class
+        )
         for subset, path in prediction_files.items()
     }

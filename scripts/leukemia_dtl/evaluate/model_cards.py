@@ -14,7 +14,6 @@ from leukemia_dtl.core.fileio import atomic_path, read_tsv, require_columns, sto
 from leukemia_dtl.core.provenance import read_run_provenance, short_commit, short_digest
 from leukemia_dtl.core.vocabulary import (
     AUGMENTATION_OPTIONS,
-    MIN_SUBJECTS_PER_CLASS,
     MODEL_OPTION_GROUPS,
     NEGATIVE_CLASS,
     PATIENT_SPLIT,
@@ -225,12 +224,13 @@ def metrics_table(
     return pd.DataFrame(rows)
 
 
-def _metrics_section(scheme: str, seed_metrics, ensemble_metrics) -> str:
+def _metrics_section(scheme: str, seed_metrics, ensemble_metrics, min_subjects_per_class: int) -> str:
     thresholds = ", ".join(dict.fromkeys(f"{run['threshold']:g}" for run in ensemble_metrics.values()))
     caption = (
         f"An image is called ALL when p_all >= {thresholds}. Mean ± sd over the single seeds (training variance); "
         "the seed ensemble's percentile bootstrap intervals resample images (image-level) or whole "
-        "subjects within their class (subject-level: n/a where a class has a single subject)."
+        f"subjects within their class (subject-level: n/a where a class has fewer than {min_subjects_per_class} "
+        "subjects, too few for a percentile bootstrap to cover)."
     )
     if scheme == RANDOM_SPLIT:
         caption += " The test images share subjects with training (see Known limitations); external ones never do."
@@ -290,30 +290,31 @@ def _leakage_text(scheme: str, split: pd.DataFrame) -> str:
     return f"Subject-disjoint split: {shared}."
 
 
-def few_subjects(split: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """{held-out subset: {class: subjects}} of the classes with fewer than MIN_SUBJECTS_PER_CLASS subjects there."""
+def few_subjects(split: pd.DataFrame, min_subjects_per_class: int) -> dict[str, dict[str, int]]:
+    """{held-out subset: {class: subjects}} of the classes with fewer than ``min_subjects_per_class`` subjects
+    there."""
     flags = {}
     for subset in REPORTED_SUBSETS:
         part = split[split["subset"] == subset]
         counts = {
             label: part.loc[part["label"] == label, "subject"].nunique() for label in (POSITIVE_CLASS, NEGATIVE_CLASS)
         }
-        few = {label: count for label, count in counts.items() if count < MIN_SUBJECTS_PER_CLASS}
+        few = {label: count for label, count in counts.items() if count < min_subjects_per_class}
         if few and not part.empty:
             flags[subset] = few
     return flags
 
 
-def _limitations_section(scheme: str, split: pd.DataFrame, weights: str) -> list[str]:
+def _limitations_section(scheme: str, split: pd.DataFrame, weights: str, min_subjects_per_class: int) -> list[str]:
     flags = ", ".join(
         f"{subset} ({', '.join(f'{count} {label}' for label, count in few.items())})"
-        for subset, few in few_subjects(split).items()
+        for subset, few in few_subjects(split, min_subjects_per_class).items()
     )
     subjects = (
-        f"Fewer than {MIN_SUBJECTS_PER_CLASS} subjects of a class in {flags}: the subject-level "
-        "intervals there are wide, or undefined with a single subject."
+        f"Fewer than {min_subjects_per_class} subjects of a class in {flags}: no subject-level interval there, as "
+        "a percentile bootstrap over so few subjects under-covers; the numbers there rest on very few subjects."
         if flags
-        else f"Every class has at least {MIN_SUBJECTS_PER_CLASS} subjects in test and external."
+        else f"Every class has at least {min_subjects_per_class} subjects in test and external."
     )
     items = [
         _leakage_text(scheme, split),
@@ -377,10 +378,13 @@ def model_card(
     augmentation: Mapping,
     image_size: int,
     precision: str,
+    min_subjects_per_class: int,
 ) -> str:
     """The Markdown model card of ``model`` on ``scheme``. Per-seed sequences are in ``seeds`` order; the
     ``seed_*`` mappings go from held-out subset to one entry per seed, the ``ensemble_*`` ones to the seed
-    ensemble's; ``model_options`` is the config's models block and the other settings the config's."""
+    ensemble's; ``model_options`` is the config's models block and the other settings the config's
+    (``min_subjects_per_class``: statistics.min_subjects_per_class, below which a subset's subject-level
+    numbers are flagged)."""
     weights = str(model_options.get("weights"))
     parts = [
         *_heading(model, scheme, seeds, weights),
@@ -389,9 +393,9 @@ def model_card(
         _configuration_section(
             model, seeds, train_stats, model_options, hyperparameters, augmentation, image_size, precision
         ),
-        _metrics_section(scheme, seed_metrics, ensemble_metrics),
+        _metrics_section(scheme, seed_metrics, ensemble_metrics, min_subjects_per_class),
         _calibration_section(seed_predictions, ensemble_predictions),
-        *_limitations_section(scheme, split, weights),
+        *_limitations_section(scheme, split, weights, min_subjects_per_class),
         _files_section(seeds, model_files, export_folders, provenance),
     ]
     return "\n".join(parts).rstrip("\n") + "\n"
@@ -418,7 +422,7 @@ def write_model_card(
     """Read the files :func:`model_card` needs (per held-out subset for the metrics and predictions, each
     sequence in seed order) and write the card to ``card_path`` atomically; ``settings`` are model_card's
     scheme, model, seeds, model_files, export_folders, model_options, hyperparameters, augmentation,
-    image_size and precision."""
+    image_size, precision and min_subjects_per_class."""
     card = model_card(
         split=read_split_table(split_path),
         train_stats=[read_train_stats(path) for path in train_stats_paths],

@@ -1,5 +1,10 @@
 """Every model pair of one split scheme compared: paired t-tests over seeds, and per seed and held-out subset
-McNemar's test, DeLong's test and the models' agreement."""
+McNemar's test, DeLong's test and the models' agreement.
+
+The paired t-tests are the paper's, and they are training-noise tests: they pair the models' scores on one fixed
+test set by training seed, so they ask whether one model beats the other more than retraining moves either, not
+whether it would on new subjects. :mod:`subject_comparison` compares the models with the subject as the unit.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,9 @@ from leukemia_dtl.evaluate.significance import inter_model_kappa, mcnemar_test, 
 
 RunKey = tuple[str, int, str]  # (model, seed, subset)
 
-# What each comparison table treats as independent: the t-tests pair the models' metrics by training seed,
-# the others count images of one seed's predictions (not subjects: C-NMC images cluster by subject).
+# What each comparison table treats as independent: the t-tests (training-noise tests) pair the models' metrics by
+# training seed on one test set, the others count images of one seed's predictions (not subjects: C-NMC images
+# cluster by subject).
 UNIT_COLUMN = "independent_unit"
 INDEPENDENT_UNITS = {"paired_ttests": "seed", "mcnemar": "image", "delong": "image", "agreement": "image"}
 
@@ -45,8 +51,9 @@ def compare_models(
     threshold: float,
     mcnemar_exact_below: int,
 ) -> dict[str, pd.DataFrame]:
-    """Paired t-tests over seeds, and per seed McNemar, DeLong and inter-model kappa, for each model pair;
-    each table's last column, ``independent_unit``, names the unit its test treats as independent.
+    """Paired t-tests over seeds (training-noise tests, Holm over the metrics of one subset and model pair), and per
+    seed McNemar, DeLong and inter-model kappa, for each model pair; each table's last column,
+    ``independent_unit``, names the unit its test treats as independent.
 
     McNemar and the agreement compare the models' calls at ``threshold`` (:func:`metrics.called_all`), the
     calls behind the metrics files; the prediction tables' ``pred`` column (the argmax) is not used."""

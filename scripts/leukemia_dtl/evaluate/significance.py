@@ -1,5 +1,5 @@
-"""Significance tests between two models: paired t-tests over seeds (Holm-adjusted), McNemar's test on
-one test set, and Cohen's kappa of their calls."""
+"""Significance tests between two models: paired t-tests over seeds (Holm-adjusted; training-noise tests, as
+they pair seeds on one fixed test set), McNemar's test on one test set, and Cohen's kappa of their calls."""
 
 from __future__ import annotations
 
@@ -58,8 +58,10 @@ def holm(p_values: pd.Series) -> pd.Series:
 def paired_ttests(per_seed: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """Paired t-test per subset, metric and model pair (in ``models`` order), values paired by seed.
 
-    ``per_seed`` has columns subset, metric, model, seed, value. ``p_holm`` adjusts over the metrics of
-    one subset and model pair. Zero-variance differences give NaN t and p.
+    A training-noise test, as the paper ran it: the seeds are the independent unit and the test set is fixed,
+    so a small p says the models differ by more than retraining moves them on these images, nothing about new
+    subjects. ``per_seed`` has columns subset, metric, model, seed, value. ``p_holm`` adjusts over the metrics
+    of one subset and model pair (the Holm family). Zero-variance differences give NaN t and p.
     """
     wide = _values_by_seed(per_seed, models)
     rows = []

@@ -69,15 +69,15 @@ def _subsets(ensemble_files: SetFiles) -> list[str]:
     return list(dict.fromkeys(subset for _, subset in ensemble_files))
 
 
-def _caveat(n_all: int, n_hem: int, min_subjects: int) -> str:
-    if min(n_all, n_hem) >= min_subjects:
+def _caveat(n_all: int, n_hem: int, min_subjects_per_class: int) -> str:
+    if min(n_all, n_hem) >= min_subjects_per_class:
         return ""
     undefined = "; subject ROC-AUC undefined" if min(n_all, n_hem) == 0 else ""
-    return f"fewer than {min_subjects} subjects of a class ({n_all} ALL, {n_hem} HEM){undefined}"
+    return f"fewer than {min_subjects_per_class} subjects of a class ({n_all} ALL, {n_hem} HEM){undefined}"
 
 
 def _summary_row(
-    model, subset, ensemble: pd.DataFrame, seed_metrics: list[dict], threshold, min_subjects
+    model, subset, ensemble: pd.DataFrame, seed_metrics: list[dict], threshold, min_subjects_per_class
 ) -> tuple[dict, dict]:
     """The reading columns and the data columns of one model and subset."""
     n_all = int((ensemble["class"] == POSITIVE_CLASS).sum())
@@ -107,11 +107,11 @@ def _summary_row(
             f"{metric}_n_seeds": n_seeds,
             f"{metric}_ensemble": ensemble_metrics[metric],
         }
-    shown["Caveat"] = _caveat(n_all, n_hem, min_subjects)
+    shown["Caveat"] = _caveat(n_all, n_hem, min_subjects_per_class)
     return shown, data
 
 
-def _subject_caption(table: pd.DataFrame, threshold: float, min_subjects: int) -> str:
+def _subject_caption(table: pd.DataFrame, threshold: float, min_subjects_per_class: int) -> str:
     caption = (
         "A subject is scored by its images' mean p_all and takes its images' label (majority, ties ALL); "
         f"accuracy calls a subject ALL when that mean is >= {threshold:g}. Mean ± sd is over seeds; the ensemble "
@@ -122,17 +122,23 @@ def _subject_caption(table: pd.DataFrame, threshold: float, min_subjects: int) -
     if not few:
         return caption
     return (
-        f"{caption} Caveat: fewer than {min_subjects} subjects of a class in {', '.join(few)}; the subject-level "
-        "numbers there rest on very few subjects."
+        f"{caption} Caveat: fewer than {min_subjects_per_class} subjects of a class in {', '.join(few)}; the "
+        "subject-level numbers there rest on very few subjects, and no subject-level bootstrap interval is given "
+        "there (Table 1, model cards, subject comparison)."
     )
 
 
 def subject_table(
-    seed_files: RunFiles, ensemble_files: SetFiles, models: Sequence[str], threshold: float, min_subjects: int
+    seed_files: RunFiles,
+    ensemble_files: SetFiles,
+    models: Sequence[str],
+    threshold: float,
+    min_subjects_per_class: int,
 ) -> pd.DataFrame:
     """Per model and held-out subset: the number of ALL and HEM subjects and of images, each seed's subject-level
     ROC-AUC and accuracy (mean ± sd over seeds) and the ensemble's, and a caveat where a class has fewer than
-    ``min_subjects`` subjects (also in ``attrs["caption"]``)."""
+    ``min_subjects_per_class`` subjects, the workflow's limit for a subject-level interval (also in
+    ``attrs["caption"]``)."""
     rows = []
     for model in models:
         for subset in _subsets(ensemble_files):
@@ -147,10 +153,10 @@ def subject_table(
             seed_metrics = [
                 subject_metrics(subject_scores(read_predictions(path), threshold), threshold) for _, path in runs
             ]
-            rows.append(_summary_row(model, subset, ensemble, seed_metrics, threshold, min_subjects))
+            rows.append(_summary_row(model, subset, ensemble, seed_metrics, threshold, min_subjects_per_class))
     table = pd.DataFrame([shown | data for shown, data in rows])
     table.attrs[MARKDOWN_COLUMNS] = list(rows[0][0])
-    table.attrs[CAPTION] = _subject_caption(table, threshold, min_subjects)
+    table.attrs[CAPTION] = _subject_caption(table, threshold, min_subjects_per_class)
     return table
 
 
