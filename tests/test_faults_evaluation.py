@@ -136,6 +136,7 @@ def test_a_workflow_run_at_threshold_0_3_uses_it_in_metrics_figures_and_comparis
         # Only the evaluation rules: the prediction files above stand in for the model stage.
         "--allowed-rules",
         "evaluate_predictions",
+        "ensemble_predictions",
         "plot_subset_figures",
         "compare_models",
         "--",

@@ -1,9 +1,11 @@
-"""Paper-style figures: training curves (Figs 4-5), ROC curves (Fig. 6), confusion matrices (Fig. 7) and
-reliability diagrams, summarising every seed of each model.
+"""Paper-style figures: training curves (Figs 4-5), ROC curves (Fig. 6), confusion matrices (Fig. 7),
+reliability diagrams and a forest plot of Table 1, summarising every seed of each model.
 
 Plot functions take ``{model: [one frame per seed]}`` and return a matplotlib Figure, drawn with the Agg
 canvas and no pyplot state; :func:`save_figure` writes it as PNG and PDF. Prediction frames are those
 of :func:`result_files.read_predictions`; histories those of :func:`result_files.read_training_history`.
+Every number the ROC legend and the forest plot print comes from the metrics files (``tables.PredictionSets``),
+so figures, metrics and tables agree, intervals included at the configured confidence level.
 """
 
 from __future__ import annotations
@@ -20,17 +22,28 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-from scipy.stats import norm
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import atomic_path
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, EFFICIENTNETB3, VGG19
 from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error, reliability_curve
-from leukemia_dtl.evaluate.delong import delong_auc_variance
 from leukemia_dtl.evaluate.metrics import confusion_counts
-from leukemia_dtl.evaluate.paper_values import model_name
+from leukemia_dtl.evaluate.paper_values import TABLE1, model_name
 from leukemia_dtl.evaluate.result_files import is_all
-from leukemia_dtl.evaluate.tables import mean_sd, mean_sd_text
+from leukemia_dtl.evaluate.tables import (
+    ENSEMBLE_ROWS,
+    METRIC_LABELS,
+    PAPER_SUBSET,
+    TABLE1_METRICS,
+    TTA_ENSEMBLE_ROWS,
+    TTA_SEEDS_ROWS,
+    VALIDATION_SECTION,
+    PredictionSets,
+    RunMetrics,
+    SetMetrics,
+    mean_sd,
+    mean_sd_text,
+)
 
 # Confusion matrices list ALL first, as the paper's Fig. 7 does.
 CONFUSION_ORDER = CLASS_NAMES[::-1]
@@ -54,6 +67,8 @@ ROC_MAX_THRESHOLDS = 2001
 CALIBRATION_BINS = 10
 # Training curves' y axes; accuracy is the training loop's, at the argmax whatever statistics.threshold says.
 TRAINING_CURVE_LABELS = {"accuracy": "Accuracy (argmax)", "loss": "Loss"}
+# The prediction set of the seeds' own metrics, as the paper's Table 1 reports them (mean ± sd over seeds).
+SEEDS_SET = "seeds"
 
 
 def styled(plot):
@@ -162,19 +177,70 @@ def _rates_at(thresholds: np.ndarray, y_true: np.ndarray, p_all: np.ndarray) -> 
     return np.array(rates)
 
 
-def _auc_with_delong_ci(y_true: np.ndarray, p_all: np.ndarray) -> tuple[float, float, float]:
-    auc, variance = delong_auc_variance(y_true, p_all)
-    half_width = norm.ppf(0.975) * np.sqrt(variance)
-    return auc, max(0.0, auc - half_width), min(1.0, auc + half_width)
+def _metrics_value(metrics: Mapping, what: str, *keys: str):
+    """``metrics[keys[0]][keys[1]]...`` of a metrics JSON; a UserError naming ``what`` when it lacks them."""
+    entry = metrics
+    for key in keys:
+        if not isinstance(entry, Mapping) or key not in entry:
+            raise UserError(
+                f"The metrics of {what} lack {'/'.join(keys)}; they come from another version of the evaluation "
+                "step. Delete those metrics files and re-run the evaluation."
+            )
+        entry = entry[key]
+    return entry
+
+
+def _seed_runs(runs: RunMetrics, model: str, subset: str, label: str) -> list[Mapping]:
+    """The metrics JSONs of ``model``'s seeds on ``subset``, in seed order."""
+    found = {
+        seed: run for (run_model, seed, run_subset), run in runs.items() if (run_model, run_subset) == (model, subset)
+    }
+    if not found:
+        raise UserError(f"No {label} metrics for {model} on {subset}; evaluate them before drawing the figure.")
+    return [found[seed] for seed in sorted(found)]
+
+
+def _ensemble_run(runs: SetMetrics, model: str, subset: str, label: str) -> Mapping:
+    if (model, subset) not in runs:
+        raise UserError(f"No {label} metrics for {model} on {subset}; evaluate them before drawing the figure.")
+    return runs[model, subset]
+
+
+def _confidence_text(runs: Sequence[Mapping], what: str) -> str:
+    """The confidence level of the metrics files' intervals as "90%"; a UserError if they were computed at more
+    than one."""
+    levels = sorted({_metrics_value(run, what, "confidence") for run in runs})
+    if len(levels) > 1:
+        raise UserError(
+            f"The metrics of {what} hold intervals at {len(levels)} confidence levels "
+            f"({', '.join(f'{100 * level:g}%' for level in levels)}); re-run the evaluation so they share one."
+        )
+    return f"{100 * levels[0]:g}%"
+
+
+def _operating_point(seeds: Sequence[Mapping], what: str) -> tuple[float, float]:
+    """The seeds' mean false and true positive rates at their validation thresholds (chosen on val)."""
+    rates = [
+        (
+            1 - _metrics_value(run, what, VALIDATION_SECTION, "specificity", "value"),
+            _metrics_value(run, what, VALIDATION_SECTION, "recall_all", "value"),
+        )
+        for run in seeds
+    ]
+    return tuple(np.mean(rates, axis=0))
 
 
 @styled
-def plot_roc_curves(predictions: Mapping[str, Sequence[pd.DataFrame]], subset_label: str) -> Figure:
-    """ROC per model as Fig. 6, threshold-averaged over seeds (mean FPR and TPR at each threshold, so the
-    marked Youden point, maximising mean TPR - FPR, has a threshold), each seed's curve thin behind it.
-    Legend AUC: mean ± sd over seeds, with the per-seed DeLong 95 % CI bounds averaged."""
+def plot_roc_curves(predictions: Mapping[str, Sequence[pd.DataFrame]], metrics: PredictionSets, subset: str) -> Figure:
+    """ROC per model as Fig. 6, threshold-averaged over seeds (mean FPR and TPR at each threshold), each seed's
+    curve thin behind it.
+
+    The legend's numbers are the metrics files' (``metrics``: the seeds' and the ensemble's on ``subset``): the
+    seeds' ROC-AUC as mean ± sd, and the seed ensemble's DeLong interval at the level the files were computed at.
+    The marked point per model is its operating point at the validation threshold: the seeds' mean FPR and TPR
+    at each seed's threshold chosen on val, as in Table 1. No point is chosen on the plotted subset's labels."""
     colours = model_colours(list(predictions))
-    figure = new_figure(figsize=(6, 6))
+    figure = new_figure(figsize=(6, 7.5))
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="Chance")
     for model, runs in predictions.items():
@@ -182,43 +248,47 @@ def plot_roc_curves(predictions: Mapping[str, Sequence[pd.DataFrame]], subset_la
         scores = [run["p_all"].to_numpy(dtype=float) for run in runs]
         thresholds = _roc_thresholds(np.concatenate(scores))
         rates = np.array([_rates_at(thresholds, y_true, p_all) for y_true, p_all in zip(truths, scores, strict=True)])
-        aucs = pd.DataFrame(
-            [_auc_with_delong_ci(y_true, p_all) for y_true, p_all in zip(truths, scores, strict=True)],
-            columns=["auc", "ci_low", "ci_high"],
-        )
         if len(runs) > 1:
             for fpr, tpr in rates:
                 axes.plot(fpr, tpr, color=colours[model], linewidth=0.7, alpha=SEED_LINE_ALPHA)
-        mean_fpr, mean_tpr = rates.mean(axis=0)
+        seeds = _seed_runs(metrics.seeds, model, subset, SEEDS_SET)
+        ensemble = _ensemble_run(metrics.ensemble, model, subset, ENSEMBLE_ROWS)
+        what = f"{model} on {subset}"
+        aucs = [_metrics_value(run, what, "roc_auc", "value") for run in seeds]
+        delong = _metrics_value(ensemble, f"the ensemble of {what}", "roc_auc_delong")
+        confidence = _confidence_text([ensemble], f"the ensemble of {what}")
         label = (
-            f"{model_name(model)}: AUC {_spread_text(aucs['auc'])} "
-            f"(95% CI {aucs['ci_low'].mean():.3f}–{aucs['ci_high'].mean():.3f})"
+            f"{model_name(model)}: AUC {_spread_text(aucs)} over {_seeds_text(len(seeds))};\n"
+            f"ensemble {delong['value']:.3f}, {confidence} DeLong CI {delong['ci_low']:.3f}–{delong['ci_high']:.3f}"
         )
+        mean_fpr, mean_tpr = rates.mean(axis=0)
         axes.plot(mean_fpr, mean_tpr, color=colours[model], linewidth=2, label=label)
-        best = np.argmax(mean_tpr - mean_fpr)
+        point_fpr, point_tpr = _operating_point(seeds, what)
         axes.plot(
-            mean_fpr[best],
-            mean_tpr[best],
+            point_fpr,
+            point_tpr,
             marker="o",
             markersize=8,
             markeredgecolor="black",
             color=colours[model],
             linestyle="none",
-            label=f"{model_name(model)}: Youden point, threshold {thresholds[best]:.2f}",
+            label=f"{model_name(model)}: at the validation threshold chosen on val\n"
+            f"(seeds' mean FPR {point_fpr:.3f}, TPR {point_tpr:.3f})",
         )
     handles, _ = axes.get_legend_handles_labels()
     if any(len(runs) > 1 for runs in predictions.values()):
         handles.append(Line2D([], [], color="grey", linewidth=0.7, alpha=SEED_LINE_ALPHA, label="Single seeds"))
-    axes.legend(
+    # Below the axes, the long labels never hide a curve.
+    figure.legend(
         handles=handles,
-        loc="lower right",
-        title="Mean over seeds; AUC mean ± sd,\nper-seed DeLong 95% CI averaged",
+        loc="outside lower center",
+        title="Curves: mean over seeds. AUC: mean ± sd over seeds,\nthen the seed ensemble's with its DeLong CI",
     )
     axes.set(
         xlim=(0, 1),
         ylim=(0, 1.01),
         aspect="equal",
-        title=f"ROC curves, {subset_label}",
+        title=f"ROC curves, {subset}",
         xlabel="False positive rate (HEM called ALL)",
         ylabel="True positive rate (ALL recall)",
     )
@@ -304,6 +374,131 @@ def plot_reliability_diagram(predictions: Mapping[str, Sequence[pd.DataFrame]]) 
     )
     for axes in (curve_axes, count_axes):
         axes.grid(alpha=0.3)
+    return figure
+
+
+# A forest plot's prediction sets by Table 1's "Predictions" label: its marker, filled for plain predictions and
+# hollow with test-time augmentation. The seeds' rows show mean ± sd, the ensembles' their bootstrap intervals.
+FOREST_MARKERS = {
+    SEEDS_SET: ("o", True),
+    ENSEMBLE_ROWS: ("s", True),
+    TTA_SEEDS_ROWS: ("o", False),
+    TTA_ENSEMBLE_ROWS: ("s", False),
+}
+ENSEMBLE_SETS = (ENSEMBLE_ROWS, TTA_ENSEMBLE_ROWS)
+FOREST_COLUMNS = 3
+SUBJECT_BAND_WIDTH = 7
+
+
+def _forest_rows(metrics: PredictionSets, models: Sequence[str], subset: str) -> list[tuple[str, str, list[Mapping]]]:
+    """(model, prediction set, its metrics JSONs: the seeds' or the ensemble's one) per row, top to bottom; the
+    TTA sets only where there are any."""
+    sets = {
+        SEEDS_SET: metrics.seeds,
+        ENSEMBLE_ROWS: metrics.ensemble,
+        TTA_SEEDS_ROWS: metrics.tta_seeds,
+        TTA_ENSEMBLE_ROWS: metrics.tta_ensemble,
+    }
+    rows = []
+    for model in models:
+        for label, runs in sets.items():
+            if label in ENSEMBLE_SETS and runs:
+                rows.append((model, label, [_ensemble_run(runs, model, subset, label)]))
+            elif runs:
+                rows.append((model, label, _seed_runs(runs, model, subset, label)))
+    return rows
+
+
+def _forest_legend(rows, confidence: str, subset: str, subject_band: bool) -> list[Line2D]:
+    seeds = max(len(runs) for _, label, runs in rows if label not in ENSEMBLE_SETS)
+    grey = "dimgrey"
+    handles = [
+        Line2D([], [], color=grey, marker="o", label=f"Seeds: mean ± sd over {_seeds_text(seeds)}"),
+        Line2D([], [], color=grey, marker="s", label=f"Seed ensemble: value and {confidence} image bootstrap CI"),
+    ]
+    if subject_band:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=grey,
+                linewidth=SUBJECT_BAND_WIDTH,
+                alpha=BAND_ALPHA,
+                label=f"Seed ensemble: {confidence} subject bootstrap CI",
+            )
+        )
+    if any(label in (TTA_SEEDS_ROWS, TTA_ENSEMBLE_ROWS) for _, label, _ in rows):
+        handles.append(
+            Line2D([], [], color=grey, marker="o", markerfacecolor="white", linestyle="none", label="Hollow: TTA")
+        )
+    if subset == PAPER_SUBSET:
+        handles.append(Line2D([], [], color="black", linestyle="--", label="The paper's value (its test set)"))
+    return handles
+
+
+@styled
+def plot_forest(metrics: PredictionSets, models: Sequence[str], subset: str) -> Figure:
+    """Table 1 of one subset as a forest plot: a panel per Table 1 metric, a row per model and prediction set
+    (seeds: mean ± sd; seed ensemble: value with its image bootstrap interval and, for ``subset`` among
+    ``metrics.subject_ci_subsets`` where not null, its subject bootstrap interval as a band; the same with TTA),
+    and on the test subset each model's value in the paper as a dashed line across its rows."""
+    rows = _forest_rows(metrics, models, subset)
+    ensembles = [runs[0] for _, label, runs in rows if label in ENSEMBLE_SETS]
+    confidence = _confidence_text(ensembles, f"the seed ensembles on {subset}")
+    with_subject = subset in metrics.subject_ci_subsets
+    colours = model_colours(models)
+    panel_rows = -(-len(TABLE1_METRICS) // FOREST_COLUMNS)
+    figure = new_figure(figsize=(10, panel_rows * (0.27 * len(rows) + 0.9) + 1.2))
+    grid = figure.subplots(panel_rows, FOREST_COLUMNS, sharey=True, squeeze=False)
+    drew_subject_band = False
+    for axes, metric in zip(grid.flat[: len(TABLE1_METRICS)], TABLE1_METRICS, strict=True):
+        for y, (model, label, runs) in enumerate(rows):
+            marker, filled = FOREST_MARKERS[label]
+            style = {
+                "marker": marker,
+                "color": colours[model],
+                "markerfacecolor": colours[model] if filled else "white",
+                "capsize": 3,
+                "linestyle": "none",
+            }
+            what = f"the {label} of {model} on {subset}"
+            if label in ENSEMBLE_SETS:
+                entry = _metrics_value(runs[0], what, metric)
+                value, low, high = (_metrics_value(entry, what, key) for key in ("value", "ci_low", "ci_high"))
+                if with_subject and entry.get("subject_ci_low") is not None:
+                    axes.hlines(
+                        y,
+                        entry["subject_ci_low"],
+                        entry["subject_ci_high"],
+                        colors=colours[model],
+                        linewidth=SUBJECT_BAND_WIDTH,
+                        alpha=BAND_ALPHA,
+                    )
+                    drew_subject_band = True
+                axes.errorbar(value, y, xerr=[[value - low], [high - value]], **style)
+            else:
+                mean, sd, _ = mean_sd([_metrics_value(run, what, metric, "value") for run in runs])
+                axes.errorbar(mean, y, xerr=None if np.isnan(sd) else sd, **style)
+        for model in models:
+            model_rows = [y for y, row in enumerate(rows) if row[0] == model]
+            paper_value = TABLE1[metric].values.get(model)
+            if subset == PAPER_SUBSET and paper_value is not None:
+                axes.vlines(paper_value, model_rows[0] - 0.4, model_rows[-1] + 0.4, colors="black", linestyles="--")
+            if model_rows[0] > 0:
+                axes.axhline(model_rows[0] - 0.5, color="lightgrey", linewidth=0.8)
+        axes.set_title(METRIC_LABELS[metric])
+        axes.grid(axis="x", alpha=0.3)
+    for axes in grid.flat[len(TABLE1_METRICS) :]:
+        axes.set_visible(False)
+    first = grid[0, 0]
+    first.set_yticks(range(len(rows)), [f"{model_name(model)} {label}" for model, label, _ in rows])
+    first.set_ylim(len(rows) - 0.5, -0.5)
+    figure.suptitle(f"Table 1's metrics on {subset}: each model's prediction sets")
+    figure.legend(
+        handles=_forest_legend(rows, confidence, subset, drew_subject_band),
+        loc="outside lower center",
+        ncols=2,
+    )
     return figure
 
 

@@ -115,6 +115,12 @@ def read_training_history(path: str | os.PathLike) -> pd.DataFrame:
     return numeric
 
 
+def read_keyed_metrics(keys: Sequence[Sequence], paths: Sequence[str | os.PathLike]) -> dict[tuple, Mapping]:
+    """The metrics JSONs at ``paths`` keyed by the matching entry of ``keys`` (as a rule's ``*_keys`` param lists
+    them for its input list: (model, seed, subset) or (model, subset)), as a tuple."""
+    return {tuple(key): read_json(path) for key, path in zip(keys, paths, strict=True)}
+
+
 def metric_entry(metrics: Mapping, metric: str, path: str | os.PathLike) -> Mapping:
     """``metrics[metric]`` of a metrics JSON read from ``path``; UserError naming the file if it has no value."""
     entry = metrics.get(metric)
