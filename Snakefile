@@ -29,7 +29,7 @@ onstart:
 
 
 wildcard_constraints:
-    scheme="|".join(SPLIT_SCHEMES),
+    scheme="|".join([*SPLIT_SCHEMES, *FOLD_ROTATIONS]),
     model="|".join(config["models"]),
     seed=r"\d+",
     size=r"\d+",

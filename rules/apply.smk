@@ -69,6 +69,7 @@ rule model_card:
         augmentation=config["augmentation"],
         image_size=config["image_size"],
         precision=config["precision"],
+        min_subjects_per_class=config["statistics"]["min_subjects_per_class"],
     script:
         "../scripts/model_card.py"
 

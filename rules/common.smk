@@ -17,12 +17,13 @@ from leukemia_dtl.core.vocabulary import (
     COMPARISON_TABLES,
     DATASET_DIR,
     ENSEMBLE,
+    FOLD_ROTATIONS,
+    FOLDS_SPLIT,
     EXPORT_CHECK_FILE,
     FEATURES_FILE,
     IMAGENET_WEIGHT_FILES,
     INDEX_FILE,
     KERAS_CACHE_SUBDIR,
-    MIN_SUBJECTS_PER_CLASS,
     ONNX_FILE,
     PATIENT_SPLIT,
     PLAIN,
@@ -33,6 +34,7 @@ from leukemia_dtl.core.vocabulary import (
     SAVED_MODEL_DIR,
     SPLIT_SCHEMES,
     SUBMISSION_FILE,
+    TRAINING_SPLITS,
     TTA,
     builder_options,
     drop_model_options,
@@ -393,7 +395,7 @@ def classify_choice():
     unknown = [
         f"{what} {value!r} (configured: {allowed})"
         for what, value, allowed in (
-            ("scheme", scheme, config["split"]["schemes"]),
+            ("scheme", scheme, configured_training_splits()),
             ("model", model, list(config["models"])),
             *(("seed", seed, config["seeds"]) for seed in seeds),
         )
@@ -496,9 +498,10 @@ def tta_files(pattern, scheme, subsets, ensemble=False):
 
 
 def subject_ci_subsets(scheme):
-    """Held-out subsets whose Table 1 rows show subject-level intervals: all on the subject-disjoint split; on the
-    image-level split only external, as its test subjects are also training subjects."""
-    return list(REPORTED_SUBSETS) if scheme == PATIENT_SPLIT else ["external"]
+    """Held-out subsets whose Table 1 rows show subject-level intervals: all on the subject-disjoint split and the
+    folds; on the image-level split only external, as its test subjects are also training subjects.
+    """
+    return ["external"] if scheme == RANDOM_SPLIT else list(REPORTED_SUBSETS)
 
 
 def stats_file(name, scheme="{scheme}"):
@@ -513,8 +516,66 @@ def figure_file(name, ext, scheme="{scheme}"):
     return FIGURE.format(scheme=scheme, name=name, ext=ext)
 
 
+def training_splits(scheme):
+    """The splits whose models a scheme's results come from: the scheme's own, or for folds its rotations."""
+    return list(FOLD_ROTATIONS) if scheme == FOLDS_SPLIT else [scheme]
+
+
+def configured_training_splits():
+    """Every split a model trains on, in the order of split.schemes."""
+    return [
+        split
+        for scheme in config["split"]["schemes"]
+        for split in training_splits(scheme)
+    ]
+
+
+def model_schemes():
+    """The configured schemes whose results come from one split's models (every one but the pooled folds): each
+    has Grad-CAM panels, model cards, training curves and a challenge submission."""
+    return [scheme for scheme in config["split"]["schemes"] if scheme != FOLDS_SPLIT]
+
+
+def scheme_runs(scheme):
+    """(split, model, seed) of every trained run behind a scheme's results: its own runs, or the folds' rotations'."""
+    return [
+        (split, model, seed)
+        for model, seed, _ in run_keys()
+        for split in training_splits(scheme)
+    ]
+
+
+def scheme_run_keys(scheme):
+    """(model, run, "") per run of scheme_runs, in its order: run is the seed, or for the folds "seed N, foldK"."""
+    return [
+        (model, seed if split == scheme else f"seed {seed}, {split}", "")
+        for split, model, seed in scheme_runs(scheme)
+    ]
+
+
+def scheme_run_files(pattern, scheme):
+    """One file of ``pattern`` (with {scheme}, {model}, {seed}) per run of scheme_runs, in its order."""
+    return [
+        pattern.format(scheme=split, model=model, seed=seed)
+        for split, model, seed in scheme_runs(scheme)
+    ]
+
+
+def rotation_files(subset):
+    """The folds scheme's input function: one prediction set's files of ``subset``, one per rotation."""
+    return lambda wildcards: [
+        SET_PREDICTIONS.format(
+            scheme=rotation,
+            model=wildcards.model,
+            prediction_set=wildcards.prediction_set,
+            subset=subset,
+        )
+        for rotation in FOLD_ROTATIONS
+    ]
+
+
 def data_targets():
-    schemes = config["split"]["schemes"]
+    schemes = configured_training_splits()
     return [
         INVENTORY,
         REJECTED,
@@ -534,24 +595,32 @@ def evaluation_targets():
             targets += ensemble_files(SET_METRICS, scheme, PREDICTED_SUBSETS, kind)
         targets += [stats_file(name, scheme) for name in COMPARISON_TABLES]
         targets.append(stats_file("ensemble_delong", scheme))
+        targets += [
+            stats_file(name, scheme)
+            for name in ("subject_comparison", "ensemble_mcnemar")
+        ]
         targets += [table_file("subject_scores", "tsv", scheme)]
         targets += [
             table_file(name, ext, scheme)
             for name in ("subjects", "challenge")
             for ext in ("tsv", "md")
         ]
-        targets += [
-            path.format(scheme=scheme, model=model)
-            for model in config["models"]
-            for path in (SUBMISSION, FINAL_PHASE_PREDICTIONS)
+        figures = [
+            f"{kind}_{subset}"
+            for kind in [*SUBSET_FIGURES, "forest"]
+            for subset in REPORTED_SUBSETS
         ]
-        figures = ["training_curves"] + [
-            f"{kind}_{subset}" for kind in SUBSET_FIGURES for subset in REPORTED_SUBSETS
-        ]
+        if scheme in model_schemes():
+            targets += [
+                path.format(scheme=scheme, model=model)
+                for model in config["models"]
+                for path in (SUBMISSION, FINAL_PHASE_PREDICTIONS)
+            ]
+            figures.append("training_curves")
         for ext in ("tsv", "md"):
             targets += [
                 table_file(name, ext, scheme)
-                for name in ("table1_performance", "table2_compute")
+                for name in ("table1_performance", "table1_extended", "table2_compute")
             ]
         for ext in ("png", "pdf"):
             targets += [figure_file(name, ext, scheme) for name in figures]
@@ -565,7 +634,7 @@ def use_targets():
     logging.tensorboard each run's TensorBoard logs (Snakemake reruns a job only for outputs a target asks for).
     """
     targets = []
-    for scheme in config["split"]["schemes"]:
+    for scheme in model_schemes():
         for model in config["models"]:
             targets.append(MODEL_CARD.format(scheme=scheme, model=model))
             targets += [
@@ -584,7 +653,7 @@ def all_runs():
     """(scheme, model, seed) of every trained run, in the order of all_run_files."""
     return [
         (scheme, model, seed)
-        for scheme in config["split"]["schemes"]
+        for scheme in configured_training_splits()
         for model, seed, _ in run_keys()
     ]
 
@@ -608,7 +677,7 @@ def export_targets():
 
 def tuning_targets():
     targets = []
-    for scheme in config["split"]["schemes"]:
+    for scheme in configured_training_splits():
         for model in config["models"]:
             targets += [
                 path.format(scheme=scheme, model=model) for path in (SELECTED, RANKING)

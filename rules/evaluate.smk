@@ -4,12 +4,14 @@
 
 localrules:
     ensemble_predictions,
+    pool_fold_predictions,
     performance_tables,
     subject_table,
     challenge_table,
     leakage_table,
     plot_training_curves,
     plot_subset_figures,
+    plot_forest,
     plot_rulegraph,
 
 
@@ -28,6 +30,24 @@ rule ensemble_predictions:
         seeds=config["seeds"],
     script:
         "../scripts/ensemble_predictions.py"
+
+
+# The folds scheme's predictions per seed: each image's mean p_all over the rotations that predicted it (a test
+# image's from the one rotation that held its fold out). Ensembles, metrics and tables then read them as any
+# scheme's.
+rule pool_fold_predictions:
+    input:
+        **{subset: rotation_files(subset) for subset in PREDICTED_SUBSETS},
+    output:
+        **per_subset(SET_PREDICTIONS.replace("{scheme}", FOLDS_SPLIT)),
+    log:
+        log_file(f"pool_fold_predictions/{FOLDS_SPLIT}/{{model}}/{{prediction_set}}"),
+    wildcard_constraints:
+        prediction_set=rf"seed\d+(/{TTA})?",
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/pool_fold_predictions.py"
 
 
 rule evaluate_predictions:
@@ -115,12 +135,74 @@ rule compare_ensembles:
         "../scripts/compare_ensembles.py"
 
 
+# Each model against the first configured one with the subject as the unit (the paired t-tests of compare_models
+# pair seeds on one test set: training noise): every Table 1 metric's difference with a paired subject-cluster
+# bootstrap interval and p-value per held-out subset and prediction set, and McNemar on the seed ensembles' calls.
+rule compare_subjects:
+    input:
+        ensemble=lambda wildcards: [
+            path
+            for kind in prediction_kinds()
+            for path in ensemble_files(
+                SET_PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS, kind
+            )
+        ],
+        seeds=lambda wildcards: [
+            path
+            for kind in prediction_kinds()
+            for path in run_files(
+                SET_PREDICTIONS, wildcards.scheme, REPORTED_SUBSETS, kind
+            )
+        ],
+    output:
+        subject_comparison=report(
+            stats_file("subject_comparison"),
+            category="Statistics",
+            subcategory="{scheme} split",
+            labels={
+                "table": "Model differences, subject bootstrap",
+                "split": "{scheme}",
+            },
+        ),
+        ensemble_mcnemar=report(
+            stats_file("ensemble_mcnemar"),
+            category="Statistics",
+            subcategory="{scheme} split",
+            labels={"table": "Seed ensembles, McNemar", "split": "{scheme}"},
+        ),
+    log:
+        log_file("compare_subjects/{scheme}"),
+    benchmark:
+        benchmark_file("compare_subjects/{scheme}")
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        ensemble_keys=[
+            (model, kind, subset)
+            for kind in prediction_kinds()
+            for model, subset in ensemble_keys(REPORTED_SUBSETS)
+        ],
+        seed_keys=[
+            (model, kind, seed, subset)
+            for kind in prediction_kinds()
+            for model, seed, subset in run_keys(REPORTED_SUBSETS)
+        ],
+        models=list(config["models"]),
+        statistics=config["statistics"],
+    script:
+        "../scripts/compare_subjects.py"
+
+
 rule performance_tables:
     input:
         metrics=lambda wildcards: run_files(METRICS, wildcards.scheme, REPORTED_SUBSETS),
         ttests=stats_file("paired_ttests"),
-        train_stats=lambda wildcards: run_files(TRAIN_STATS, wildcards.scheme),
-        predict_stats=lambda wildcards: run_files(PREDICT_STATS, wildcards.scheme),
+        subject_comparison=stats_file("subject_comparison"),
+        ensemble_mcnemar=stats_file("ensemble_mcnemar"),
+        train_stats=lambda wildcards: scheme_run_files(TRAIN_STATS, wildcards.scheme),
+        predict_stats=lambda wildcards: scheme_run_files(
+            PREDICT_STATS, wildcards.scheme
+        ),
         ensemble_metrics=lambda wildcards: ensemble_files(
             SET_METRICS, wildcards.scheme, REPORTED_SUBSETS
         ),
@@ -138,6 +220,16 @@ rule performance_tables:
             labels={"table": "Table 1: performance", "split": "{scheme}"},
         ),
         table1_md=table_file("table1_performance", "md"),
+        table1_extended_tsv=report(
+            table_file("table1_extended", "tsv"),
+            category="Tables",
+            subcategory="{scheme} split",
+            labels={
+                "table": "Table 1, beyond the paper: ensemble, validation thresholds, TTA",
+                "split": "{scheme}",
+            },
+        ),
+        table1_extended_md=table_file("table1_extended", "md"),
         table2_tsv=report(
             table_file("table2_compute", "tsv"),
             category="Tables",
@@ -151,7 +243,7 @@ rule performance_tables:
         "../envs/evaluate.yaml"
     params:
         metrics_keys=run_keys(REPORTED_SUBSETS),
-        run_keys=run_keys(),
+        run_keys=lambda wildcards: scheme_run_keys(wildcards.scheme),
         models=list(config["models"]),
         subsets=REPORTED_SUBSETS,
         ensemble_keys=ensemble_keys(REPORTED_SUBSETS),
@@ -203,7 +295,7 @@ rule subject_table:
         ensemble_keys=ensemble_keys(REPORTED_SUBSETS),
         models=list(config["models"]),
         threshold=config["statistics"]["threshold"],
-        min_subjects=MIN_SUBJECTS_PER_CLASS,
+        min_subjects_per_class=config["statistics"]["min_subjects_per_class"],
     script:
         "../scripts/subject_table.py"
 
@@ -244,6 +336,7 @@ rule challenge_table:
         ensemble_keys=[
             (model, kind) for kind in prediction_kinds() for model in config["models"]
         ],
+        data_source=config["data"]["source"],
     script:
         "../scripts/challenge_table.py"
 
@@ -300,6 +393,12 @@ rule plot_subset_figures:
         predictions=lambda wildcards: run_files(
             PREDICTIONS, wildcards.scheme, [wildcards.subset]
         ),
+        metrics=lambda wildcards: run_files(
+            METRICS, wildcards.scheme, [wildcards.subset]
+        ),
+        ensemble_metrics=lambda wildcards: ensemble_files(
+            SET_METRICS, wildcards.scheme, [wildcards.subset]
+        ),
     output:
         **{
             f"{kind}_png": report(
@@ -320,9 +419,58 @@ rule plot_subset_figures:
         "../envs/evaluate.yaml"
     params:
         run_keys=lambda wildcards: run_keys([wildcards.subset]),
+        ensemble_keys=lambda wildcards: ensemble_keys([wildcards.subset]),
         threshold=config["statistics"]["threshold"],
     script:
         "../scripts/plot_subset_figures.py"
+
+
+rule plot_forest:
+    input:
+        metrics=lambda wildcards: run_files(
+            METRICS, wildcards.scheme, [wildcards.subset]
+        ),
+        ensemble_metrics=lambda wildcards: ensemble_files(
+            SET_METRICS, wildcards.scheme, [wildcards.subset]
+        ),
+        tta_metrics=lambda wildcards: tta_files(
+            SET_METRICS, wildcards.scheme, [wildcards.subset]
+        ),
+        tta_ensemble_metrics=lambda wildcards: tta_files(
+            SET_METRICS, wildcards.scheme, [wildcards.subset], ensemble=True
+        ),
+    output:
+        png=report(
+            figure_file("forest_{subset}", "png"),
+            category="Figures",
+            subcategory="{scheme} split",
+            labels={
+                "figure": "Forest plot of Table 1 ({subset})",
+                "split": "{scheme}",
+            },
+        ),
+        pdf=figure_file("forest_{subset}", "pdf"),
+    log:
+        log_file("plot_forest/{scheme}/{subset}"),
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        metrics_keys=lambda wildcards: run_keys([wildcards.subset]),
+        ensemble_keys=lambda wildcards: ensemble_keys([wildcards.subset]),
+        tta_metrics_keys=lambda wildcards: (
+            run_keys([wildcards.subset]) if config["evaluation"]["tta"] else []
+        ),
+        tta_ensemble_keys=lambda wildcards: (
+            ensemble_keys([wildcards.subset]) if config["evaluation"]["tta"] else []
+        ),
+        models=list(config["models"]),
+        subject_ci_subsets=lambda wildcards: subject_ci_subsets(wildcards.scheme),
+    script:
+        "../scripts/plot_forest.py"
+
+
+# The rule graph is drawn for this run's config: its files in the order Snakemake applied them.
+from leukemia_dtl.evaluate.rulegraph import applied_configfiles
 
 
 rule plot_rulegraph:
@@ -338,7 +486,14 @@ rule plot_rulegraph:
     conda:
         "../envs/evaluate.yaml"
     params:
-        snakefile=workflow.main_snakefile,
-        configfiles=workflow.configfiles,
+        # Relative to the workflow's directory, so that a moved project keeps its params (they trigger reruns).
+        snakefile=Path(workflow.main_snakefile).name,
+        configfiles=applied_configfiles(
+            workflow.configfiles,
+            workflow.config_settings.configfiles,
+            workflow.basedir,
+            workflow.config_settings.replace_workflow_config,
+        ),
+        config_args=list(workflow.config_settings.config_args),
     script:
         "../scripts/plot_rulegraph.py"

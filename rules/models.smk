@@ -74,6 +74,9 @@ rule predict_model:
         log_file(f"predict_model/{RUN}"),
     benchmark:
         benchmark_file(f"predict_model/{RUN}")
+    # The folds scheme's predictions are pooled from its rotations' (pool_fold_predictions), not predicted.
+    wildcard_constraints:
+        scheme="|".join(TRAINING_SPLITS),
     conda:
         "../envs/train.yaml"
     threads: 8

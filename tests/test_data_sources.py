@@ -8,12 +8,12 @@ import yaml
 
 from conftest import planned_jobs, run_snakemake
 from leukemia_dtl.core.fileio import read_tsv
-from leukemia_dtl.core.vocabulary import DATASET_DIR, SPLIT_SCHEMES
+from leukemia_dtl.core.vocabulary import DATASET_DIR, PATIENT_SPLIT, RANDOM_SPLIT, TRAINING_SPLITS
 from leukemia_dtl.data.demo_archive import DemoSpec, write_demo_archive
 
 pytestmark = pytest.mark.workflow
 
-SPLITS = [f"results/splits/{scheme}.tsv" for scheme in SPLIT_SCHEMES]
+SPLITS = [f"results/splits/{scheme}.tsv" for scheme in TRAINING_SPLITS]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,11 @@ def test_every_source_plans_the_whole_workflow(tmp_path, user_data, source, firs
     jobs = plan(tmp_path, source_config(tmp_path, **data))
     acquiring = {"download_kaggle", "generate_demo_archive", "extract_archive"}
     assert acquiring & set(jobs) == first_rules
-    assert jobs["inventory"] == 1 and jobs["split_dataset"] == len(SPLIT_SCHEMES) and jobs["train_model"] == 8
+    assert (
+        jobs["inventory"] == 1
+        and jobs["split_dataset"] == len([RANDOM_SPLIT, PATIENT_SPLIT])
+        and jobs["train_model"] == 8
+    )
 
 
 def test_a_directory_without_the_dataset_folder_is_refused(tmp_path):
@@ -72,7 +76,7 @@ def test_a_directory_without_the_dataset_folder_is_refused(tmp_path):
 def run_to_splits(workdir, overlay):
     result = run_snakemake(*SPLITS, "--cores", "2", "--configfile", "config/demo.yaml", overlay, workdir=workdir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {scheme: read_tsv(workdir / path) for scheme, path in zip(SPLIT_SCHEMES, SPLITS, strict=True)}
+    return {scheme: read_tsv(workdir / path) for scheme, path in zip(TRAINING_SPLITS, SPLITS, strict=True)}
 
 
 def test_archive_and_directory_give_the_same_splits(tmp_path, user_data):
@@ -80,7 +84,7 @@ def test_archive_and_directory_give_the_same_splits(tmp_path, user_data):
     from_archive = run_to_splits(tmp_path / "a", source_config(tmp_path, source="archive", archive=str(archive)))
     from_folder = run_to_splits(tmp_path / "d", source_config(tmp_path, source="directory", directory=str(folder)))
     assert not (tmp_path / "d" / "results" / "data" / "extracted").exists()
-    for scheme in SPLIT_SCHEMES:
+    for scheme in TRAINING_SPLITS:
         assert len(from_archive[scheme]) > 100
         assert from_archive[scheme].equals(from_folder[scheme])
 

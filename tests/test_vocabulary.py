@@ -20,6 +20,7 @@ from leukemia_dtl.core.vocabulary import (
     OPTIMIZERS,
     PRECISIONS,
     SPLIT_SCHEMES,
+    TRAINING_SPLITS,
     TUNING_METRICS,
     WEIGHTS,
     builder_options,
@@ -99,11 +100,11 @@ def test_drop_model_options_splits_a_models_block_by_who_reads_it():
 
 
 @pytest.mark.workflow
-def test_wildcard_constraints_accept_exactly_the_split_schemes(tmp_path):
-    targets = [f"results/splits/{scheme}.tsv" for scheme in SPLIT_SCHEMES]
+def test_wildcard_constraints_accept_exactly_the_training_splits(tmp_path):
+    targets = [f"results/splits/{scheme}.tsv" for scheme in TRAINING_SPLITS]
     planned = run_snakemake("-n", *targets, "--cores", "1", "--configfile", "config/demo.yaml", workdir=tmp_path)
     assert planned.returncode == 0, planned.stdout + planned.stderr
-    assert planned.stdout.count("rule split_dataset:") == len(SPLIT_SCHEMES)
+    assert planned.stdout.count("rule split_dataset:") == len(TRAINING_SPLITS)
     refused = run_snakemake(
         "-n", "results/splits/bogus.tsv", "--cores", "1", "--configfile", "config/demo.yaml", workdir=tmp_path
     )

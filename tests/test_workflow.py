@@ -172,10 +172,15 @@ def test_demo_run_compares_the_models_and_writes_tables_and_figures(demo_run):
         assert len(mcnemar) == 2 * 2 and set(mcnemar["method"]) <= {"exact", "chi2_cc"}
         assert len(read_tsv(demo_run / "stats" / scheme / "delong.tsv")) == 4
         table1 = (demo_run / "tables" / scheme / "table1_performance.md").read_text()
-        assert "Overall Accuracy" in table1 and "Cohen's Kappa" in table1
+        assert "Overall Accuracy" in table1 and "Cohen's Kappa" in table1 and "training-noise" in table1
+        # The subject-level comparison of the ensembles: 2 subsets x (2 ensembles + 4 seed sets) x 9 metrics.
+        comparison = read_tsv(demo_run / "stats" / scheme / "subject_comparison.tsv")
+        assert len(comparison) == 2 * 6 * 9 and set(comparison["independent_unit"]) == {"subject"}
+        ensemble_mcnemar = read_tsv(demo_run / "stats" / scheme / "ensemble_mcnemar.tsv")
+        assert len(ensemble_mcnemar) == 2 * 2 and set(ensemble_mcnemar["independent_unit"]) == {"image"}
         table2 = (demo_run / "tables" / scheme / "table2_compute.md").read_text().splitlines()
         assert table2[2].startswith("Measured on: ") and "backend" in table2[2] and "Training time" in table2[6]
-        for name in ("training_curves", "roc_test", "confusion_external", "reliability_test"):
+        for name in ("training_curves", "roc_test", "confusion_external", "reliability_test", "forest_test"):
             for ext in ("png", "pdf"):
                 assert (demo_run / "figures" / scheme / f"{name}.{ext}").stat().st_size > 1000
     leakage = read_tsv(demo_run / "tables" / "leakage.tsv")
@@ -196,17 +201,22 @@ def test_demo_run_scores_subjects_validation_thresholds_ensembles_and_tta(demo_r
             assert not np.allclose(tta["p_all"].astype(float), seeds[0]["p_all"].astype(float))
             for members in ("seed0", "ensemble", "seed1/tta", "ensemble/tta"):
                 metrics = json.loads((demo_run / "metrics" / scheme / model / members / "external.json").read_text())
-                auc = metrics["roc_auc"]
-                assert auc["subject_ci_low"] <= auc["value"] <= auc["subject_ci_high"]
-                assert set(metrics["subject_support"]) == {"ALL", "HEM"}
+                # Two external subjects per class, fewer than statistics.min_subjects_per_class (5): no subject
+                # interval, where an image interval is.
+                assert metrics["subject_support"] == {"ALL": 2, "HEM": 2} and metrics["min_subjects_per_class"] == 5
+                assert metrics["roc_auc"]["subject_ci_low"] is None and metrics["roc_auc"]["ci_low"] is not None
                 assert 0 < metrics["validation_threshold"] <= 1
                 assert metrics["at_validation_threshold"]["threshold"] == metrics["validation_threshold"]
             submission = (demo_run / "challenge" / scheme / model / "isbi_valid.predict").read_text().split()
             assert len(submission) == 20 and set(submission) <= {"0", "1"}  # the demo's 20 final-phase images
-        table1 = read_tsv(demo_run / "tables" / scheme / "table1_performance.tsv")
-        assert {"seeds", "ensemble", "seeds, validation threshold", "TTA seeds", "TTA ensemble"} <= set(
-            table1["predictions"]
+        extended = read_tsv(demo_run / "tables" / scheme / "table1_extended.tsv")
+        assert {"ensemble", "seeds, validation threshold", "TTA seeds", "TTA ensemble"} <= set(extended["predictions"])
+        assert (
+            "n/a (2 ALL and 2 HEM subjects, fewer than 5)"
+            in (demo_run / "tables" / scheme / "table1_extended.md").read_text()
         )
+        table1 = read_tsv(demo_run / "tables" / scheme / "table1_performance.tsv")
+        assert len(table1) == 2 * 9 and "predictions" not in table1.columns
         subjects = read_tsv(demo_run / "tables" / scheme / "subjects.tsv")
         assert len(subjects) == 2 * 2  # models x held-out subsets
         challenge = (demo_run / "tables" / scheme / "challenge.md").read_text()
@@ -328,6 +338,9 @@ def test_demo_report_builds(demo_run):
     assert any(name.endswith("table1_performance.tsv") for name in names)
     assert any(name.endswith("roc_test.png") for name in names)
     for new_output in (
+        "table1_extended.tsv",
+        "subject_comparison.tsv",
+        "forest_test.png",
         "subjects.tsv",
         "challenge.tsv",
         "ensemble_delong.tsv",
@@ -360,6 +373,15 @@ def test_adding_a_scheme_runs_only_its_branch(demo_run):
     assert jobs["compare_models"] == 1 and jobs["leakage_table"] == 1
     assert not {"inventory", "build_image_cache", "plot_rulegraph"} & set(jobs)
     assert "scheme=random" not in SCHEME_ADDED["output"]
+
+
+def test_adding_the_folds_scheme_trains_only_its_rotations(demo_run):
+    jobs = planned_after_change(demo_run, {"split": {"schemes": ["random", "patient", "folds"]}})
+    # 3 rotations x 2 models x 2 seeds; each rotation is split and tuned; the splits and models so far stay.
+    assert jobs["train_model"] == 12 and jobs["split_dataset"] == 3 and jobs["tune_model"] == 3 * 2 * 4
+    assert jobs["pool_fold_predictions"] == 2 * 2 * 2  # models x seeds x (plain, TTA)
+    assert jobs["performance_tables"] == 1 and jobs["compare_models"] == 1
+    assert not {"inventory", "build_image_cache", "leakage_table", "model_card", "plot_gradcam"} & set(jobs)
 
 
 def test_turning_tta_on_retrains_nothing(demo_run):

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.data.splits import (
     exclude_subsets,
     leakage_report,
@@ -116,3 +117,35 @@ def test_patient_split_on_tiny_classes_still_fills_every_subset():
     subset = subject_disjoint_split(kept, seed=0)
     for name in ("train", "val", "test"):
         assert set(kept.loc[subset == name, "label"]) == {"ALL", "HEM"}
+
+
+@pytest.mark.parametrize("rotation, fold", [("fold0", "fold_0"), ("fold1", "fold_1"), ("fold2", "fold_2")])
+def test_a_fold_rotation_tests_on_its_fold_and_trains_on_the_others_by_subject(rotation, fold):
+    kept, excluded, _ = exclude_subsets(real_sized_inventory())
+    split = split_dataset(kept, excluded, rotation, seed=123)
+    held_out = split[split["subset"] != "external"]
+    # Test is exactly the fold, whole; no subject of it is in train or val, nor one of val in train.
+    assert set(held_out.loc[held_out["subset"] == "test", "path"]) == set(kept.loc[kept["source"] == fold, "path"])
+    subjects = {subset: set(frame["subject"]) for subset, frame in held_out.groupby("subset")}
+    assert not subjects["test"] & (subjects["train"] | subjects["val"]) and not subjects["train"] & subjects["val"]
+    # The other two folds in the patient split's 70 : 15 ratio, per class, within one subject (60 images).
+    for label, frame in held_out[held_out["subset"] != "test"].groupby("label"):
+        share = (frame["subset"] == "train").mean()
+        assert abs(share - 70 / 85) < 60 / len(frame), (label, share)
+    external = split.loc[split["subset"] == "external", "path"].tolist()
+    assert external == excluded.loc[excluded["source"] == "prelim", "path"].tolist()
+
+
+def test_the_three_rotations_test_every_training_image_once():
+    kept, excluded, _ = exclude_subsets(real_sized_inventory())
+    tested = pd.concat(
+        [split[split["subset"] == "test"] for split in (split_dataset(kept, excluded, f"fold{k}", 1) for k in range(3))]
+    )
+    assert sorted(tested["path"]) == sorted(kept["path"])
+
+
+def test_a_subject_in_two_folds_cannot_be_held_out_by_fold():
+    kept, excluded, _ = exclude_subsets(real_sized_inventory())
+    kept.loc[kept.index[0], "subject"] = kept.loc[kept["source"] == "fold_1", "subject"].iloc[0]
+    with pytest.raises(UserError, match="subjects in more than one training fold"):
+        split_dataset(kept, excluded, "fold0", seed=0)

@@ -10,7 +10,7 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, write_tsv
 from leukemia_dtl.core.vocabulary import PREDICTION_COLUMNS
 from leukemia_dtl.evaluate.delong import delong_roc_test
-from leukemia_dtl.evaluate.ensemble import ensemble_vs_seeds, seed_ensemble, write_seed_ensembles
+from leukemia_dtl.evaluate.ensemble import ensemble_vs_seeds, pooled_rotations, seed_ensemble, write_seed_ensembles
 
 PATHS = ["img/a.bmp", "img/b.bmp", "img/c.bmp", "img/d.bmp"]
 LABELS = ["ALL", "HEM", "ALL", "HEM"]
@@ -131,3 +131,27 @@ def test_a_seed_without_its_ensemble_is_a_user_error(comparison_files):
     tta_seed = {("vgg19", "tta", 1, "test"): seeds["vgg19", "plain", 1, "test"]}
     with pytest.raises(UserError, match="No tta ensemble predictions of vgg19 on test to compare seed 1 with"):
         ensemble_vs_seeds(ensembles, tta_seed)
+
+
+def test_pooled_rotations_keep_each_image_once_with_the_mean_of_the_rotations_that_predicted_it(tmp_path):
+    """Test images come from one rotation each, an external image from all three."""
+    files = [
+        _prediction_file(tmp_path / "fold0.tsv", ["t/a.bmp", "x/e.bmp"], ["ALL", "HEM"], [0.9, 0.2]),
+        _prediction_file(tmp_path / "fold1.tsv", ["t/b.bmp", "x/e.bmp"], ["HEM", "HEM"], [0.4, 0.5]),
+        _prediction_file(tmp_path / "fold2.tsv", ["x/e.bmp", "t/c.bmp"], ["HEM", "ALL"], [0.8, 0.3]),
+    ]
+    pooled = pooled_rotations(files)
+    assert list(pooled.columns) == list(PREDICTION_COLUMNS)
+    assert pooled["path"].tolist() == ["t/a.bmp", "x/e.bmp", "t/b.bmp", "t/c.bmp"]
+    np.testing.assert_allclose(pooled["p_all"], [0.9, 0.5, 0.4, 0.3])
+    assert pooled["pred"].tolist() == ["ALL", "ALL", "HEM", "HEM"]
+    assert pooled["label"].tolist() == ["ALL", "HEM", "HEM", "ALL"]
+
+
+def test_rotations_that_label_an_image_differently_are_a_user_error(tmp_path):
+    files = [
+        _prediction_file(tmp_path / "fold0.tsv", ["x/e.bmp"], ["HEM"], [0.2]),
+        _prediction_file(tmp_path / "fold1.tsv", ["x/e.bmp"], ["ALL"], [0.5]),
+    ]
+    with pytest.raises(UserError, match=r"image\(s\) \['x/e.bmp'\] different labels"):
+        pooled_rotations(files)

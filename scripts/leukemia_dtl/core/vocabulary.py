@@ -26,9 +26,6 @@ TRAINING_SUBSETS = ("train", "val")
 PREDICTED_SUBSETS = ("val", "test", "external")
 # The held-out subsets that tables and figures report.
 REPORTED_SUBSETS = ("test", "external")
-# Below this many subjects of a class in a held-out subset, the subject table and the model cards flag its
-# subject-level numbers.
-MIN_SUBJECTS_PER_CLASS = 10
 
 # Folders of prediction sets beside the seeds' seed<N>/: the mean of the seeds' p_all, and the
 # test-time-augmented predictions (seed<N>/tta/, ensemble/tta/).
@@ -40,10 +37,17 @@ PLAIN = "plain"
 FINAL_PHASE_SOURCE = "final"
 SUBMISSION_FILE = "isbi_valid.predict"
 
-# Split schemes: the paper's image-level split, and the subject-disjoint one.
+# Split schemes (config split.schemes): the paper's image-level split, the subject-disjoint one, and grouped
+# cross-validation over the organisers' three subject-disjoint training folds.
 RANDOM_SPLIT = "random"
 PATIENT_SPLIT = "patient"
-SPLIT_SCHEMES = (RANDOM_SPLIT, PATIENT_SPLIT)
+FOLDS_SPLIT = "folds"
+SPLIT_SCHEMES = (RANDOM_SPLIT, PATIENT_SPLIT, FOLDS_SPLIT)
+# The cross-validation's rotations: rotation k tests on the training data's fold_k and trains (and validates) on
+# the other two. Each is a split of its own that models train on; the folds scheme pools their predictions.
+FOLD_ROTATIONS = ("fold0", "fold1", "fold2")
+# The splits models train on, each with its own split file: what a {scheme} of a training run can be.
+TRAINING_SPLITS = (RANDOM_SPLIT, PATIENT_SPLIT, *FOLD_ROTATIONS)
 
 DATA_SOURCES = ("kaggle", "archive", "directory", "demo")
 # The top folder of the Kaggle archive (andrewmvd/leukemia-classification).

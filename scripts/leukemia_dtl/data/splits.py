@@ -1,7 +1,9 @@
-"""The paper's subset exclusion, the two split schemes and the subject-leakage report."""
+"""The paper's subset exclusion, the split schemes (image-level, subject-disjoint, and the rotations of grouped
+cross-validation over the organisers' folds) and the subject-leakage report."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -9,12 +11,21 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import PATIENT_SPLIT, PREDICTED_SUBSETS, RANDOM_SPLIT, SPLIT_COLUMNS
+from leukemia_dtl.core.vocabulary import (
+    FOLD_ROTATIONS,
+    PATIENT_SPLIT,
+    PREDICTED_SUBSETS,
+    RANDOM_SPLIT,
+    SPLIT_COLUMNS,
+    TRAINING_SPLITS,
+)
 from leukemia_dtl.data.layout import TRAINING_FOLDS
 
 log = logging.getLogger(__name__)
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+# Within a rotation's two training folds: the patient split's train to val ratio.
+ROTATION_TRAIN_FRACTION = FRACTIONS["train"] / (FRACTIONS["train"] + FRACTIONS["val"])
 
 
 def exclude_subsets(inventory: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -48,6 +59,38 @@ def random_image_split(kept: pd.DataFrame, seed: int) -> pd.Series:
     return subset
 
 
+def _subjects_by_class(kept: pd.DataFrame, seed: int, boundaries: dict[str, float]) -> pd.Series:
+    """Each image's subset, whole subjects at a time: within each class, subjects shuffled with ``seed`` are taken
+    in turn into each subset of ``boundaries`` ({subset: cumulative share of the class's images}, in order) until
+    it holds its share; the last subset takes the rest. The last subject goes to the last subset and, if the one
+    before it got none, the one before last to it, so that small classes reach every subset."""
+    mixed = kept.groupby("subject")["label"].nunique()
+    if (mixed > 1).any():
+        raise UserError(
+            f"subjects with both ALL and HEM images cannot be split by subject: {list(mixed[mixed > 1].index)}"
+        )
+    subsets = list(boundaries)
+    rng = np.random.default_rng(seed)
+    subset_of_subject = {}
+    for label, images in kept.groupby("label"):
+        sizes = images["subject"].value_counts().sort_index()
+        subjects = sizes.index.to_numpy()[rng.permutation(len(sizes))]
+        if len(subjects) < len(subsets):
+            raise UserError(
+                f"a subject-disjoint split into {', '.join(subsets)} needs at least {len(subsets)} {label} subjects, "
+                f"found {len(subjects)}"
+            )
+        covered_before = ((sizes[subjects].cumsum() - sizes[subjects]) / sizes.sum()).to_numpy()
+        assigned = np.full(len(subjects), subsets[-1], dtype=object)
+        for subset, share in reversed(list(boundaries.items())[:-1]):
+            assigned[covered_before < share] = subset
+        assigned[-1] = subsets[-1]
+        if len(subsets) > 2 and subsets[-2] not in assigned[:-1]:
+            assigned[-2] = subsets[-2]
+        subset_of_subject.update(zip(subjects, assigned, strict=True))
+    return kept["subject"].map(subset_of_subject)
+
+
 def subject_disjoint_split(kept: pd.DataFrame, seed: int) -> pd.Series:
     """Subject-disjoint, label-stratified split with about 70/15/15 of each class's images.
 
@@ -56,39 +99,47 @@ def subject_disjoint_split(kept: pd.DataFrame, seed: int) -> pd.Series:
     until it holds 70 % of the class's images, then val until 85 %, the rest test. scikit-learn's group
     splitters either ignore the class or only give equal folds, hence this small assignment.
     """
-    mixed = kept.groupby("subject")["label"].nunique()
-    if (mixed > 1).any():
+    train, val = FRACTIONS["train"], FRACTIONS["train"] + FRACTIONS["val"]
+    return _subjects_by_class(kept, seed, {"train": train, "val": val, "test": 1.0})
+
+
+def fold_rotation_split(kept: pd.DataFrame, seed: int, test_fold: str) -> pd.Series:
+    """One rotation of grouped cross-validation over the organisers' folds: every image of ``test_fold`` (a
+    source in ``layout.TRAINING_FOLDS``) is test; the other folds' images are split by subject into train and val
+    in the patient split's ratio (70 : 15), stratified by class as :func:`subject_disjoint_split` does.
+
+    The organisers made the folds subject-disjoint ("a subject in fold 1 is only in fold 1"); a subject found in
+    two folds is a UserError, since the rotation's test subset would then share it with training."""
+    shared = kept.groupby("subject")["source"].nunique()
+    if (shared > 1).any():
         raise UserError(
-            f"subjects with both ALL and HEM images cannot be split by subject: {list(mixed[mixed > 1].index)}"
+            "subjects in more than one training fold cannot be held out by fold: "
+            f"{list(shared[shared > 1].index)[:5]}; check the archive's training_data folders."
         )
-    rng = np.random.default_rng(seed)
-    subset_of_subject = {}
-    for label, images in kept.groupby("label"):
-        sizes = images["subject"].value_counts().sort_index()
-        subjects = sizes.index.to_numpy()[rng.permutation(len(sizes))]
-        if len(subjects) < 3:
-            raise UserError(f"the patient split needs at least 3 {label} subjects, found {len(subjects)}")
-        covered_before = (sizes[subjects].cumsum() - sizes[subjects]) / sizes.sum()
-        assigned = np.where(
-            covered_before < FRACTIONS["train"],
-            "train",
-            np.where(covered_before < FRACTIONS["train"] + FRACTIONS["val"], "val", "test"),
+    is_test = kept["source"] == test_fold
+    if not is_test.any():
+        raise UserError(
+            f"the training data has no images of {test_fold}; the folds scheme needs all of {TRAINING_FOLDS}"
         )
-        # Small classes can leave val or test empty; give each the last subject(s) so every subset has both classes.
-        assigned[-1] = "test"
-        if "val" not in assigned[:-1]:
-            assigned[-2] = "val"
-        subset_of_subject.update(zip(subjects, assigned, strict=True))
-    return kept["subject"].map(subset_of_subject)
+    subset = pd.Series("test", index=kept.index, dtype=object)
+    subset[~is_test] = _subjects_by_class(kept[~is_test], seed, {"train": ROTATION_TRAIN_FRACTION, "val": 1.0})
+    return subset
 
 
-SPLITTERS = {RANDOM_SPLIT: random_image_split, PATIENT_SPLIT: subject_disjoint_split}
+SPLITTERS = {
+    RANDOM_SPLIT: random_image_split,
+    PATIENT_SPLIT: subject_disjoint_split,
+    **{
+        rotation: functools.partial(fold_rotation_split, test_fold=fold)
+        for rotation, fold in zip(FOLD_ROTATIONS, TRAINING_FOLDS, strict=True)
+    },
+}
 
 
 def split_dataset(kept: pd.DataFrame, external: pd.DataFrame, scheme: str, seed: int) -> pd.DataFrame:
     """Rows of the kept images with their subset, then the labelled external (prelim-phase) images."""
     if scheme not in SPLITTERS:
-        raise UserError(f"unknown split scheme {scheme!r}: use one of {sorted(SPLITTERS)}")
+        raise UserError(f"unknown split {scheme!r}: use one of {list(TRAINING_SPLITS)}")
     kept = kept.reset_index(drop=True)
     split = kept.assign(subset=SPLITTERS[scheme](kept, seed))
     labelled_external = external[external["label"] != ""].assign(subset="external")

@@ -1,4 +1,5 @@
-"""Seed ensembles: the mean of the seeds' P(ALL) per image, and how it compares with each seed (DeLong).
+"""Seed ensembles: the mean of the seeds' P(ALL) per image, and how it compares with each seed (DeLong); and the
+grouped cross-validation's rotations pooled into one prediction table per seed.
 
 Every top entry of the C-NMC 2019 challenge pooled models; the workflow trains several seeds per model, so
 their mean ``p_all`` is the ensemble that costs no extra training.
@@ -70,6 +71,42 @@ def write_seed_ensembles(
             )
         ensembles[subset] = seed_ensemble(files)
     for subset, frame in ensembles.items():
+        write_tsv(frame, out_paths[subset])
+
+
+def pooled_rotations(prediction_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One prediction table from the grouped cross-validation's rotations (one file each, of one subset): every
+    image any rotation predicted, in order of first appearance, ``p_all`` the mean over the rotations that
+    predicted it and ``pred`` from it.
+
+    Each test image comes from the one rotation that held its fold out, so its ``p_all`` is that model's, which
+    never saw its subject; an external image is predicted by every rotation, and a validation image by each
+    rotation that validated on it. An image whose label or subject differs between files is a UserError.
+    """
+    if not prediction_files:
+        raise UserError("Pooling the cross-validation needs the prediction files of its rotations; none were given.")
+    stacked = pd.concat([read_predictions(path).assign(file=str(path)) for path in prediction_files], ignore_index=True)
+    for column in ("label", "subject"):
+        inconsistent = stacked.groupby("path", sort=False)[column].nunique() > 1
+        if inconsistent.any():
+            examples = list(inconsistent[inconsistent].index[:3])
+            raise UserError(
+                f"The rotations' prediction files {', '.join(map(str, prediction_files))} give image(s) {examples} "
+                f"different {column}s; all rotations must come from one inventory. Rerun their splits and predictions."
+            )
+    pooled = stacked.groupby("path", sort=False).agg(subject=("subject", "first"), label=("label", "first"))
+    p_all = stacked.groupby("path", sort=False)["p_all"].mean().to_numpy()
+    pooled = pooled.assign(p_all=p_all, pred=class_calls(p_all)).reset_index()
+    return pooled[list(PREDICTION_COLUMNS)]
+
+
+def write_pooled_rotations(
+    rotation_files: Mapping[str, Sequence[str | os.PathLike]], out_paths: Mapping[str, str | os.PathLike]
+) -> None:
+    """Write the :func:`pooled_rotations` of ``rotation_files[subset]`` to ``out_paths[subset]`` for every subset,
+    once all of them are computed."""
+    pooled = {subset: pooled_rotations(rotation_files[subset]) for subset in out_paths}
+    for subset, frame in pooled.items():
         write_tsv(frame, out_paths[subset])
 
 
