@@ -16,11 +16,18 @@ pytestmark = pytest.mark.workflow
 MODELS = ("vgg19", "efficientnetb3")
 
 
+# What the tests read; the figures and the method figure are the same rules as every scheme's (tests/test_workflow.py).
+TARGETS = [
+    *(f"results/tables/folds/{name}.tsv" for name in ("table1_extended", "table2_compute", "subjects", "challenge")),
+    "results/tables/runs.tsv",
+]
+
+
 @pytest.fixture(scope="module")
 def folds_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("folds-run")
     run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml", "config/demo_folds.yaml")
-    result = run_snakemake(*run, workdir=workdir, timeout=1200)
+    result = run_snakemake(*run, *TARGETS, workdir=workdir, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "results"
 
@@ -66,9 +73,9 @@ def test_the_pooled_test_set_has_enough_subjects_for_subject_intervals_and_table
     ensemble_test = extended[(extended["subset"] == "test") & (extended["predictions"] == "ensemble")]
     assert ensemble_test["vgg19_subject_ci_low"].astype(float).notna().all()
     assert len(read_tsv(tables / "subjects.tsv")) == 2 * 2 and "Mondal" in (tables / "challenge.md").read_text()
-    # Table 2 over the rotations' runs: 3 per model.
-    table2 = read_tsv(tables / "table2_compute.tsv")
-    assert (table2["vgg19_n_seeds"] == "3").all()
+    # Table 2 over the rotations' runs: 3 per model (0 where no run measured a quantity: GPU memory on a CPU).
+    runs_counted = read_tsv(tables / "table2_compute.tsv")["vgg19_n_seeds"].astype(int)
+    assert set(runs_counted) <= {0, 3} and (runs_counted == 3).sum() >= 5
     # Per trained model only: the folds scheme has no model card or Grad-CAM panel of its own.
     assert not (folds_run / "model_cards" / "folds").exists()
     runs = read_tsv(folds_run / "tables" / "runs.tsv")
