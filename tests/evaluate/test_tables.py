@@ -189,7 +189,7 @@ def test_table1_with_reversed_and_extra_models(per_seed):
 def test_table1_caption_names_the_seed_as_unit_and_the_holm_family(tmp_path, per_seed):
     table = _table1(per_seed)
     caption = table.attrs["caption"]
-    assert "Each model's mean ± sd is over its 3 seeds (the seed the unit: training variance)" in caption
+    assert "Each model's mean ± sd is over its 3 seed(s) (the seed the unit: training variance)" in caption
     assert "image called ALL when p_all >= 0.5" in caption
     assert "The training-noise t-test pairs each later model with VGG-19 seed by seed" in caption
     assert (
@@ -608,7 +608,7 @@ def test_table1_extended_adds_tta_rows_compared_on_the_tta_ensembles(
 
 def test_table1_extended_caption_names_each_unit_confidence_and_holm_family(tmp_path, extended):
     caption = extended.attrs["caption"]
-    assert "mean p_all over its 3 seeds" in caption
+    assert "mean p_all over its 3 seed(s)" in caption
     assert "mean ± sd over seeds (the seed the unit: training variance)" in caption
     assert (
         "Image CI: 95% percentile bootstrap interval resampling images within their class (the image the unit"

@@ -71,6 +71,9 @@ def _p_text(p_value: float) -> str:
 
 
 def _interval_text(low: float, high: float, digits: int) -> str:
+    """ "[0.612, 0.804]"; "[n/a]" without bounds (a t-test over one seed has none)."""
+    if math.isnan(low) or math.isnan(high):
+        return "[n/a]"
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -204,7 +207,7 @@ def table1_caption(per_seed: pd.DataFrame, ttests: pd.DataFrame, models: Sequenc
     """What Table 1's numbers rest on: the seeds, the threshold, and the t-test's unit and Holm family."""
     seeds = per_seed[per_seed["model"].isin(models)].groupby("model")["seed"].nunique()
     caption = (
-        f"Each model's mean ± sd is over its {_range_text(seeds)} seeds (the seed the unit: training variance), an "
+        f"Each model's mean ± sd is over its {_range_text(seeds)} seed(s) (the seed the unit: training variance), an "
         f"image called ALL when p_all >= {_range_text(thresholds)}; the paper's values stand beside the test rows. "
     )
     if len(models) > 1:
@@ -503,7 +506,7 @@ def table1_extended_caption(
     subject_subsets = [subset for subset in subsets if subset in sets.subject_ci_subsets]
     validation = [run["validation_threshold"] for run in sets.seeds.values()]
     sentences = [
-        f"The seed ensemble is each model's mean p_all over its {_range_text(seeds_per_model)} seeds, scored once; "
+        f"The seed ensemble is each model's mean p_all over its {_range_text(seeds_per_model)} seed(s), scored once; "
         "seeds rows give the mean ± sd over seeds (the seed the unit: training variance). TTA: test-time "
         f"augmentation. An image is called ALL when p_all >= {_range_text([m['threshold'] for m in runs + ensembles])}"
         "; the validation-threshold rows use each seed's threshold maximising balanced accuracy on its val "
