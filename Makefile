@@ -19,7 +19,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores all --max-threads 1 --configfile config/demo.yaml
 
 test: $(INSTALLED)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=15
 
 benchmark: $(INSTALLED)
 	$(PYTHON) tests/benchmark.py cache
