@@ -26,8 +26,9 @@ TARGETS = [
 @pytest.fixture(scope="module")
 def folds_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("folds-run")
+    # The targets come first: --configfile takes every word after it.
     run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml", "config/demo_folds.yaml")
-    result = run_snakemake(*run, *TARGETS, workdir=workdir, timeout=1200)
+    result = run_snakemake(*TARGETS, *run, workdir=workdir, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "results"
 
