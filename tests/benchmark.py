@@ -234,16 +234,18 @@ def print_rates(rates: dict[str, list[float]], unit: str) -> None:
 class TrainingBenchmark:
     """One synthetic dataset and three ways of training the same seeded classifier on it."""
 
-    def __init__(self, folder: Path, model_name: str, images: int, size: int, batch_size: int, epochs: int):
+    def __init__(self, folder: Path, model_name: str, size: int, batch_size: int, epochs: int):
+        """``folder`` holds the dataset: split.tsv and the image cache (``write_training_dataset`` or
+        ``write_rendered_dataset``)."""
         from leukemia_dtl.model.inputs import ImageCache
         from leukemia_dtl.model.training import read_training_subsets, training_batches
 
         self.folder, self.model_name, self.size, self.epochs = folder, model_name, size, epochs
         self.batch_size = batch_size
-        self.train_images = write_training_dataset(folder, images, size)
         self.options = paper_options(model_name, batch_size, epochs)
         self.cache = ImageCache.open(folder, size)
         self.subsets = read_training_subsets(folder / "split.tsv")
+        self.train_images = len(self.subsets["train"])
         train_batches, _ = training_batches(self.cache, self.subsets, batch_size, seed=0)
         # The workflow's first-epoch batches, decoded and in memory.
         served = [train_batches[index] for index in range(len(train_batches))]
@@ -284,6 +286,11 @@ class TrainingBenchmark:
 
     def workflow(self, precision: str) -> float:
         """``train_model`` as the train rule calls it: memory-mapped cache, backups, history, stats."""
+        history = pd.read_csv(self.workflow_run(precision) / "history.tsv", sep="\t")
+        return steady_rate(history["train_seconds"], self.train_images)
+
+    def workflow_run(self, precision: str) -> Path:
+        """One ``train_model`` run; the folder of its model, history and stats."""
         from leukemia_dtl.model.training import train_model
 
         out = Path(tempfile.mkdtemp(prefix="workflow", dir=self.folder))
@@ -301,7 +308,7 @@ class TrainingBenchmark:
             stats_path=out / "stats.json",
             precision=precision,
         )
-        return steady_rate(pd.read_csv(out / "history.tsv", sep="\t")["train_seconds"], self.train_images)
+        return out
 
     def plain_keras_pipeline(self) -> float:
         """``image_dataset_from_directory`` over the BMPs with the augmentation mapped over the dataset."""
@@ -349,7 +356,8 @@ def benchmark_training(
     from leukemia_dtl.model import backend
 
     with tempfile.TemporaryDirectory() as tmp:
-        bench = TrainingBenchmark(Path(tmp), model_name, images, size, batch_size, epochs)
+        write_training_dataset(Path(tmp), images, size)
+        bench = TrainingBenchmark(Path(tmp), model_name, size, batch_size, epochs)
         for precision in precisions:
             backend.set_precision(precision)
             print(run_header("training", model_name, size, batch_size, bench.seeded_model().jit_compile), flush=True)
@@ -377,6 +385,306 @@ def benchmark_training(
             print(f"efficiency (workflow / model-only limit): {efficiency:.2f}", flush=True)
 
 
+def _render_rows(rows, first_row: int, labels: list[str], size: int) -> list[int]:
+    rng = np.random.default_rng(first_row)
+    stain = np.ones(3, np.float32)
+    return rows.write(first_row, np.stack([render_cell(rng, label, stain, size) for label in labels]))
+
+
+def write_rendered_dataset(folder: Path, train_images: int, val_images: int, size: int, workers: int) -> None:
+    """split.tsv and the image cache of synthetic cells drawn at ``size`` straight into the cache (no BMPs),
+    by ``workers`` processes: the paper's 7,462 + 1,599 images in seconds, where drawing BMPs one by one and
+    caching them takes minutes. Two ALL images to one HEM, as in C-NMC."""
+    from leukemia_dtl.core.fileio import write_cache_index, write_verified_npy
+    from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE
+
+    total = train_images + val_images
+    labels = ["HEM" if row % 3 == 2 else POSITIVE_CLASS for row in range(total)]
+    split = pd.DataFrame(
+        {
+            "path": [f"{label}/UID_{row % 80}_{row}_1_{label.lower()}.bmp" for row, label in enumerate(labels)],
+            "subject": [f"{label}{row % 80}" for row, label in enumerate(labels)],
+            "label": labels,
+            "subset": ["train"] * train_images + ["val"] * val_images,
+        }
+    )
+    chunk = 64
+
+    def fill(rows) -> list[int]:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            parts = [
+                pool.submit(_render_rows, rows, start, labels[start : start + chunk], size)
+                for start in range(0, total, chunk)
+            ]
+            return [checksum for part in parts for checksum in part.result()]
+
+    started = time.perf_counter()
+    checksums = write_verified_npy(folder / CACHE_IMAGES_FILE, np.uint8, (total, size, size, 3), fill)
+    write_cache_index(split["path"].tolist(), folder / INDEX_FILE, checksums)
+    write_tsv(split, folder / "split.tsv")
+    print(f"  {total} synthetic {size} px images rendered in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def timed_callbacks(callbacks: list, rows: list[dict]) -> list:
+    """``callbacks`` behind a ``PhaseTimer`` that appends one row per epoch to ``rows``: ``epoch`` (0-based), the
+    seconds of each callback's on_epoch_begin and on_epoch_end (named after its class) and of the phases:
+    training steps (on_epoch_begin to the last step's result: evaluate's entry, or on_epoch_end without
+    validation), validation set-up (to on_test_begin), validation steps (to on_test_end), validation
+    tear-down (to evaluate's return) and after validation (to on_epoch_end). Every boundary is read after the
+    device has run everything queued before it, so a phase is charged only its own work; "training steps,
+    host" ends when the host began the last step: close to "training steps", the device waited for the host;
+    far below it, the host waited for the device. Batch ends are left alone: a callback acting on them makes
+    Keras dispatch every batch end synchronously, which would change what is measured."""
+    import keras
+
+    def device_clock(model) -> float:
+        # The optimizer's step count is the last output of the last train step queued.
+        keras.ops.convert_to_numpy(model.optimizer.iterations)
+        return time.perf_counter()
+
+    class PhaseTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            fit_evaluate = self.model.evaluate
+
+            def evaluate(*args, **kwargs):
+                self.marks["evaluate entry"] = device_clock(self.model)
+                answer = fit_evaluate(*args, **kwargs)
+                self.marks["evaluate return"] = device_clock(self.model)
+                return answer
+
+            self.model.evaluate = evaluate
+
+        def on_train_end(self, logs=None):
+            del self.model.evaluate
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.marks = {"epoch begin": device_clock(self.model)}
+            self.row = {"epoch": epoch}
+            rows.append(self.row)
+
+        def on_test_begin(self, logs=None):
+            self.marks["test begin"] = device_clock(self.model)
+
+        def on_test_end(self, logs=None):
+            self.marks["test end"] = device_clock(self.model)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            # Called in the training loop itself (batch ends may run later, in a thread): the last one is when
+            # the host began the epoch's last step.
+            self.marks["last step begun"] = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            end = device_clock(self.model)
+            marks = self.marks
+            self.row["training steps, host"] = marks["last step begun"] - marks["epoch begin"]
+            self.row["training steps"] = marks.get("evaluate entry", end) - marks["epoch begin"]
+            if "evaluate entry" in marks:
+                self.row["validation set-up"] = marks["test begin"] - marks["evaluate entry"]
+                self.row["validation steps"] = marks["test end"] - marks["test begin"]
+                self.row["validation tear-down"] = marks["evaluate return"] - marks["test end"]
+                self.row["after validation"] = end - marks["evaluate return"]
+
+    class TimedCallback(keras.callbacks.Callback):
+        def __init__(self, inner, timer: PhaseTimer):
+            super().__init__()
+            self.inner, self.timer = inner, timer
+            self.async_safe = True
+            self.name = type(inner).__name__
+
+        def set_model(self, model):
+            super().set_model(model)
+            self.inner.set_model(model)
+
+        def set_params(self, params):
+            super().set_params(params)
+            self.inner.set_params(params)
+
+        def _timed(self, hook: str, *args):
+            started = device_clock(self.model)
+            getattr(self.inner, hook)(*args)
+            seconds = device_clock(self.model) - started
+            self.timer.row[f"{self.name}.{hook}"] = self.timer.row.get(f"{self.name}.{hook}", 0.0) + seconds
+
+        def on_train_begin(self, logs=None):
+            self.inner.on_train_begin(logs)
+
+        def on_train_end(self, logs=None):
+            self.inner.on_train_end(logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._timed("on_epoch_begin", epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._timed("on_epoch_end", epoch, logs)
+
+        def on_test_begin(self, logs=None):
+            self.inner.on_test_begin(logs)
+
+        def on_test_end(self, logs=None):
+            self.inner.on_test_end(logs)
+
+    timer = PhaseTimer()
+    return [timer, *(TimedCallback(callback, timer) for callback in callbacks)]
+
+
+def workflow_phases(bench: TrainingBenchmark, precision: str) -> tuple[list[dict], pd.DataFrame]:
+    """``bench.workflow`` with every epoch's phases timed: the rows of ``timed_callbacks`` and the history."""
+    from leukemia_dtl.model import training
+
+    rows: list[dict] = []
+    plain_callbacks = training.training_callbacks
+    training.training_callbacks = lambda *args, **kwargs: timed_callbacks(plain_callbacks(*args, **kwargs), rows)
+    try:
+        history = pd.read_csv(bench.workflow_run(precision) / "history.tsv", sep="\t")
+    finally:
+        training.training_callbacks = plain_callbacks
+    return rows, history
+
+
+def model_only_phases(bench: TrainingBenchmark) -> list[dict]:
+    """``bench.model_only_limit`` with every epoch's phases timed."""
+    from leukemia_dtl.model.training import TrainingProgress
+
+    rows: list[dict] = []
+    images, labels = bench.in_memory
+    progress = TrainingProgress("model-only", bench.epochs, bench.train_images)
+    bench.seeded_model().fit(
+        images,
+        y=labels,
+        batch_size=bench.batch_size,
+        shuffle=False,
+        epochs=bench.epochs,
+        verbose=0,
+        callbacks=timed_callbacks([progress.timing_callback()], rows),
+    )
+    return rows
+
+
+def cached_batches_phases(bench: TrainingBenchmark) -> list[dict]:
+    """The model fed by the workflow's input path (``CachedImageBatches`` over the memory-mapped cache, a new
+    draw each epoch) without the rest of the workflow's epoch (validation, divergence check, backup), every
+    epoch's phases timed: between the model-only path and the workflow, it tells the input path's share from
+    the epoch framing's."""
+    import keras
+
+    from leukemia_dtl.model.training import TrainingProgress, training_batches
+
+    rows: list[dict] = []
+    train_batches, _ = training_batches(bench.cache, bench.subsets, bench.batch_size, seed=0)
+    progress = TrainingProgress("cached batches", bench.epochs, bench.train_images)
+    epoch_draw = keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch)
+    bench.seeded_model().fit(
+        train_batches,
+        shuffle=False,
+        epochs=bench.epochs,
+        verbose=0,
+        callbacks=timed_callbacks([epoch_draw, progress.timing_callback()], rows),
+    )
+    return rows
+
+
+def append_phases(path: Path, rows: list[dict], **context) -> None:
+    """Append ``rows`` to the TSV ``path`` in long form (epoch, phase, seconds) with ``context`` columns."""
+    frame = pd.DataFrame(rows).melt(id_vars="epoch", var_name="phase", value_name="seconds").dropna()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.assign(**context).to_csv(path, sep="\t", mode="a", index=False, header=not path.exists())
+
+
+def steady_phases(rows: list[dict]) -> pd.Series:
+    """Median seconds of each phase over the epochs after the first (which compiles)."""
+    frame = pd.DataFrame(rows).set_index("epoch")
+    return frame.iloc[1:].median()
+
+
+def benchmark_phases(
+    model_name: str,
+    sizes: list[tuple[int, int]],
+    size: int,
+    batch_size: int,
+    epochs: int,
+    precisions: list[str],
+    workers: int,
+    out: Path | None,
+) -> None:
+    """Per-phase seconds of an epoch of ``train_model`` against the model-only path and the model fed by the
+    workflow's input path alone, per (train, val) size and precision: the first epoch (compilation
+    included), then the median of the later epochs per phase and per callback, with the training images/s of
+    each and their ratio to the model-only path's. With ``out``, every epoch's row is appended to
+    ``out``/phases.tsv as it is measured."""
+    from leukemia_dtl.model import backend
+
+    for train_images, val_images in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_rendered_dataset(Path(tmp), train_images, val_images, size, workers)
+            bench = TrainingBenchmark(Path(tmp), model_name, size, batch_size, epochs)
+            for precision in precisions:
+                backend.set_precision(precision)
+                print(run_header("phases", model_name, size, batch_size, "auto"), flush=True)
+                print(f"  {train_images} training, {val_images} validation images, {epochs} epochs", flush=True)
+                measured = {"model-only": model_only_phases(bench), "cached batches": cached_batches_phases(bench)}
+                measured["workflow"], history = workflow_phases(bench, precision)
+                steady = {name: steady_phases(rows) for name, rows in measured.items()}
+                for name, rows in measured.items():
+                    first = sum(value for key, value in rows[0].items() if key != "epoch")
+                    print(f"  {name}: epoch 1 (compiles) {first:.2f} s; median of epochs 2-{epochs}:", flush=True)
+                    for phase, seconds in steady[name].items():
+                        print(f"    {phase:42}: {1000 * seconds:9.1f} ms", flush=True)
+                    if out:
+                        append_phases(
+                            out / "phases.tsv",
+                            rows,
+                            contender=name,
+                            model=model_name,
+                            precision=precision,
+                            train_images=train_images,
+                            val_images=val_images,
+                            size=size,
+                            batch_size=batch_size,
+                            device=backend.device_description(),
+                        )
+                limit = train_images / steady["model-only"]["training steps"]
+                for name in measured:
+                    rate = train_images / steady[name]["training steps"]
+                    print(f"  training steps, {name}: {rate:.0f} img/s, {rate / limit:.2f} of the model-only path")
+                recorded = steady_rate(history["train_seconds"], train_images)
+                print(f"  workflow history's train_seconds: {recorded:.0f} img/s, {recorded / limit:.2f}", flush=True)
+
+
+def benchmark_paper_run(
+    model_name: str, train_images: int, val_images: int, size: int, epochs: int, workers: int
+) -> None:
+    """``train_model`` end to end with the paper config's options for ``model_name`` (random weights, ``epochs``)
+    on synthetic images of the paper's training and validation sizes: wall-clock time and the run's stats."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_rendered_dataset(Path(tmp), train_images, val_images, size, workers)
+        bench = TrainingBenchmark(Path(tmp), model_name, size, PAPER_CONFIG["models"][model_name]["batch_size"], epochs)
+        precision = PAPER_CONFIG["precision"]
+        print(run_header("paper run", model_name, size, bench.batch_size, "auto"), flush=True)
+        started = time.perf_counter()
+        out = bench.workflow_run(precision)
+        seconds = time.perf_counter() - started
+        stats = json.loads((out / "stats.json").read_text())
+        history = pd.read_csv(out / "history.tsv", sep="\t")
+    print(
+        f"  {epochs} epochs of {train_images} training and {val_images} validation images: {seconds:.1f} s end to end"
+    )
+    for key in (
+        "wall_seconds",
+        "training_seconds",
+        "seconds_per_epoch",
+        "images_per_second",
+        "peak_accelerator_memory_mb",
+    ):
+        print(f"  {key:28}: {stats[key]}")
+    epoch_seconds, last = history["epoch_seconds"], history.iloc[-1]
+    print(f"  epoch 1: {epoch_seconds.iloc[0]:.2f} s; later epochs: median {epoch_seconds.iloc[1:].median():.3f} s")
+    print(f"  last epoch: accuracy {last['accuracy']:.4f}, val_accuracy {last['val_accuracy']:.4f}", flush=True)
+
+
 def benchmark_prediction(model_name: str, images: int, size: int, batch_size: int, repeats: int) -> None:
     """The workflow's prediction (``model.predict`` over the memory-mapped cache, as predict_model runs it)
     against the model-only limit: ``predict_on_batch`` over batches in memory (Table 2's timing)."""
@@ -385,7 +693,8 @@ def benchmark_prediction(model_name: str, images: int, size: int, batch_size: in
 
     rates = {"model-only limit (predict_on_batch)": [], "workflow (predict_model)": []}
     with tempfile.TemporaryDirectory() as tmp:
-        bench = TrainingBenchmark(Path(tmp), model_name, images, size, batch_size, epochs=1)
+        write_training_dataset(Path(tmp), images, size)
+        bench = TrainingBenchmark(Path(tmp), model_name, size, batch_size, epochs=1)
         # Predict from a saved model, as the predict rule does.
         save_model(bench.seeded_model(), Path(tmp) / "model.keras")
         model = load_model(Path(tmp) / "model.keras")
@@ -469,6 +778,24 @@ def main() -> None:
     tuning.add_argument("--batch-size", type=int, default=32)
     tuning.add_argument("--epochs", type=int, default=5)
     tuning.add_argument("--grid", type=int, default=108)
+    phases = sections.add_parser("phases", help="per-phase seconds of train_model epochs vs the model-only path")
+    phases.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
+    phases.add_argument(
+        "--sizes", nargs="+", default=["1344:192"], help="TRAIN:VAL image counts, e.g. 1344:192 7462:1599"
+    )
+    phases.add_argument("--size", type=int, default=64)
+    phases.add_argument("--batch-size", type=int, default=32)
+    phases.add_argument("--epochs", type=int, default=4)
+    phases.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "mixed"])
+    phases.add_argument("--workers", type=int, default=os.cpu_count())
+    phases.add_argument("--out", type=Path, help="append every epoch's phases to OUT/phases.tsv")
+    paper_run = sections.add_parser("paper-run", help="train_model end to end with the paper's options")
+    paper_run.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
+    paper_run.add_argument("--train-images", type=int, default=7462)
+    paper_run.add_argument("--val-images", type=int, default=1599)
+    paper_run.add_argument("--size", type=int, default=224)
+    paper_run.add_argument("--epochs", type=int, default=100)
+    paper_run.add_argument("--workers", type=int, default=os.cpu_count())
     dryrun = sections.add_parser("dryrun", help="snakemake -n of the full paper config")
     dryrun.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
@@ -491,6 +818,13 @@ def main() -> None:
             args.precision,
             args.jit_compile,
         )
+    elif args.section == "phases":
+        sizes = [tuple(map(int, pair.split(":"))) for pair in args.sizes]
+        benchmark_phases(
+            args.model, sizes, args.size, args.batch_size, args.epochs, args.precision, args.workers, args.out
+        )
+    elif args.section == "paper-run":
+        benchmark_paper_run(args.model, args.train_images, args.val_images, args.size, args.epochs, args.workers)
     elif args.section == "prediction":
         benchmark_prediction(args.model, args.images, args.size, args.batch_size, args.repeats)
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue #26's GPU checks in one run, Keras on JAX (the lent H200 has no TensorFlow): the fixed VGG-19 head on
+# features of scale 1, 10 and 30; the phases of EfficientNet-B3's train_model epochs against the model-only
+# path at 1,344 and 7,462 training images, float32 and mixed; the paper config's EfficientNet-B3 run through
+# train_model, timed end to end. Each section's output goes to $OUT as it is measured, so a run stopped at
+# its time limit still returns what it measured. Results: docs/benchmarks/.
+#
+#   OUT=/tmp/gpu bash tests/benchmark_gpu.sh
+#   PYTHON=.venv/bin/python SIZE=64 SMALL=256:64 LARGE=512:128 RUN_EPOCHS=2 OUT=/tmp/gpu bash tests/benchmark_gpu.sh
+#                                                                                    (a try on a CPU first)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+OUT=${OUT:?set OUT to the folder for the results}
+SIZE=${SIZE:-224}
+SMALL=${SMALL:-1344:192}
+LARGE=${LARGE:-7462:1599}
+EPOCHS=${EPOCHS:-3}
+RUN_EPOCHS=${RUN_EPOCHS:-10}
+mkdir -p "$OUT"
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH=scripts TF_CPP_MIN_LOG_LEVEL=2
+# The model-only and workflow contenders compile the same steps: a persistent cache compiles each once per run
+# (the first epoch of a later contender then shows a cache hit, not a compilation).
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax-compilation-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+
+section() {
+    local name=$1
+    shift
+    echo "== $name: $*" | tee "$OUT/$name.txt"
+    local started=$SECONDS
+    "$@" 2>&1 | grep --line-buffered -v -e '^WARNING: All log messages' -e '^I0000' | tee -a "$OUT/$name.txt"
+    echo "== $name: $((SECONDS - started)) s" | tee -a "$OUT/$name.txt"
+}
+
+{
+    date -u
+    git log -1 --format='commit %H %s' 2>/dev/null
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+    "$PYTHON" -c "import sys, jax, keras, numpy; print('python', sys.version.split()[0], 'jax', jax.__version__, 'keras', keras.__version__, 'numpy', numpy.__version__); print(jax.devices())"
+} 2>&1 | tee "$OUT/machine.txt"
+
+section vgg19_head "$PYTHON" - <<'PY'
+import json, os, subprocess, sys
+
+sys.path[:0] = ["tests", "tests/model"]
+from test_backend_equivalence import SCALES, VGG_HEAD_AT_SCALES
+import numpy as np
+
+run = subprocess.run([sys.executable, "-c", VGG_HEAD_AT_SCALES, *map(str, SCALES)], capture_output=True, text=True)
+if run.returncode:
+    sys.exit(run.stderr[-3000:])
+answer = json.loads(run.stdout.splitlines()[-1])
+print("VGG-19 head (build_head_model, adamax 0.001, 10 epochs) under", answer["backend"])
+for scale in SCALES:
+    trained = answer[str(scale)]
+    p_all, is_all = np.asarray(trained["p_all"]), np.asarray(trained["is_all"], bool)
+    print(
+        f"  scale {scale:4}: loss {trained['losses'][0]:.4f} -> {trained['losses'][-1]:.4f}, "
+        f"NaN {int(np.isnan(p_all).sum())}, p_all {np.nanmin(p_all):.4f}..{np.nanmax(p_all):.4f}, "
+        f"ALL >= 0.5 {np.mean(p_all[is_all] >= 0.5):.3f}, HEM < 0.5 {np.mean(p_all[~is_all] < 0.5):.3f}"
+    )
+PY
+section phases_small "$PYTHON" tests/benchmark.py phases --sizes "$SMALL" --size "$SIZE" --epochs "$EPOCHS" --precision float32 mixed --out "$OUT"
+section paper_run "$PYTHON" tests/benchmark.py paper-run --size "$SIZE" --epochs "$RUN_EPOCHS" \
+    --train-images "${LARGE%%:*}" --val-images "${LARGE##*:}"
+section phases_large "$PYTHON" tests/benchmark.py phases --sizes "$LARGE" --size "$SIZE" --epochs "$EPOCHS" --precision float32 mixed --out "$OUT"
