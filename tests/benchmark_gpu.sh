@@ -17,6 +17,8 @@ SMALL=${SMALL:-1344:192}
 LARGE=${LARGE:-7462:1599}
 EPOCHS=${EPOCHS:-3}
 RUN_EPOCHS=${RUN_EPOCHS:-10}
+# A subset of the sections below, by name (default: all, in this order).
+SECTIONS=${SECTIONS:-vgg19_head phases_small paper_run phases_large determinism}
 mkdir -p "$OUT"
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH=scripts TF_CPP_MIN_LOG_LEVEL=2
 # The model-only and workflow contenders compile the same steps: a persistent cache compiles each once per run
@@ -27,6 +29,7 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENT
 section() {
     local name=$1
     shift
+    [[ " $SECTIONS " == *" $name "* ]] || return 0
     echo "== $name: $*" | tee "$OUT/$name.txt"
     local started=$SECONDS
     "$@" 2>&1 | grep --line-buffered -v -e '^WARNING: All log messages' -e '^I0000' | tee -a "$OUT/$name.txt"
@@ -65,3 +68,43 @@ section phases_small "$PYTHON" tests/benchmark.py phases --sizes "$SMALL" --size
 section paper_run "$PYTHON" tests/benchmark.py paper-run --size "$SIZE" --epochs "$RUN_EPOCHS" \
     --train-images "${LARGE%%:*}" --val-images "${LARGE##*:}"
 section phases_large "$PYTHON" tests/benchmark.py phases --sizes "$LARGE" --size "$SIZE" --epochs "$EPOCHS" --precision float32 mixed --out "$OUT"
+
+# deterministic: true under JAX on the GPU: two train_model runs (each its own process, as Slurm jobs are) with the
+# flag must give bit-identical weights; two without it show whether the GPU's kernels vary at all here.
+section determinism "$PYTHON" - "$SIZE" <<'PY'
+import hashlib, subprocess, sys, tempfile
+from pathlib import Path
+
+sys.path[:0] = ["tests"]
+from benchmark import write_rendered_dataset
+
+RUN = """
+import hashlib, sys
+from pathlib import Path
+from benchmark import PAPER_AUGMENTATION, paper_options
+from leukemia_dtl.model.training import train_model
+from leukemia_dtl.model.classifiers import load_model
+data, out, size, deterministic = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "true"
+train_model(model_name="efficientnetb3", model_options=paper_options("efficientnetb3", 32, 2),
+            augmentation=PAPER_AUGMENTATION, image_size=size, seed=0, split_path=data / "split.tsv", cache_dir=data,
+            backup_dir=out / "resume", model_path=out / "model.keras", history_path=out / "history.tsv",
+            stats_path=out / "stats.json", deterministic=deterministic)
+digest = hashlib.sha256(b"".join(w.tobytes() for w in load_model(out / "model.keras").get_weights()))
+print(digest.hexdigest()[:16])
+"""
+size = int(sys.argv[1])
+with tempfile.TemporaryDirectory() as tmp:
+    data = Path(tmp) / "data"
+    data.mkdir()
+    write_rendered_dataset(data, 512, 128, size, 8)
+    for deterministic in ("true", "false"):
+        digests = []
+        for run in range(2):
+            out = Path(tmp) / f"{deterministic}{run}"
+            done = subprocess.run([sys.executable, "-c", RUN, str(data), str(out), str(size), deterministic],
+                                  capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": "scripts:tests:" + __import__("os").environ.get("PYTHONPATH", "")})
+            if done.returncode:
+                sys.exit(done.stderr[-3000:])
+            digests.append(done.stdout.split()[-1])
+        print(f"deterministic {deterministic}: weights digests {digests}, identical: {digests[0] == digests[1]}", flush=True)
+PY
