@@ -32,9 +32,12 @@ def test_dry_run_of_the_beyond_overlay_plans_the_challenge_winners_study(tmp_pat
     result = run_snakemake("-n", "--configfile", "config/config.yaml", "config/beyond.yaml", workdir=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
-    # Both schemes x 2 models x 5 seeds, each predicted plain and with TTA; ensembles of both kinds.
-    assert jobs["train_model"] == 20 and jobs["predict_model"] == 20 and jobs["predict_model_tta"] == 20
-    assert jobs["ensemble_predictions"] == 8 and jobs["evaluate_predictions"] == 40 + 8
+    # 2 models x 5 seeds under random, patient and each of the three fold rotations, each predicted plain and with
+    # TTA; each seed's rotations pooled, plain and TTA; ensembles of both kinds per scheme and model.
+    assert jobs["train_model"] == 10 * (1 + 1 + 3) and jobs["predict_model"] == jobs["predict_model_tta"] == 50
+    assert jobs["pool_fold_predictions"] == 10 * 2 and jobs["ensemble_predictions"] == 3 * 2 * 2
+    # Per scheme each seed's plain and TTA predictions (pooled for folds), each rotation's own, the ensembles.
+    assert jobs["evaluate_predictions"] == 3 * 20 + 3 * 10 + 12
 
 
 def test_dry_run_with_the_slurm_profile_plans_both_schemes(tmp_path):
