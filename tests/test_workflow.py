@@ -304,6 +304,7 @@ def test_export_writes_saved_models_and_onnx_files_that_match_the_keras_models(d
     import tensorflow as tf
 
     from leukemia_dtl.model.classifiers import load_model
+    from leukemia_dtl.model.inference import class_probabilities
 
     # Seed 0 of each scheme and model (4 of the demo's 8 models: each export takes about a minute here); the seed
     # list is no training parameter, so the trained models stay as they are.
@@ -321,9 +322,11 @@ def test_export_writes_saved_models_and_onnx_files_that_match_the_keras_models(d
         assert check["saved_model_max_abs_diff"] <= 1e-4 and check["onnx_max_abs_diff"] <= 1e-4
     for scheme, model, seed in (exported[0], exported[-1]):
         export = demo_run / "export" / scheme / model / f"seed{seed}"
-        expected = load_model(demo_run / "models" / scheme / model / f"seed{seed}" / "model.keras").predict(
+        logits = load_model(demo_run / "models" / scheme / model / f"seed{seed}" / "model.keras").predict(
             images, verbose=0
         )
+        # The exports output the probability pair softmax(z), as the workflow reads it from the Keras logits.
+        expected = class_probabilities(logits)
         # Held in a name: TensorFlow deletes a loaded SavedModel's variables with the object.
         saved_model = tf.saved_model.load(str(export / "saved_model"))
         served = saved_model.serve(tf.constant(images)).numpy()
@@ -374,7 +377,9 @@ def test_adding_a_scheme_runs_only_its_branch(demo_run):
     jobs = SCHEME_ADDED["jobs"]
     assert jobs["split_dataset"] == 1 and jobs["train_model"] == 4  # patient: 2 models x 2 seeds
     assert jobs["compare_models"] == 1 and jobs["leakage_table"] == 1
-    assert not {"inventory", "build_image_cache", "plot_rulegraph"} & set(jobs)
+    # The method figure is redrawn: the run's rule graph gains leakage_table, and its config arguments changed.
+    assert jobs["plot_rulegraph"] == 1
+    assert not {"inventory", "build_image_cache"} & set(jobs)
     assert "scheme=random" not in SCHEME_ADDED["output"]
 
 
