@@ -238,7 +238,7 @@ class TrainingBenchmark:
         """``folder`` holds the dataset: split.tsv and the image cache (``write_training_dataset`` or
         ``write_rendered_dataset``)."""
         from leukemia_dtl.model.inputs import ImageCache
-        from leukemia_dtl.model.training import read_training_subsets, training_batches
+        from leukemia_dtl.model.training import read_training_subsets
 
         self.folder, self.model_name, self.size, self.epochs = folder, model_name, size, epochs
         self.batch_size = batch_size
@@ -246,10 +246,15 @@ class TrainingBenchmark:
         self.cache = ImageCache.open(folder, size)
         self.subsets = read_training_subsets(folder / "split.tsv")
         self.train_images = len(self.subsets["train"])
-        train_batches, _ = training_batches(self.cache, self.subsets, batch_size, seed=0)
-        # The workflow's first-epoch batches, decoded and in memory.
+
+    @functools.cached_property
+    def in_memory(self) -> tuple[np.ndarray, np.ndarray]:
+        """The workflow's first-epoch train batches (images, labels), decoded and in memory."""
+        from leukemia_dtl.model.training import training_batches
+
+        train_batches, _ = training_batches(self.cache, self.subsets, self.batch_size, seed=0)
         served = [train_batches[index] for index in range(len(train_batches))]
-        self.in_memory = tuple(np.concatenate(parts) for parts in zip(*served, strict=True))
+        return tuple(np.concatenate(parts) for parts in zip(*served, strict=True))
 
     def seeded_model(self, jit_compile="auto"):
         from leukemia_dtl.core.vocabulary import builder_options
@@ -543,23 +548,28 @@ def workflow_phases(bench: TrainingBenchmark, precision: str) -> tuple[list[dict
     return rows, history
 
 
-def model_only_phases(bench: TrainingBenchmark) -> list[dict]:
-    """``bench.model_only_limit`` with every epoch's phases timed."""
+def fit_phases(bench: TrainingBenchmark, name: str, data, callbacks=(), **fit_arguments) -> list[dict]:
+    """``fit`` of ``bench``'s seeded model on ``data`` (plus the epoch timer and ``callbacks``) with every epoch's
+    phases timed (``timed_callbacks``)."""
     from leukemia_dtl.model.training import TrainingProgress
 
     rows: list[dict] = []
-    images, labels = bench.in_memory
-    progress = TrainingProgress("model-only", bench.epochs, bench.train_images)
+    progress = TrainingProgress(name, bench.epochs, bench.train_images)
     bench.seeded_model().fit(
-        images,
-        y=labels,
-        batch_size=bench.batch_size,
+        data,
         shuffle=False,
         epochs=bench.epochs,
         verbose=0,
-        callbacks=timed_callbacks([progress.timing_callback()], rows),
+        callbacks=timed_callbacks([*callbacks, progress.timing_callback()], rows),
+        **fit_arguments,
     )
     return rows
+
+
+def model_only_phases(bench: TrainingBenchmark) -> list[dict]:
+    """``bench.model_only_limit`` with every epoch's phases timed."""
+    images, labels = bench.in_memory
+    return fit_phases(bench, "model-only", images, y=labels, batch_size=bench.batch_size)
 
 
 def cached_batches_phases(bench: TrainingBenchmark) -> list[dict]:
@@ -569,20 +579,11 @@ def cached_batches_phases(bench: TrainingBenchmark) -> list[dict]:
     the epoch framing's."""
     import keras
 
-    from leukemia_dtl.model.training import TrainingProgress, training_batches
+    from leukemia_dtl.model.training import training_batches
 
-    rows: list[dict] = []
     train_batches, _ = training_batches(bench.cache, bench.subsets, bench.batch_size, seed=0)
-    progress = TrainingProgress("cached batches", bench.epochs, bench.train_images)
     epoch_draw = keras.callbacks.LambdaCallback(on_epoch_begin=train_batches.set_epoch)
-    bench.seeded_model().fit(
-        train_batches,
-        shuffle=False,
-        epochs=bench.epochs,
-        verbose=0,
-        callbacks=timed_callbacks([epoch_draw, progress.timing_callback()], rows),
-    )
-    return rows
+    return fit_phases(bench, "cached batches", train_batches, callbacks=[epoch_draw])
 
 
 def append_phases(path: Path, rows: list[dict], **context) -> None:

@@ -20,7 +20,8 @@ RUN_EPOCHS=${RUN_EPOCHS:-10}
 # A subset of the sections below, by name (default: all, in this order).
 SECTIONS=${SECTIONS:-vgg19_head phases_small paper_run phases_large determinism}
 mkdir -p "$OUT"
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH=scripts TF_CPP_MIN_LOG_LEVEL=2
+# The package and the tests' modules, before whatever the caller has on PYTHONPATH (carried wheels, say).
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH="scripts:tests${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=2
 # The model-only and workflow contenders compile the same steps: a persistent cache compiles each once per run
 # (the first epoch of a later contender then shows a cache hit, not a compilation).
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax-compilation-cache}
@@ -44,9 +45,9 @@ section() {
 } 2>&1 | tee "$OUT/machine.txt"
 
 section vgg19_head "$PYTHON" - <<'PY'
-import json, os, subprocess, sys
+import json, subprocess, sys
 
-sys.path[:0] = ["tests", "tests/model"]
+sys.path.insert(0, "tests/model")
 from test_backend_equivalence import SCALES, VGG_HEAD_AT_SCALES
 import numpy as np
 
@@ -72,10 +73,9 @@ section phases_large "$PYTHON" tests/benchmark.py phases --sizes "$LARGE" --size
 # deterministic: true under JAX on the GPU: two train_model runs (each its own process, as Slurm jobs are) with the
 # flag must give bit-identical weights; two without it show whether the GPU's kernels vary at all here.
 section determinism "$PYTHON" - "$SIZE" <<'PY'
-import hashlib, subprocess, sys, tempfile
+import subprocess, sys, tempfile
 from pathlib import Path
 
-sys.path[:0] = ["tests"]
 from benchmark import write_rendered_dataset
 
 RUN = """
@@ -101,8 +101,8 @@ with tempfile.TemporaryDirectory() as tmp:
         digests = []
         for run in range(2):
             out = Path(tmp) / f"{deterministic}{run}"
-            done = subprocess.run([sys.executable, "-c", RUN, str(data), str(out), str(size), deterministic],
-                                  capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": "scripts:tests:" + __import__("os").environ.get("PYTHONPATH", "")})
+            arguments = [sys.executable, "-c", RUN, str(data), str(out), str(size), deterministic]
+            done = subprocess.run(arguments, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(done.stderr[-3000:])
             digests.append(done.stdout.split()[-1])
