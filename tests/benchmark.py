@@ -5,11 +5,16 @@
     python tests/benchmark.py training --model efficientnetb3 --images 256 --size 64
     python tests/benchmark.py prediction --model efficientnetb3 --images 512 --size 224
     python tests/benchmark.py tuning --model efficientnetb3 --images 512 --size 64 --epochs 5
+    python tests/benchmark.py phases --sizes 1344:192 7462:1599 --size 224 --precision float32 mixed --out DIR
+    python tests/benchmark.py paper-run --epochs 100 --out DIR
+    python tests/benchmark.py checkpoint --model efficientnetb3 --size 224
     python tests/benchmark.py dryrun --seeds 10
 
 Not a test: numbers depend on the machine. Each section prints the workflow's rate, the baseline's and
 their ratio; training and prediction also print the device and an efficiency line (workflow over the
-model-only limit: the same model fed from memory), best of --repeats runs taken round-robin.
+model-only limit: the same model fed from memory), best of --repeats runs taken round-robin. phases and
+paper-run time every phase of train_model's epochs (tests/benchmark_gpu.sh runs them on a GPU); checkpoint
+times one epoch's resume checkpoint against Keras's BackupAndRestore.
 """
 
 from __future__ import annotations
@@ -534,18 +539,18 @@ def timed_callbacks(callbacks: list, rows: list[dict]) -> list:
     return [timer, *(TimedCallback(callback, timer) for callback in callbacks)]
 
 
-def workflow_phases(bench: TrainingBenchmark, precision: str) -> tuple[list[dict], pd.DataFrame]:
-    """``bench.workflow`` with every epoch's phases timed: the rows of ``timed_callbacks`` and the history."""
+def workflow_phases(bench: TrainingBenchmark, precision: str) -> tuple[list[dict], Path]:
+    """``bench.workflow`` with every epoch's phases timed: the rows of ``timed_callbacks`` and the run's folder
+    (history.tsv, stats.json)."""
     from leukemia_dtl.model import training
 
     rows: list[dict] = []
     plain_callbacks = training.training_callbacks
     training.training_callbacks = lambda *args, **kwargs: timed_callbacks(plain_callbacks(*args, **kwargs), rows)
     try:
-        history = pd.read_csv(bench.workflow_run(precision) / "history.tsv", sep="\t")
+        return rows, bench.workflow_run(precision)
     finally:
         training.training_callbacks = plain_callbacks
-    return rows, history
 
 
 def fit_phases(bench: TrainingBenchmark, name: str, data, callbacks=(), **fit_arguments) -> list[dict]:
@@ -625,7 +630,8 @@ def benchmark_phases(
                 print(run_header("phases", model_name, size, batch_size, "auto"), flush=True)
                 print(f"  {train_images} training, {val_images} validation images, {epochs} epochs", flush=True)
                 measured = {"model-only": model_only_phases(bench), "cached batches": cached_batches_phases(bench)}
-                measured["workflow"], history = workflow_phases(bench, precision)
+                measured["workflow"], run_folder = workflow_phases(bench, precision)
+                history = pd.read_csv(run_folder / "history.tsv", sep="\t")
                 steady = {name: steady_phases(rows) for name, rows in measured.items()}
                 for name, rows in measured.items():
                     first = sum(value for key, value in rows[0].items() if key != "epoch")
@@ -654,22 +660,31 @@ def benchmark_phases(
 
 
 def benchmark_paper_run(
-    model_name: str, train_images: int, val_images: int, size: int, epochs: int, workers: int
+    model_name: str, train_images: int, val_images: int, size: int, epochs: int, workers: int, out: Path | None
 ) -> None:
     """``train_model`` end to end with the paper config's options for ``model_name`` (random weights, ``epochs``)
-    on synthetic images of the paper's training and validation sizes: wall-clock time and the run's stats."""
+    on synthetic images of the paper's training and validation sizes: wall-clock time, the run's stats and the
+    median seconds of each phase of its epochs after the first (``timed_callbacks``; with ``out``, every epoch's
+    row is appended to ``out``/phases.tsv)."""
     import json
+    import logging
 
+    from leukemia_dtl.model import backend
+
+    # train_model's line per epoch, time-stamped as it ends: a run stopped at a time limit still shows how far it
+    # got and at what pace (a 100-epoch run on a fresh GPU machine once printed nothing in 390 s).
+    logging.basicConfig(stream=sys.stdout, format="  %(asctime)s %(message)s")
+    logging.getLogger("leukemia_dtl").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:
         write_rendered_dataset(Path(tmp), train_images, val_images, size, workers)
         bench = TrainingBenchmark(Path(tmp), model_name, size, PAPER_CONFIG["models"][model_name]["batch_size"], epochs)
         precision = PAPER_CONFIG["precision"]
         print(run_header("paper run", model_name, size, bench.batch_size, "auto"), flush=True)
         started = time.perf_counter()
-        out = bench.workflow_run(precision)
+        rows, run_folder = workflow_phases(bench, precision)
         seconds = time.perf_counter() - started
-        stats = json.loads((out / "stats.json").read_text())
-        history = pd.read_csv(out / "history.tsv", sep="\t")
+        stats = json.loads((run_folder / "stats.json").read_text())
+        history = pd.read_csv(run_folder / "history.tsv", sep="\t")
     print(
         f"  {epochs} epochs of {train_images} training and {val_images} validation images: {seconds:.1f} s end to end"
     )
@@ -683,7 +698,62 @@ def benchmark_paper_run(
         print(f"  {key:28}: {stats[key]}")
     epoch_seconds, last = history["epoch_seconds"], history.iloc[-1]
     print(f"  epoch 1: {epoch_seconds.iloc[0]:.2f} s; later epochs: median {epoch_seconds.iloc[1:].median():.3f} s")
-    print(f"  last epoch: accuracy {last['accuracy']:.4f}, val_accuracy {last['val_accuracy']:.4f}", flush=True)
+    print(f"  last epoch: accuracy {last['accuracy']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
+    print(f"  median of epochs 2-{epochs}:")
+    for phase, phase_seconds in steady_phases(rows).items():
+        print(f"    {phase:42}: {1000 * phase_seconds:9.1f} ms", flush=True)
+    if out:
+        append_phases(
+            out / "phases.tsv",
+            rows,
+            contender="paper run",
+            model=model_name,
+            precision=precision,
+            train_images=train_images,
+            val_images=val_images,
+            size=size,
+            batch_size=bench.batch_size,
+            device=backend.device_description(),
+        )
+
+
+def benchmark_checkpoint(model_name: str, size: int, repeats: int) -> None:
+    """One epoch's resume checkpoint of the paper config's ``model_name`` (random weights, frozen base) as
+    ``train_model`` writes it (``ResumableBackup``: the variables training changes in one ``.npz``, the previous
+    checkpoint copied, the epoch file) against the plain Keras baseline, ``BackupAndRestore``'s own checkpoint of
+    the same model (every weight with ``save_weights`` to HDF5, its epoch file, the previous copied):
+    milliseconds per checkpoint."""
+    import keras
+
+    from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS, builder_options
+    from leukemia_dtl.model.classifiers import build_classifier, compile_classifier
+    from leukemia_dtl.model.training import ResumableBackup
+
+    model = build_classifier(model_name, image_size=size, **builder_options(paper_options(model_name, 32, 1)))
+    compile_classifier(model)
+    model.optimizer.build(model.trainable_variables)
+    logs = dict.fromkeys(HISTORY_COLUMNS[1:], 0.0)
+    milliseconds = {"Keras BackupAndRestore (HDF5 weights file)": [], "workflow ResumableBackup (.npz)": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoints = [
+            keras.callbacks.BackupAndRestore(Path(tmp) / "keras", double_checkpoint=True, delete_checkpoint=False),
+            ResumableBackup(Path(tmp) / "workflow", "benchmark"),
+        ]
+        for checkpoint in checkpoints:
+            checkpoint.set_model(model)
+            checkpoint.on_train_begin()
+        print(run_header("checkpoint", model_name, size, 32, model.jit_compile), flush=True)
+        print(f"  {len(model.variables)} model and {len(model.optimizer.variables)} optimizer variables", flush=True)
+        for epoch in range(repeats):
+            for name, checkpoint in zip(milliseconds, checkpoints, strict=True):
+                started = time.perf_counter()
+                checkpoint.on_epoch_end(epoch, logs)
+                milliseconds[name].append(1000 * (time.perf_counter() - started))
+        sizes = {folder.name: sum(f.stat().st_size for f in folder.iterdir()) / 2**20 for folder in Path(tmp).iterdir()}
+    for name, values in milliseconds.items():
+        # The first of each writes no previous checkpoint: the median of the rest is one epoch's cost.
+        print(f"  {name:44}: median {np.median(values[1:]):7.1f} ms  (runs: {', '.join(f'{v:.0f}' for v in values)})")
+    print(f"  both checkpoints on disk, MB: {sizes}", flush=True)
 
 
 def benchmark_prediction(model_name: str, images: int, size: int, batch_size: int, repeats: int) -> None:
@@ -797,6 +867,11 @@ def main() -> None:
     paper_run.add_argument("--size", type=int, default=224)
     paper_run.add_argument("--epochs", type=int, default=100)
     paper_run.add_argument("--workers", type=int, default=os.cpu_count())
+    paper_run.add_argument("--out", type=Path, help="append every epoch's phases to OUT/phases.tsv")
+    checkpoint = sections.add_parser("checkpoint", help="train_model's resume checkpoint vs Keras's BackupAndRestore")
+    checkpoint.add_argument("--model", default="efficientnetb3", choices=["vgg19", "efficientnetb3"])
+    checkpoint.add_argument("--size", type=int, default=224)
+    checkpoint.add_argument("--repeats", type=int, default=6)
     dryrun = sections.add_parser("dryrun", help="snakemake -n of the full paper config")
     dryrun.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
@@ -825,7 +900,11 @@ def main() -> None:
             args.model, sizes, args.size, args.batch_size, args.epochs, args.precision, args.workers, args.out
         )
     elif args.section == "paper-run":
-        benchmark_paper_run(args.model, args.train_images, args.val_images, args.size, args.epochs, args.workers)
+        benchmark_paper_run(
+            args.model, args.train_images, args.val_images, args.size, args.epochs, args.workers, args.out
+        )
+    elif args.section == "checkpoint":
+        benchmark_checkpoint(args.model, args.size, args.repeats)
     elif args.section == "prediction":
         benchmark_prediction(args.model, args.images, args.size, args.batch_size, args.repeats)
 

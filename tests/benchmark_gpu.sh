@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue #26's GPU checks in one run, Keras on JAX (the lent H200 has no TensorFlow): the fixed VGG-19 head on
 # features of scale 1, 10 and 30; the phases of EfficientNet-B3's train_model epochs against the model-only
-# path at 1,344 and 7,462 training images, float32 and mixed; the paper config's EfficientNet-B3 run through
-# train_model, timed end to end. Each section's output goes to $OUT as it is measured, so a run stopped at
+# path at 1,344 and 7,462 training images, float32 and mixed; the resume checkpoint of one epoch against Keras's
+# BackupAndRestore; the paper config's EfficientNet-B3 run through train_model, timed end to end. Each section's output goes to $OUT as it is measured, so a run stopped at
 # its time limit still returns what it measured. Results: docs/benchmarks/.
 #
 #   OUT=/tmp/gpu bash tests/benchmark_gpu.sh
@@ -17,8 +17,9 @@ SMALL=${SMALL:-1344:192}
 LARGE=${LARGE:-7462:1599}
 EPOCHS=${EPOCHS:-3}
 RUN_EPOCHS=${RUN_EPOCHS:-10}
+PRECISIONS=${PRECISIONS:-float32 mixed}
 # A subset of the sections below, by name (default: all, in this order).
-SECTIONS=${SECTIONS:-vgg19_head phases_small paper_run phases_large determinism}
+SECTIONS=${SECTIONS:-vgg19_head phases_small checkpoint paper_run phases_large determinism}
 mkdir -p "$OUT"
 # The package and the tests' modules, before whatever the caller has on PYTHONPATH (carried wheels, say).
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH="scripts:tests${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=2
@@ -65,10 +66,11 @@ for scale in SCALES:
         f"ALL >= 0.5 {np.mean(p_all[is_all] >= 0.5):.3f}, HEM < 0.5 {np.mean(p_all[~is_all] < 0.5):.3f}"
     )
 PY
-section phases_small "$PYTHON" tests/benchmark.py phases --sizes "$SMALL" --size "$SIZE" --epochs "$EPOCHS" --precision float32 mixed --out "$OUT"
+section phases_small "$PYTHON" tests/benchmark.py phases --sizes "$SMALL" --size "$SIZE" --epochs "$EPOCHS" --precision $PRECISIONS --out "$OUT"
+section checkpoint "$PYTHON" tests/benchmark.py checkpoint --size "$SIZE"
 section paper_run "$PYTHON" tests/benchmark.py paper-run --size "$SIZE" --epochs "$RUN_EPOCHS" \
-    --train-images "${LARGE%%:*}" --val-images "${LARGE##*:}"
-section phases_large "$PYTHON" tests/benchmark.py phases --sizes "$LARGE" --size "$SIZE" --epochs "$EPOCHS" --precision float32 mixed --out "$OUT"
+    --train-images "${LARGE%%:*}" --val-images "${LARGE##*:}" --out "$OUT"
+section phases_large "$PYTHON" tests/benchmark.py phases --sizes "$LARGE" --size "$SIZE" --epochs "$EPOCHS" --precision $PRECISIONS --out "$OUT"
 
 # deterministic: true under JAX on the GPU: two train_model runs (each its own process, as Slurm jobs are) with the
 # flag must give bit-identical weights; two without it show whether the GPU's kernels vary at all here.

@@ -22,6 +22,7 @@ from leukemia_dtl.model.inputs import ImageCache, class_indices, read_split
 from leukemia_dtl.model.training import (
     BACKUP_STATE_DIR,
     FineTuning,
+    ResumableBackup,
     build_seeded_classifier,
     class_weights,
     fine_tuning,
@@ -293,8 +294,10 @@ def test_a_run_killed_while_fine_tuning_resumes_there_without_the_frozen_phase(t
     frozen_phase = initial_classifier(arguments, dataset)
     initial_base, initial_head = base_weights(frozen_phase), frozen_phase.get_layer("predictions").get_weights()
     classifiers.compile_classifier(frozen_phase, optimizer="adamax", learning_rate=0.01)
-    frozen_phase.optimizer.build(frozen_phase.trainable_variables)
-    frozen_phase.load_weights(Path(arguments["backup_dir"]) / BACKUP_STATE_DIR / "latest.weights.h5")
+    restore = ResumableBackup(Path(arguments["backup_dir"]) / BACKUP_STATE_DIR, "frozen phase")
+    restore.set_model(frozen_phase)
+    restore.on_train_begin()
+    assert [row["epoch"] for row in restore.history] == list(range(1, epochs + 1))
     assert_same_weights(base_weights(frozen_phase), initial_base)
     assert not np.array_equal(frozen_phase.get_layer("predictions").get_weights()[0], initial_head[0])
 

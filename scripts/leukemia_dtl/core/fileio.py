@@ -23,8 +23,10 @@ from leukemia_dtl.core.vocabulary import CACHE_INDEX_COLUMNS, CHECKSUM_COLUMN
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; move it onto ``target`` only on success."""
+def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; move it onto ``target`` only on success. ``durable=False``
+    skips forcing the data to disk before the move, for files whose reader detects damaged data itself
+    (a checksum) and has a fallback."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -35,7 +37,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         # Data on disk before the name: after a crash of the node, a renamed file could otherwise be empty.
-        _flush_to_disk(tmp, target)
+        if durable:
+            _flush_to_disk(tmp, target)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
