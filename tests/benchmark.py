@@ -739,9 +739,9 @@ def benchmark_checkpoint(model_name: str, size: int, repeats: int) -> None:
             keras.callbacks.BackupAndRestore(Path(tmp) / "keras", double_checkpoint=True, delete_checkpoint=False),
             ResumableBackup(Path(tmp) / "workflow", "benchmark"),
         ]
-        for checkpoint in checkpoints:
-            checkpoint.set_model(model)
-            checkpoint.on_train_begin()
+        checkpoints[0].set_model(model)
+        checkpoints[0].on_train_begin()
+        checkpoints[1].restore(model)
         print(run_header("checkpoint", model_name, size, 32, model.jit_compile), flush=True)
         print(f"  {len(model.variables)} model and {len(model.optimizer.variables)} optimizer variables", flush=True)
         for epoch in range(repeats):

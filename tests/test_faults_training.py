@@ -26,6 +26,7 @@ from leukemia_dtl.model.inference import predict_subsets
 from leukemia_dtl.model.training import (
     BACKUP_CONFIG_FILE,
     BACKUP_STATE_DIR,
+    CHECKPOINT_EPOCH_FILE,
     CHECKPOINT_VARIABLES_FILE,
     ResumableBackup,
     train_model,
@@ -37,7 +38,6 @@ EPOCHS = 4
 KILL_AFTER = 2
 # A frozen base, as the paper trains: the checkpoints hold the head, the resume finds the base as it was.
 KILLED_RUN = {"epochs": EPOCHS, "freeze_base": True}
-LATEST_EPOCH_FILE = "training_metadata.json"
 
 
 def truncate(path: Path) -> None:
@@ -127,12 +127,12 @@ def resumable_copy(killed_run, run_dir: Path) -> tuple[dict, Path]:
 
 def weights_one_epoch_ahead(state: Path) -> None:
     """A kill between the weights and the epoch file: new weights, the previous checkpoint's epoch file."""
-    shutil.copyfile(state / f"{LATEST_EPOCH_FILE}.bkp", state / LATEST_EPOCH_FILE)
+    shutil.copyfile(state / f"{CHECKPOINT_EPOCH_FILE}.bkp", state / CHECKPOINT_EPOCH_FILE)
 
 
 def both_epoch_files_truncated(state: Path) -> None:
-    truncate(state / LATEST_EPOCH_FILE)
-    truncate(state / f"{LATEST_EPOCH_FILE}.bkp")
+    truncate(state / CHECKPOINT_EPOCH_FILE)
+    truncate(state / f"{CHECKPOINT_EPOCH_FILE}.bkp")
 
 
 def flip_a_byte(path: Path) -> None:
@@ -145,7 +145,7 @@ def flip_a_byte(path: Path) -> None:
 def both_checkpoints_of_another_base(state: Path) -> None:
     """Checkpoints whose epoch files record other frozen weights (another ImageNet file, say) than the base
     the resumed run builds."""
-    for epoch_file in (state / LATEST_EPOCH_FILE, state / f"{LATEST_EPOCH_FILE}.bkp"):
+    for epoch_file in (state / CHECKPOINT_EPOCH_FILE, state / f"{CHECKPOINT_EPOCH_FILE}.bkp"):
         epoch_state = json.loads(epoch_file.read_text())
         epoch_state["frozen_sha256"] = "0" * 64
         epoch_file.write_text(json.dumps(epoch_state))
@@ -164,12 +164,12 @@ def resume_after(damage, killed_run, tmp_path, caplog) -> tuple[dict, dict]:
     ("damage", "warning"),
     [
         (
-            lambda state: truncate(state / LATEST_EPOCH_FILE),
-            f"{CHECKPOINT_VARIABLES_FILE} + {LATEST_EPOCH_FILE} is damaged",
+            lambda state: truncate(state / CHECKPOINT_EPOCH_FILE),
+            f"{CHECKPOINT_VARIABLES_FILE} + {CHECKPOINT_EPOCH_FILE} is damaged",
         ),
         (
             lambda state: truncate(state / CHECKPOINT_VARIABLES_FILE),
-            f"{CHECKPOINT_VARIABLES_FILE} + {LATEST_EPOCH_FILE} is damaged",
+            f"{CHECKPOINT_VARIABLES_FILE} + {CHECKPOINT_EPOCH_FILE} is damaged",
         ),
         (lambda state: flip_a_byte(state / CHECKPOINT_VARIABLES_FILE), "Bad CRC-32"),
         (weights_one_epoch_ahead, "the weights are at step"),
@@ -226,8 +226,7 @@ def test_a_frozen_weight_that_training_changes_stops_the_run_at_the_first_checkp
     model = classifiers.build_classifier("tiny", image_size=32, weights="none", dropout=0.5, freeze_base=True)
     classifiers.compile_classifier(model)
     backup = ResumableBackup(tmp_path, "tiny seed 0")
-    backup.set_model(model)
-    backup.on_train_begin()
+    assert backup.restore(model) == 0
     base_kernel = next(variable for variable in model.non_trainable_variables if variable.path.endswith("kernel"))
     base_kernel.assign(base_kernel + 1)
     with pytest.raises(RuntimeError, match="tiny seed 0: weights of frozen layers changed in training"):

@@ -295,8 +295,7 @@ def test_a_run_killed_while_fine_tuning_resumes_there_without_the_frozen_phase(t
     initial_base, initial_head = base_weights(frozen_phase), frozen_phase.get_layer("predictions").get_weights()
     classifiers.compile_classifier(frozen_phase, optimizer="adamax", learning_rate=0.01)
     restore = ResumableBackup(Path(arguments["backup_dir"]) / BACKUP_STATE_DIR, "frozen phase")
-    restore.set_model(frozen_phase)
-    restore.on_train_begin()
+    assert restore.restore(frozen_phase) == epochs
     assert [row["epoch"] for row in restore.history] == list(range(1, epochs + 1))
     assert_same_weights(base_weights(frozen_phase), initial_base)
     assert not np.array_equal(frozen_phase.get_layer("predictions").get_weights()[0], initial_head[0])

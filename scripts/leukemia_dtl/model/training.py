@@ -71,6 +71,7 @@ BACKUP_CONFIG_FILE = "run_config.json"
 BACKUP_STATE_DIR = "state"
 FINE_TUNE_STATE_DIR = "fine_tune_state"
 CHECKPOINT_VARIABLES_FILE = "latest.variables.npz"
+CHECKPOINT_EPOCH_FILE = "training_metadata.json"
 
 # Training images whose statistics initialise a random base's BatchNormalization (weights: none).
 CALIBRATION_IMAGES = 256
@@ -174,8 +175,9 @@ class DivergenceCheck(keras.callbacks.Callback):
             )
 
 
-class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` with two checkpoints (``double_checkpoint``) that restores only a whole one.
+class ResumableBackup(keras.callbacks.Callback):
+    """Two checkpoints of a training phase, the latest and the one before, restored only whole: call
+    :meth:`restore` before ``fit`` and start ``fit`` at the epoch it returns; each epoch's end saves one.
 
     Each checkpoint is a variables file and an epoch file. The variables file is one NumPy ``.npz`` of every
     variable that training changes: the trainable weights, the statistics of BatchNormalization layers that
@@ -187,108 +189,72 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     epoch twice, none missing. Without the random state a resumed run would draw epoch 1's random numbers
     again and end with other weights than an uninterrupted run.
 
-    Keras's own restore crashes on an epoch file that a kill or a full disk left truncated (every retry
-    again), falls back to the previous checkpoint only when the weights file will not open, and cannot tell
-    weights one epoch ahead of their epoch file (a kill between the two writes). Here a checkpoint counts
-    only if its epoch file reads, its variables file holds a value of the right shape for every variable, both
-    carry the same step count and the model's frozen weights have the digest it was made on; else the
-    previous one, else training starts over, each time with a warning naming the files.
+    Keras's ``BackupAndRestore`` crashes on an epoch file that a kill or a full disk left truncated (every
+    retry again), falls back to the previous checkpoint only when the weights file will not open, cannot tell
+    weights one epoch ahead of their epoch file (a kill between the two writes), and resumes through private
+    attributes of the model. Here a checkpoint counts only if its epoch file reads, its variables file holds a
+    value of the right shape for every variable, both carry the same step count and the model's frozen weights
+    have the digest it was made on; else the previous one, else training starts over, each time with a warning
+    naming the files.
     """
 
     def __init__(self, state_dir: Path, run_name: str, history: list[dict] = ()):
         """``history``: the rows of the epochs before this backup's first one (an earlier phase's)."""
-        # delete_checkpoint=False: a kill between the end of fit and the outputs must not lose the run.
-        super().__init__(state_dir, double_checkpoint=True, delete_checkpoint=False)
-        # BackupAndRestore overrides on_train_batch_end (it acts there only with an integer save_freq), and
-        # Keras then turns the dispatch of batch ends synchronous: each step would wait for the accelerator
-        # before the next batch is fetched, so input and compute no longer overlap on a GPU.
-        self.async_safe = True
+        super().__init__()
+        self.backup_dir = Path(state_dir)
         self.run_name = run_name
         self.history: list[dict] = list(history)  # one row per epoch, HISTORY_COLUMNS
-        self._weights_path = str(Path(state_dir) / CHECKPOINT_VARIABLES_FILE)
-        self._prev_weights_path = f"{self._weights_path}.bkp"
-        self._checkpoints = [
-            (self._weights_path, self._training_metadata_path),
-            (self._prev_weights_path, self._prev_training_metadata_path),
-        ]
+        latest = (self.backup_dir / CHECKPOINT_VARIABLES_FILE, self.backup_dir / CHECKPOINT_EPOCH_FILE)
+        self._checkpoints = [latest, tuple(path.with_name(f"{path.name}.bkp") for path in latest)]
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.history.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in HISTORY_COLUMNS[1:]}})
-        super().on_epoch_end(epoch, logs)
-
-    def _save_model(self):
-        """As Keras: the last checkpoint copied to the previous one's files, then the new variables; the epoch
-        file last and atomically, so a checkpoint with a readable epoch file has whole variables."""
-        if not self._frozen_checked:
-            # Once per fit, after an epoch has trained: a variable counted as frozen that training changed
-            # would be restored at its initial value by every resume.
-            if frozen_digest(self._frozen) != self._frozen_digest:
-                raise RuntimeError(f"{self.run_name}: weights of frozen layers changed in training")
-            self._frozen_checked = True
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-        for latest, previous in zip(*self._checkpoints, strict=True):
-            if os.path.exists(latest):
-                shutil.copyfile(latest, previous)
-        values = {str(index): keras.ops.convert_to_numpy(variable) for index, variable in enumerate(self._saved)}
-        # Not forced to disk: a node crash that leaves it damaged fails the zip's CRC-32 check on restore, and the
-        # previous checkpoint is used.
-        with atomic_path(self._weights_path, durable=False) as partial, open(partial, "wb") as stream:
-            np.savez(stream, **values)
-        epoch_state = {
-            "epoch": self._current_epoch,
-            "optimizer_steps": int(self.model.optimizer.iterations),
-            "frozen_sha256": self._frozen_digest,
-            "history": self.history,
-        }
-        write_json(epoch_state, self._training_metadata_path)
-
-    def on_train_begin(self, logs=None):
-        optimizer = self.model.optimizer
+    def restore(self, model: keras.Model) -> int:
+        """Sets the compiled ``model`` to the newest whole checkpoint, if any; returns the number of epochs it
+        covers (0 without one), where ``fit`` continues."""
+        self.set_model(model)
+        optimizer = model.optimizer
         if not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
-        self._frozen = frozen_variables(self.model)
+            optimizer.build(model.trainable_variables)
+        self._frozen = frozen_variables(model)
         frozen = {id(variable) for variable in self._frozen}
-        self._saved = [
-            variable for variable in [*self.model.variables, *optimizer.variables] if id(variable) not in frozen
-        ]
+        self._saved = [variable for variable in [*model.variables, *optimizer.variables] if id(variable) not in frozen]
         self._frozen_digest, self._frozen_checked = frozen_digest(self._frozen), False
         # A checkpoint that fails halfway through loading must not leave its values behind.
         initial_values = [keras.ops.convert_to_numpy(variable) for variable in self._saved]
         latest, previous = self._checkpoints
-        found = [checkpoint for checkpoint in (latest, previous) if any(map(os.path.exists, checkpoint))]
+        found = [checkpoint for checkpoint in (latest, previous) if any(path.exists() for path in checkpoint)]
         for checkpoint in found:
             if checkpoint is previous:
-                # As Keras does, the previous checkpoint is restored by copying it over the latest one, which
-                # did not restore: the next save then keeps it as the previous checkpoint.
+                # The previous checkpoint is restored by copying it over the latest one, which did not restore:
+                # the next save then keeps it as the previous checkpoint.
                 for source, target in zip(previous, latest, strict=True):
-                    if os.path.exists(source):
+                    if source.exists():
                         shutil.copyfile(source, target)
                     else:
-                        Path(target).unlink(missing_ok=True)
+                        target.unlink(missing_ok=True)
             try:
-                self._restore(*latest)
-                return
+                return self._restore(*latest)
             except (OSError, ValueError, KeyError, TypeError) as error:
-                weights_path, epoch_path = checkpoint
+                variables_path, epoch_path = checkpoint
                 log.warning(
                     "%s: the resume checkpoint %s + %s is damaged or incomplete (%s)",
                     self.run_name,
-                    weights_path,
-                    Path(epoch_path).name,
+                    variables_path,
+                    epoch_path.name,
                     error,
                 )
                 for variable, value in zip(self._saved, initial_values, strict=True):
                     variable.assign(value)
         if found:
             log.warning("%s: no whole checkpoint in %s; training starts over", self.run_name, self.backup_dir)
+        return 0
 
-    def _restore(self, weights_path: str, epoch_path: str) -> None:
-        epoch_state = json.loads(Path(epoch_path).read_text())
+    def _restore(self, variables_path: Path, epoch_path: Path) -> int:
+        epoch_state = json.loads(epoch_path.read_text())
         if epoch_state["frozen_sha256"] != self._frozen_digest:
             raise ValueError("it was made on other weights of the frozen layers (another base)")
         variables = self._saved
         try:
-            with np.load(weights_path) as saved:
+            with np.load(variables_path) as saved:
                 if len(saved.files) != len(variables):
                     raise ValueError(f"{len(saved.files)} saved values for {len(variables)} variables")
                 values = [saved[str(index)] for index in range(len(variables))]
@@ -307,8 +273,38 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         if [row["epoch"] for row in epoch_state["history"]] != list(range(1, epoch + 1)):
             raise ValueError(f"its history does not cover epochs 1..{epoch} once")
         self.history = epoch_state["history"]
-        # As BackupAndRestore: fit starts at the model's _initial_epoch when it is set.
-        self.model._initial_epoch = epoch
+        return epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in HISTORY_COLUMNS[1:]}})
+        self._save(epoch + 1)
+
+    def _save(self, epoch: int) -> None:
+        """The last checkpoint copied to the previous one's files, then the new variables; the epoch file last
+        and atomically, so a checkpoint with a readable epoch file has whole variables."""
+        if not self._frozen_checked:
+            # Once per fit, after an epoch has trained: a variable counted as frozen that training changed
+            # would be restored at its initial value by every resume.
+            if frozen_digest(self._frozen) != self._frozen_digest:
+                raise RuntimeError(f"{self.run_name}: weights of frozen layers changed in training")
+            self._frozen_checked = True
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        for latest, previous in zip(*self._checkpoints, strict=True):
+            if latest.exists():
+                shutil.copyfile(latest, previous)
+        variables_path, epoch_path = self._checkpoints[0]
+        values = {str(index): keras.ops.convert_to_numpy(variable) for index, variable in enumerate(self._saved)}
+        # Not forced to disk: a node crash that leaves it damaged fails the zip's CRC-32 check on restore, and the
+        # previous checkpoint is used.
+        with atomic_path(variables_path, durable=False) as partial, open(partial, "wb") as stream:
+            np.savez(stream, **values)
+        epoch_state = {
+            "epoch": epoch,
+            "optimizer_steps": int(self.model.optimizer.iterations),
+            "frozen_sha256": self._frozen_digest,
+            "history": self.history,
+        }
+        write_json(epoch_state, epoch_path)
 
 
 def frozen_variables(model: keras.Model) -> list:
@@ -437,14 +433,15 @@ def fit_phase(
     first_epoch: int,
     end_epoch: int,
     class_weight: dict[int, float] | None,
+    backup: ResumableBackup,
     callbacks: list[keras.callbacks.Callback],
 ) -> None:
-    """``fit`` over epochs ``first_epoch`` .. ``end_epoch`` - 1 (0-based), or from where the backup among
-    ``callbacks`` restores."""
+    """``fit`` over epochs ``first_epoch`` .. ``end_epoch`` - 1 (0-based), or from where ``backup`` (one of
+    ``callbacks``) restores."""
     model.fit(
         train_batches,
         validation_data=val_batches,
-        initial_epoch=first_epoch,
+        initial_epoch=max(first_epoch, backup.restore(model)),
         epochs=end_epoch,
         class_weight=class_weight,
         # CachedImageBatches already draws new batches each epoch, reproducibly across a resume.
@@ -488,9 +485,6 @@ def fine_tune_phase(
         fine_tune.learning_rate,
     )
     remedy = f"Lower models.{model_name}.fine_tune.learning_rate ({fine_tune.learning_rate}) and rerun."
-    # The frozen phase's backup leaves the epoch it restored on the model, where fit would start; without a
-    # checkpoint of this phase, it starts after the frozen one.
-    model._initial_epoch = None
     fit_phase(
         model,
         train_batches,
@@ -498,6 +492,7 @@ def fine_tune_phase(
         first_epoch=first_epoch,
         end_epoch=progress.epochs,
         class_weight=class_weight,
+        backup=backup,
         callbacks=training_callbacks(train_batches, progress, backup, remedy, tensorboard_dir),
     )
     return backup.history, params_trainable
@@ -670,6 +665,7 @@ def train_model(
             first_epoch=0,
             end_epoch=epochs,
             class_weight=class_weight,
+            backup=backup,
             callbacks=training_callbacks(train_batches, progress, backup, remedy, tensorboard_dir),
         )
         history = backup.history
