@@ -2,13 +2,16 @@
 # the test suite. Each first installs the pinned dependencies into .venv (once, again when
 # requirements.txt changes).
 VENV := .venv
+# The interpreter the venv is made with: CPython 3.11-3.13 on x86_64 Linux (checked before pip runs).
+PYTHON3 ?= python3
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test benchmark
 
 $(INSTALLED): requirements.txt
-	python3 -m venv $(VENV)
+	$(PYTHON3) scripts/leukemia_dtl/core/supported_platform.py
+	$(PYTHON3) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	touch $@

@@ -36,6 +36,7 @@ rule plot_gradcam:
     params:
         cells_per_outcome=config["gradcam"]["cells_per_outcome"],
         seed=config["gradcam"]["seed"],
+        threshold=config["statistics"]["threshold"],
         title=lambda wildcards: f"{wildcards.model}, {wildcards.scheme} split, seed {config['seeds'][0]}, test subset",
     script:
         "../scripts/plot_gradcam.py"

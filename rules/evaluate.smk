@@ -109,7 +109,7 @@ rule compare_ensembles:
     output:
         tsv=report(
             stats_file("ensemble_delong"),
-            category="Statistics",
+            category="Statistical tests",
             subcategory="{scheme} split",
             labels={
                 "table": "Seed ensemble vs single seeds (DeLong)",
@@ -157,7 +157,7 @@ rule compare_subjects:
     output:
         subject_comparison=report(
             stats_file("subject_comparison"),
-            category="Statistics",
+            category="Statistical tests",
             subcategory="{scheme} split",
             labels={
                 "table": "Model differences, subject bootstrap",
@@ -166,7 +166,7 @@ rule compare_subjects:
         ),
         ensemble_mcnemar=report(
             stats_file("ensemble_mcnemar"),
-            category="Statistics",
+            category="Statistical tests",
             subcategory="{scheme} split",
             labels={"table": "Seed ensembles, McNemar", "split": "{scheme}"},
         ),

@@ -22,6 +22,7 @@ def main(snakemake):
         cells_per_outcome=snakemake.params.cells_per_outcome,
         seed=snakemake.params.seed,
         title=snakemake.params.title,
+        threshold=snakemake.params.threshold,
         png_path=snakemake.output.png,
         pdf_path=snakemake.output.pdf,
         threads=snakemake.threads,

@@ -357,6 +357,11 @@ def test_demo_report_builds(demo_run):
         "provenance.tsv",
     ):
         assert any(name.endswith(new_output) for name in names), new_output
+    # docutils renders a problem in the report's reStructuredText (such as a result category named like one of
+    # Snakemake's own pages: "Statistics") as a "System Message" box on the report's front page.
+    with zipfile.ZipFile(report) as archive:
+        pages = [archive.read(name).decode("utf-8", "replace") for name in names if name.endswith(".html")]
+    assert pages and not [page for page in pages if "System Message" in page]
 
 
 def test_demo_rerun_has_nothing_to_do(demo_run):

@@ -207,20 +207,30 @@ def test_the_panel_draw_depends_on_the_seed_not_on_row_order():
             for number in range(counts[outcome])
         ]
     )
-    cells = gradcam_panel_cells(table, cells_per_outcome=3, seed=4)
+    cells = gradcam_panel_cells(table, cells_per_outcome=3, seed=4, threshold=0.5)
 
     assert list(cells["outcome"]) == ["TP"] * 3 + ["FP"] * 2 + ["TN"] * 3 + ["FN"]
     assert all(path.startswith(outcome) for path, outcome in zip(cells["path"], cells["outcome"], strict=True))
     assert not cells["path"].duplicated().any()
     shuffled = table.sample(frac=1, random_state=1)
-    pd.testing.assert_frame_equal(gradcam_panel_cells(shuffled, 3, 4), cells)
-    draws = {tuple(gradcam_panel_cells(table, 3, seed)["path"]) for seed in range(6)}
+    pd.testing.assert_frame_equal(gradcam_panel_cells(shuffled, 3, 4, threshold=0.5), cells)
+    draws = {tuple(gradcam_panel_cells(table, 3, seed, threshold=0.5)["path"]) for seed in range(6)}
     assert len(draws) > 1
+
+
+def test_outcomes_are_called_at_the_configured_threshold_not_the_argmax():
+    """A cell of an ALL donor at p_all 0.6 is a true positive at threshold 0.5 and a false negative at 0.7, as in
+    Table 1 with ``statistics.threshold: 0.7``; its heat map is then that of HEM, the class it is called."""
+    table = predictions_table([("a.bmp", "ALL", "ALL"), ("b.bmp", "HEM", "HEM")]).assign(p_all=[0.6, 0.2])
+    assert list(gradcam_panel_cells(table, 1, 0, threshold=0.5)["outcome"]) == ["TP", "TN"]
+    cells = gradcam_panel_cells(table, 1, 0, threshold=0.7)
+    assert list(cells["outcome"]) == ["TN", "FN"]
+    assert list(cells["pred"]) == ["HEM", "HEM"]
 
 
 def test_a_missing_outcome_is_absent_from_the_draw_and_said_in_the_figure():
     table = predictions_table([("a.bmp", "ALL", "ALL"), ("b.bmp", "HEM", "HEM"), ("c.bmp", "HEM", "HEM")])
-    cells = gradcam_panel_cells(table, cells_per_outcome=2, seed=0)
+    cells = gradcam_panel_cells(table, cells_per_outcome=2, seed=0, threshold=0.5)
     assert list(cells["outcome"]) == ["TP", "TN", "TN"]
 
     images = np.zeros((3, 8, 8, 3), np.uint8)
@@ -231,7 +241,7 @@ def test_a_missing_outcome_is_absent_from_the_draw_and_said_in_the_figure():
     assert texts == ["no FP in the test subset", "no FN in the test subset"]
     assert figure.get_suptitle() == "tiny, random split\nGrad-CAM on last_conv, 2x2 map at 8 px"
     with pytest.raises(UserError, match="cells_per_outcome"):
-        gradcam_panel_cells(table, cells_per_outcome=0, seed=0)
+        gradcam_panel_cells(table, cells_per_outcome=0, seed=0, threshold=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +276,7 @@ def saved_run(tmp_path_factory):
 def test_the_rule_writes_the_panel_as_png_and_pdf(tmp_path, saved_run):
     model_path, predictions_path, cache_dir = saved_run
     png, pdf = tmp_path / "gradcam_tiny.png", tmp_path / "gradcam_tiny.pdf"
-    cells = gradcam_figure(model_path, predictions_path, cache_dir, 2, 0, "tiny, random split", png, pdf)
+    cells = gradcam_figure(model_path, predictions_path, cache_dir, 2, 0, "tiny, random split", png, pdf, threshold=0.5)
 
     predictions = read_tsv(predictions_path)
     available = [OUTCOME_ROWS_OF[pair] for pair in zip(predictions["label"], predictions["pred"], strict=True)]

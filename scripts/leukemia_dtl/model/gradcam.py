@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from leukemia_dtl.core.decisions import class_calls
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, GRADCAM_OUTCOMES, NEGATIVE_CLASS, POSITIVE_CLASS
 from leukemia_dtl.evaluate.figures import new_figure, save_figure, styled
@@ -175,20 +176,24 @@ def gradcam_heatmaps(split: GradCamSplit, images: np.ndarray, classes: np.ndarra
     return np.concatenate(heatmaps) if heatmaps else np.zeros((0, *images.shape[1:3]))
 
 
-def gradcam_panel_cells(predictions: pd.DataFrame, cells_per_outcome: int, seed: int) -> pd.DataFrame:
+def gradcam_panel_cells(
+    predictions: pd.DataFrame, cells_per_outcome: int, seed: int, *, threshold: float
+) -> pd.DataFrame:
     """The panel's cells: up to ``cells_per_outcome`` rows of ``predictions`` per outcome (TP, FP, TN, FN from
-    ``label`` and ``pred``), drawn with ``numpy.random.default_rng(seed)`` in GRADCAM_OUTCOMES order from the rows
-    sorted by path, so the draw does not depend on the table's row order. Returns them with an ``outcome``
+    ``label`` and the call at ``threshold``, as every table and figure calls; ``pred`` becomes that call), drawn
+    with ``numpy.random.default_rng(seed)`` in GRADCAM_OUTCOMES order from the rows sorted by path, so the draw
+    does not depend on the table's row order. Returns them with an ``outcome``
     column, grouped in GRADCAM_OUTCOMES order and by path within each; an outcome without rows is absent."""
     if cells_per_outcome < 1:
         raise UserError(f"gradcam.cells_per_outcome is {cells_per_outcome}; set it to 1 or more.")
-    outcomes = [OUTCOME_OF.get(pair) for pair in zip(predictions["label"], predictions["pred"], strict=True)]
+    calls = class_calls(predictions["p_all"], threshold)
+    outcomes = [OUTCOME_OF.get(pair) for pair in zip(predictions["label"], calls, strict=True)]
     if None in outcomes:
         raise UserError(
             f"Grad-CAM's predictions hold labels or calls other than {POSITIVE_CLASS} and {NEGATIVE_CLASS}; "
             "rerun the prediction step that wrote them."
         )
-    cells = predictions.assign(outcome=outcomes).sort_values("path", kind="stable", ignore_index=True)
+    cells = predictions.assign(pred=calls, outcome=outcomes).sort_values("path", kind="stable", ignore_index=True)
     rng = np.random.default_rng(seed)
     drawn = []
     for outcome in GRADCAM_OUTCOMES:
@@ -259,14 +264,16 @@ def gradcam_figure(
     title: str,
     png_path: str | os.PathLike,
     pdf_path: str | os.PathLike,
+    *,
+    threshold: float,
     threads: int | None = None,
 ) -> pd.DataFrame:
     """Draw the panel of :func:`gradcam_panel_cells` from a prediction table of the model at ``model_path``, with
-    each cell's Grad-CAM of the log-odds of the class the model called (``pred``), and write it as PNG and PDF;
+    each cell's Grad-CAM of the log-odds of the class called at ``threshold``, and write it as PNG and PDF;
     return the panel's cells. ``threads`` limits the backend's CPU threads (the rule's threads)."""
     if threads:
         backend.limit_cpu_threads(threads)
-    cells = gradcam_panel_cells(read_predictions(predictions_path), cells_per_outcome, seed)
+    cells = gradcam_panel_cells(read_predictions(predictions_path), cells_per_outcome, seed, threshold=threshold)
     model = load_model(model_path)
     cache = ImageCache.open(cache_dir, model.input_shape[1])
     images = cache.images_for(cells["path"])
