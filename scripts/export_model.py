@@ -26,4 +26,5 @@ def main(snakemake):
     )
 
 
-run_rule(snakemake, main)
+# Converting and checking one model needs no GPU: on the CPU this job never shares one with a training job.
+run_rule(snakemake, main, gpu=False)

@@ -29,4 +29,5 @@ def main(snakemake):
     )
 
 
-run_rule(snakemake, main)
+# A few cells' heat maps need no GPU: on the CPU this job never shares one with a training job.
+run_rule(snakemake, main, gpu=False)

@@ -29,17 +29,22 @@ def configure_logging(log_path: str | None) -> None:
     logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
-def run_rule(snakemake, main: Callable) -> None:
+def run_rule(snakemake, main: Callable, *, gpu: bool = True) -> None:
     """Run ``main(snakemake)`` with logging sent to the rule's log.
 
     A rule with ``params.keras_home`` gets ``KERAS_HOME`` set first: Keras reads it once, when it is first
-    imported, so the model-stage scripts import their Keras modules inside ``main``.
+    imported, so the model-stage scripts import their Keras modules inside ``main``. ``gpu=False`` hides every
+    GPU from the job (an empty ``CUDA_VISIBLE_DEVICES``, read by TensorFlow, JAX and PyTorch when they start), for
+    model-stage rules without the ``gpu`` resource: on a workstation (``profiles/local``) they would otherwise
+    share the GPU that the profile gives a training job alone.
     A UserError ends the job with its message only; anything else is a bug, logged with its traceback.
     """
     configure_logging(snakemake.log[0] if snakemake.log else None)
     keras_home = snakemake.params.get("keras_home")
     if keras_home:
         os.environ["KERAS_HOME"] = str(keras_home)
+    if not gpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     try:
         main(snakemake)
     except UserError as error:

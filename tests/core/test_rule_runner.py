@@ -1,0 +1,44 @@
+"""Rule scripts of the model stage that hold no GPU slot run with every GPU hidden, so that on a workstation they
+never share the GPU that profiles/local gives a training job alone."""
+
+import os
+
+import pytest
+
+from leukemia_dtl.model import export, gradcam
+from rule_scripts import run_rule_script
+
+
+def record_visible_gpus(seen: dict):
+    def stand_in(**arguments):
+        seen["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    return stand_in
+
+
+@pytest.mark.parametrize(
+    ("script", "module", "function", "inputs", "outputs"),
+    [
+        (
+            "plot_gradcam.py",
+            gradcam,
+            "gradcam_figure",
+            {"model": "m.keras", "predictions": "p.tsv", "cache_images": "c/images.npy", "cache_index": "c/index.tsv"},
+            {"png": "g.png", "pdf": "g.pdf"},
+        ),
+        (
+            "export_model.py",
+            export,
+            "export_run",
+            {"model": "m.keras", "split": "s.tsv", "cache_images": "c/images.npy", "cache_index": "c/index.tsv"},
+            {"saved_model": "saved", "onnx": "m.onnx", "check": "check.json"},
+        ),
+    ],
+)
+def test_grad_cam_and_export_jobs_see_no_gpu(monkeypatch, script, module, function, inputs, outputs):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a workstation's GPU, restored after the test
+    seen = {}
+    monkeypatch.setattr(module, function, record_visible_gpus(seen))
+    params = {"cells_per_outcome": 2, "seed": 0, "title": "t", "threshold": 0.5}
+    run_rule_script(script, input=inputs, output=outputs, params=params)
+    assert seen == {"CUDA_VISIBLE_DEVICES": ""}
