@@ -1,9 +1,19 @@
+import json
+import logging
+import re
+import time
 import zipfile
 
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.data.archive import download_kaggle_dataset, extract_archive, sha256_of, write_checksum
+from leukemia_dtl.data.archive import (
+    download_kaggle_dataset,
+    download_progress,
+    extract_archive,
+    sha256_of,
+    write_checksum,
+)
 
 
 def _zip(path, entries):
@@ -85,3 +95,34 @@ def test_kaggle_offline_with_credentials_says_what_to_do(tmp_path, monkeypatch):
     assert "Could not download the Kaggle dataset andrewmvd/leukemia-classification" in str(error.value)
     assert "not-a-real-token" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_in_progress_is_logged_in_bytes_and_percent_without_the_key(tmp_path, monkeypatch, caplog):
+    """The client's own progress bar is dropped with the rest of its output: the size of its zip growing on disk,
+    against the total its resume marker records, is what the rule's log shows, at most one line per interval."""
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "secret-token-1234")
+    folder = tmp_path / ".cnmc.zip.download"
+    folder.mkdir()
+    total = 50 * 2**20
+    (folder / "leukemia-classification.zip.kaggle-partial").write_text(
+        json.dumps({"validator": '"etag-1"', "size": total})
+    )
+    interval, chunks = 0.2, 10
+    started = time.monotonic()
+    with (
+        caplog.at_level(logging.INFO, logger="leukemia_dtl"),
+        download_progress(folder, interval=interval),
+        open(folder / "leukemia-classification.zip", "wb") as partial,
+    ):
+        for _ in range(chunks):
+            partial.write(bytes(total // chunks))
+            partial.flush()
+            time.sleep(0.1)
+    elapsed = time.monotonic() - started
+
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("downloading:")]
+    percents = [int(re.search(r"\((\d+) %\)", line).group(1)) for line in lines]
+    assert 2 <= len(lines) <= elapsed / interval + 1
+    assert percents == sorted(percents) and percents[0] > 0 and percents[-1] <= 100
+    assert all(" of 0.05 GB (" in line for line in lines)
+    assert "secret-token-1234" not in caplog.text and "etag-1" not in caplog.text

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import shutil
 import stat
+import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -68,6 +71,50 @@ def _kaggle_client_output_dropped() -> Iterator[None]:
         yield
 
 
+# The kaggle client's record of a download in progress, beside its zip: {"validator": ..., "size": <total bytes>}.
+_KAGGLE_PARTIAL_SUFFIX = ".kaggle-partial"
+
+
+def _bytes_on_disk(folder: Path) -> tuple[int, int | None]:
+    """Bytes the client has written to ``folder`` so far, and the total its resume marker records (None without
+    one: the server sent no ETag, or the client has not written it yet)."""
+    files = [path for path in folder.glob("*") if path.is_file()] if folder.exists() else []
+    written = sum(path.stat().st_size for path in files if path.suffix != _KAGGLE_PARTIAL_SUFFIX)
+    totals = []
+    for marker in (path for path in files if path.suffix == _KAGGLE_PARTIAL_SUFFIX):
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            totals.append(int(json.loads(marker.read_text())["size"]))
+    return written, (sum(totals) or None)
+
+
+@contextlib.contextmanager
+def download_progress(folder: Path, interval: float = 10.0) -> Iterator[None]:
+    """While the body runs, log every ``interval`` seconds how far the download into ``folder`` has got (the
+    files growing on disk: the client's own progress bar goes nowhere, see ``_kaggle_client_output_dropped``),
+    with the percent where the client recorded the total. Sizes only: nothing the client reads or sends."""
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def report() -> None:
+        reported = 0
+        while not stop.wait(interval):
+            written, total = _bytes_on_disk(folder)
+            if written == reported:
+                continue
+            reported = written
+            rate = written / 2**20 / (time.monotonic() - started)
+            share = f" of {total / 1e9:.2f} GB ({100 * written / total:.0f} %)" if total else ""
+            log.info("downloading: %.2f GB%s, %.1f MB/s", written / 1e9, share, rate)
+
+    reporter = threading.Thread(target=report, name="download-progress", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reporter.join()
+
+
 def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
     """Download ``dataset`` as a zip to ``archive`` with the kaggle package's API; no credential is ever
     printed or logged, whatever the environment."""
@@ -78,7 +125,8 @@ def download_kaggle_dataset(dataset: str, archive: str | Path) -> None:
         download_dir = tmp_archive.parent / f".{archive.name}.download"
         shutil.rmtree(download_dir, ignore_errors=True)
         try:
-            api.dataset_download_files(dataset, path=str(download_dir), quiet=True, force=True)
+            with download_progress(download_dir):
+                api.dataset_download_files(dataset, path=str(download_dir), quiet=True, force=True)
         except (Exception, SystemExit) as error:
             raise UserError(
                 _NO_KAGGLE.format(dataset=dataset, reason=_client_failure(error), root=DATASET_DIR)
