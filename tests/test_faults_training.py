@@ -28,7 +28,9 @@ from leukemia_dtl.model.training import (
     BACKUP_STATE_DIR,
     CHECKPOINT_EPOCH_FILE,
     CHECKPOINT_VARIABLES_FILE,
+    DivergenceCheck,
     ResumableBackup,
+    TrainingProgress,
     train_model,
 )
 from model.test_training import epochs_logged, launch_training, training_arguments
@@ -61,6 +63,41 @@ def test_a_diverged_training_fails_naming_run_epoch_and_setting_and_writes_no_mo
     assert not Path(arguments["model_path"]).parent.exists()
     # The diverged epoch is not in the resume state either: nothing was saved.
     assert not (Path(arguments["backup_dir"]) / BACKUP_STATE_DIR).exists()
+
+
+def batch_normalization_with_negative_variance() -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """A model whose BatchNormalization holds a negative moving variance: training normalises with each batch's
+    own statistics and stays finite, validation uses the moving ones and takes the square root of a negative."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    model.layers[0].moving_variance.assign(-np.ones(4))
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+    features = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    return model, features, np.eye(2, dtype="float32")[np.arange(8) % 2]
+
+
+def overflowing_regression() -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """Outputs of 4e20 against targets of 0: their square overflows float32 to an infinite, not NaN, loss."""
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(1e20))]
+    )
+    model.compile("sgd", "mse")
+    return model, np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
+
+
+@pytest.mark.parametrize(
+    ("faulty_model", "named"),
+    [(batch_normalization_with_negative_variance, "(val_loss nan)"), (overflowing_regression, "(loss inf")],
+    ids=["validation loss alone NaN", "infinite training loss"],
+)
+def test_a_validation_loss_alone_or_an_infinite_loss_also_stops_the_run(faulty_model, named):
+    model, features, targets = faulty_model()
+    check = DivergenceCheck(TrainingProgress("tiny seed 0", 2, 8), "Lower models.tiny.learning_rate and rerun.")
+    with pytest.raises(UserError) as failure:
+        model.fit(
+            features, targets, validation_data=(features, targets), batch_size=8, epochs=2, verbose=0, callbacks=[check]
+        )
+    assert f"tiny seed 0: training diverged in epoch 1/2 {named}" in str(failure.value)
+    assert "no model is written. Lower models.tiny.learning_rate and rerun." in str(failure.value)
 
 
 def test_a_model_that_outputs_nan_fails_the_prediction_and_writes_no_table(tmp_path, dataset):

@@ -75,3 +75,17 @@ def test_snakemake_locks_newer_than_the_owner_record_are_kept(tmp_path):
     os.utime(snakemake_dir / "locks" / "0.output.lock", (later, later))
     assert not release_locks_of_dead_snakemake(snakemake_dir)
     assert (snakemake_dir / "locks" / "0.output.lock").exists()
+
+
+def test_snakemake_locks_recorded_on_another_host_are_kept(tmp_path):
+    """A shared working directory seen from a second login node: the holder's process id means nothing here,
+    so even one that matches no process on this host keeps its locks (the user runs --unlock once sure)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    snakemake_dir = snakemake_dir_locked_by(tmp_path, dead.pid)
+    owner = snakemake_dir / SNAKEMAKE_LOCK_OWNER
+    record = json.loads(owner.read_text())
+    owner.write_text(json.dumps({**record, "host": f"{socket.gethostname()}-other-login-node"}))
+    os.utime(snakemake_dir / "locks" / "0.output.lock", (time.time() - 5, time.time() - 5))
+    assert not release_locks_of_dead_snakemake(snakemake_dir)
+    assert (snakemake_dir / "locks" / "0.output.lock").exists()

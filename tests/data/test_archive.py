@@ -126,3 +126,21 @@ def test_a_download_in_progress_is_logged_in_bytes_and_percent_without_the_key(t
     assert percents == sorted(percents) and percents[0] > 0 and percents[-1] <= 100
     assert all(" of 0.05 GB (" in line for line in lines)
     assert "secret-token-1234" not in caplog.text and "etag-1" not in caplog.text
+
+
+def test_a_token_in_the_kaggle_access_token_file_is_used_and_never_shown(tmp_path, monkeypatch, capsys):
+    """The README's third way to give credentials: ~/.kaggle/access_token. The client finds it (the failure is
+    this machine's missing route to Kaggle, not missing credentials) and the token appears nowhere."""
+    for variable in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".kaggle").mkdir()
+    (tmp_path / ".kaggle" / "access_token").write_text("KGAT_not-a-real-token-5678\n")
+    (tmp_path / ".kaggle" / "access_token").chmod(0o600)
+    with pytest.raises(UserError) as error:
+        download_kaggle_dataset("andrewmvd/leukemia-classification", tmp_path / "cnmc.zip")
+    message = str(error.value)
+    assert "Could not download the Kaggle dataset" in message and "no Kaggle credentials" not in message
+    printed = capsys.readouterr()
+    assert "not-a-real-token-5678" not in message + printed.out + printed.err
+    assert not (tmp_path / "cnmc.zip").exists()
