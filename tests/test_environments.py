@@ -27,6 +27,7 @@ NOT_IMPORTED = {
     "pip": "installs the pip: section",
     "h5py": "Keras reads the ImageNet .h5 weight files with it",
     "tensorboard": "Keras's TensorBoard callback writes its logs with it (logging.tensorboard)",
+    "git": "core/provenance.py runs it to record the workflow's commit",
 }
 
 
@@ -132,7 +133,9 @@ def test_requirements_and_every_env_agree_on_every_pin():
     for env in ENV_FILES:
         conda, pip = env_spec(env)
         assert yaml.safe_load(env.read_text())["channels"][0] == "conda-forge", env.name
-        assert conda == ["python=3.11", "pip"], f"{env.name}: conda provides only Python and pip"
+        # conda provides Python and pip, and the model stage git for the training provenance's commit.
+        expected = ["python=3.11", "pip", "git"] if env.name == "train.yaml" else ["python=3.11", "pip"]
+        assert conda == expected, f"{env.name}: conda provides only {expected}"
         for name, version in pins_in(pip).items():
             pinned = PYPI_NAME.get(name, name)
             assert pinned in pins, f"{env.name}: {name} is not pinned in requirements.txt"
