@@ -598,6 +598,17 @@ def append_phases(path: Path, rows: list[dict], **context) -> None:
     frame.assign(**context).to_csv(path, sep="\t", mode="a", index=False, header=not path.exists())
 
 
+def report_phases(rows: list[dict], out: Path | None, **context) -> None:
+    """Print the median milliseconds of each phase over the epochs after the first; with ``out``, append every
+    epoch's row to ``out``/phases.tsv with ``context`` and the device."""
+    from leukemia_dtl.model import backend
+
+    for phase, seconds in steady_phases(rows).items():
+        print(f"    {phase:42}: {1000 * seconds:9.1f} ms", flush=True)
+    if out:
+        append_phases(out / "phases.tsv", rows, **context, device=backend.device_description())
+
+
 def steady_phases(rows: list[dict]) -> pd.Series:
     """Median seconds of each phase over the epochs after the first (which compiles)."""
     frame = pd.DataFrame(rows).set_index("epoch")
@@ -636,21 +647,17 @@ def benchmark_phases(
                 for name, rows in measured.items():
                     first = sum(value for key, value in rows[0].items() if key != "epoch")
                     print(f"  {name}: epoch 1 (compiles) {first:.2f} s; median of epochs 2-{epochs}:", flush=True)
-                    for phase, seconds in steady[name].items():
-                        print(f"    {phase:42}: {1000 * seconds:9.1f} ms", flush=True)
-                    if out:
-                        append_phases(
-                            out / "phases.tsv",
-                            rows,
-                            contender=name,
-                            model=model_name,
-                            precision=precision,
-                            train_images=train_images,
-                            val_images=val_images,
-                            size=size,
-                            batch_size=batch_size,
-                            device=backend.device_description(),
-                        )
+                    report_phases(
+                        rows,
+                        out,
+                        contender=name,
+                        model=model_name,
+                        precision=precision,
+                        train_images=train_images,
+                        val_images=val_images,
+                        size=size,
+                        batch_size=batch_size,
+                    )
                 limit = train_images / steady["model-only"]["training steps"]
                 for name in measured:
                     rate = train_images / steady[name]["training steps"]
@@ -668,8 +675,6 @@ def benchmark_paper_run(
     row is appended to ``out``/phases.tsv)."""
     import json
     import logging
-
-    from leukemia_dtl.model import backend
 
     # train_model's line per epoch, time-stamped as it ends: a run stopped at a time limit still shows how far it
     # got and at what pace (a 100-epoch run on a fresh GPU machine once printed nothing in 390 s).
@@ -700,21 +705,17 @@ def benchmark_paper_run(
     print(f"  epoch 1: {epoch_seconds.iloc[0]:.2f} s; later epochs: median {epoch_seconds.iloc[1:].median():.3f} s")
     print(f"  last epoch: accuracy {last['accuracy']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
     print(f"  median of epochs 2-{epochs}:")
-    for phase, phase_seconds in steady_phases(rows).items():
-        print(f"    {phase:42}: {1000 * phase_seconds:9.1f} ms", flush=True)
-    if out:
-        append_phases(
-            out / "phases.tsv",
-            rows,
-            contender="paper run",
-            model=model_name,
-            precision=precision,
-            train_images=train_images,
-            val_images=val_images,
-            size=size,
-            batch_size=bench.batch_size,
-            device=backend.device_description(),
-        )
+    report_phases(
+        rows,
+        out,
+        contender="paper run",
+        model=model_name,
+        precision=precision,
+        train_images=train_images,
+        val_images=val_images,
+        size=size,
+        batch_size=bench.batch_size,
+    )
 
 
 def benchmark_checkpoint(model_name: str, size: int, repeats: int) -> None:
