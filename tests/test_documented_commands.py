@@ -36,7 +36,7 @@ esac
 """
 ENVIRONMENT_FILES = ["envs/data.yaml", "envs/train.yaml", "envs/evaluate.yaml"]
 # What lets Snakemake start without --cores: a profile, a dry-run, or a command that runs no job.
-NO_CORES_NEEDED = re.compile(r"(--cores|-c \w|--profile|-n\b|--dry-run|--lint|--rulegraph|--report)")
+NO_CORES_NEEDED = re.compile(r"(--cores|-c \w|--profile|-n\b|--dry-run|--lint|--rulegraph|--report|--unlock)")
 
 
 def documented_commands() -> list[tuple[str, str]]:
