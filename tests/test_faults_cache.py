@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import REPO
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.fileio import read_tsv, write_tsv
 from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, CHECKSUM_COLUMN, FEATURES_FILE, INDEX_FILE
 from leukemia_dtl.data.image_cache import build_image_cache
 from leukemia_dtl.model.inputs import FeatureTable, ImageCache
@@ -183,6 +183,15 @@ def test_a_zeroed_cache_row_is_found_before_training_reads_it(image_cache):
 def test_a_truncated_cache_is_found_before_training_reads_it(image_cache):
     os.truncate(image_cache / CACHE_IMAGES_FILE, (image_cache / CACHE_IMAGES_FILE).stat().st_size - ROW_BYTES // 2)
     with pytest.raises(UserError, match=r"images.npy is damaged .*forcerun build_image_cache"):
+        ImageCache.open(image_cache, SIZE)
+
+
+def test_a_cache_from_before_the_checksums_is_refused_with_the_rebuild_command(image_cache):
+    """An index as versions before the checksums wrote it (row, path): its rows cannot be checked, so the
+    cache is rebuilt, not read unchecked."""
+    index = read_tsv(image_cache / INDEX_FILE)
+    write_tsv(index.drop(columns=CHECKSUM_COLUMN), image_cache / INDEX_FILE)
+    with pytest.raises(UserError, match=r"index.tsv has no crc32 column.*older version.*forcerun build_image_cache"):
         ImageCache.open(image_cache, SIZE)
 
 

@@ -85,15 +85,21 @@ class IndexedArray:
                 f"{directory / INDEX_FILE} repeats paths or does not list each of the {len(array)} rows of "
                 f"{array_name} once. {rebuild_hint}"
             )
-        if CHECKSUM_COLUMN in index:
-            # Reading every row once costs about a second per GB, and training reads them all anyway.
-            damaged = damaged_rows(array, rows, index[CHECKSUM_COLUMN].astype(np.int64))
-            if damaged:
-                raise UserError(
-                    f"{len(damaged)} row(s) of {directory / array_name} do not match their checksums in "
-                    f"{INDEX_FILE} (first: row {damaged[0]}): the file was damaged after it was written. "
-                    f"{rebuild_hint}"
-                )
+        if CHECKSUM_COLUMN not in index:
+            # An index from before the checksums: its rows cannot be checked, and an unchecked cache can be
+            # read as black images, so it is rebuilt rather than trusted.
+            raise UserError(
+                f"{directory / INDEX_FILE} has no {CHECKSUM_COLUMN} column: it was written by an older version "
+                f"of this workflow, before each row got a checksum. {rebuild_hint}"
+            )
+        # Reading every row once costs about a second per GB, and training reads them all anyway.
+        damaged = damaged_rows(array, rows, index[CHECKSUM_COLUMN].astype(np.int64))
+        if damaged:
+            raise UserError(
+                f"{len(damaged)} row(s) of {directory / array_name} do not match their checksums in "
+                f"{INDEX_FILE} (first: row {damaged[0]}): the file was damaged after it was written. "
+                f"{rebuild_hint}"
+            )
         return cls(array, pd.Series(rows.to_numpy(), index=index["path"]))
 
     def rows_for(self, paths: pd.Series) -> np.ndarray:
