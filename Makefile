@@ -7,7 +7,7 @@ PYTHON3 ?= python3
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test benchmark
+.PHONY: demo test test-fast benchmark
 
 $(INSTALLED): requirements.txt
 	$(PYTHON3) scripts/leukemia_dtl/core/supported_platform.py
@@ -23,6 +23,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest --durations=15
+
+# The unit tests of every package module, in under two minutes: no Snakemake, no training process, no Slurm
+# and no registry (tests/conftest.py fails a test that starts one without its marker).
+test-fast: $(INSTALLED)
+	$(PYTHON) -m pytest -m "not workflow and not slurm and not registry and not slow" --durations=10
 
 benchmark: $(INSTALLED)
 	$(PYTHON) tests/benchmark.py cache

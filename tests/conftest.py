@@ -6,7 +6,9 @@ unit tests of leukemia_dtl's subpackages; the files here test the workflow as a 
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# The markers `make test-fast` deselects (pyproject.toml describes each).
+SLOW_MARKERS = frozenset({"workflow", "slurm", "registry", "slow"})
+TRAINING_CALLS = re.compile(r"\btrain_model\(|\.fit\(")
 
 
 def run_snakemake(*args: str, workdir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -31,6 +36,41 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
         return {}
     table = dry_run_output.split("Job stats:")[1].split("total")[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def slow_process(args) -> str | None:
+    """What makes a subprocess slow enough to keep a test out of the fast tier: Snakemake, or a Python child
+    that trains a model (its code given with -c or as a script file). None for anything else."""
+    argv = shlex.split(args) if isinstance(args, str) else [os.fspath(arg) for arg in args]
+    if any(re.search(r"\bsnakemake\b", arg) for arg in argv):
+        return "Snakemake"
+    code = ""
+    if len(argv) > 2 and argv[1] == "-c":
+        code = argv[2]
+    elif len(argv) > 1 and argv[1].endswith(".py") and Path(argv[1]).is_file():
+        code = Path(argv[1]).read_text()
+    return "a training process" if TRAINING_CALLS.search(code) else None
+
+
+@pytest.fixture(autouse=True)
+def unmarked_tests_start_no_slow_process(request, monkeypatch):
+    """A test that starts Snakemake or a training process must carry one of SLOW_MARKERS, or `make
+    test-fast` would run it: without one, starting such a process fails the test, in every tier."""
+    if SLOW_MARKERS & {marker.name for marker in request.node.iter_markers()}:
+        return
+    start = subprocess.Popen.__init__
+
+    def start_if_fast(process, args, *rest, **options):
+        slow = slow_process(args)
+        if slow:
+            raise AssertionError(
+                f"{request.node.nodeid} starts {slow} but carries none of the markers {sorted(SLOW_MARKERS)}: "
+                "mark it (pytest.mark.workflow for Snakemake, pytest.mark.slow for training) so that "
+                "make test-fast leaves it out"
+            )
+        start(process, args, *rest, **options)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", start_if_fast)
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ def test_a_full_file_system_stops_the_cache_with_nothing_published(bmp_folder, f
     assert_failed_publishing_nothing(process, full_file_system / CACHE_IMAGES_FILE, "No space left on device")
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_stops_the_features_with_nothing_published(dataset, tmp_path):
     out = tmp_path / "features"
     out.mkdir()

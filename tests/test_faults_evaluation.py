@@ -102,6 +102,7 @@ def test_no_evaluation_output_reads_the_pred_column_as_the_decision(prediction_f
         np.testing.assert_array_equal(drawn_original, drawn_flipped)
 
 
+@pytest.mark.workflow
 def test_a_workflow_run_at_threshold_0_3_uses_it_in_metrics_figures_and_comparisons(tmp_path):
     """The evaluation rules run by Snakemake on prediction files in place, with statistics.threshold 0.3."""
     runs = {

@@ -106,6 +106,7 @@ def test_many_rejected_files_stop_the_inventory_with_a_summary(dataset):
     require_few_rejected(inventory, rejected, max_rejected_fraction=0.5)
 
 
+@pytest.mark.workflow
 def test_the_inventory_rule_stops_without_output_when_the_config_limit_is_passed(dataset, tmp_path):
     """The limit reaches the rule through params: the inventory job fails and writes neither table."""
     for image in (dataset / "training_data/fold_1/all").iterdir():
@@ -153,6 +154,7 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path):
     assert "would expand to 0.0 GB in 1 entries" in message and "times its own size" in message
 
 
+@pytest.mark.workflow
 def test_the_extract_rule_refuses_a_zip_bomb_and_writes_nothing(tmp_path):
     archive = tmp_path / "leukemia-classification.zip"
     _write_bomb(archive)

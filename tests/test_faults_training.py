@@ -270,6 +270,7 @@ def test_a_frozen_weight_that_training_changes_stops_the_run_at_the_first_checkp
         backup.on_epoch_end(0, dict.fromkeys(HISTORY_COLUMNS[1:], 0.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keras_backend", backend_params("tensorflow", "jax"))
 def test_a_deterministic_run_killed_and_resumed_ends_as_an_uninterrupted_one(tmp_path, kill_a_run, keras_backend):
     """Same weights to the bit, so the same predictions: the optimizer state, the random state of dropout

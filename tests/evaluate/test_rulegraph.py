@@ -47,6 +47,7 @@ def rule_names(configfiles: list[str], config_args: tuple[str, ...] = ()) -> set
     return set(nodes.values())
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     ("workdir", "configfiles", "applied"),
     [
@@ -83,6 +84,7 @@ def test_config_files_are_ordered_as_snakemake_applies_them(tmp_path, monkeypatc
     ]
 
 
+@pytest.mark.workflow
 def test_the_demos_rule_graph_shows_the_demos_steps():
     # What the rule draws for `snakemake --configfile config/demo.yaml`: the graph from the rule's own params.
     params = rulegraph_params(".", "config/demo.yaml")
@@ -94,6 +96,7 @@ def test_the_demos_rule_graph_shows_the_demos_steps():
     assert not names & {"download_kaggle", "fetch_weights"}
 
 
+@pytest.mark.workflow
 def test_rule_graph_of_the_paper_config_has_the_method_steps_in_order():
     nodes, edges = parse_rulegraph(snakemake_rulegraph(REPO, "Snakefile", ["config/config.yaml"]))
     names = set(nodes.values())
@@ -107,6 +110,7 @@ def test_rule_graph_of_the_paper_config_has_the_method_steps_in_order():
     assert {text.get_text() for text in figure.axes[0].texts if text.get_text()} == names
 
 
+@pytest.mark.workflow
 def test_rule_graph_reads_an_overlay_and_config_arguments_on_top_of_its_base(tmp_path):
     # Users layer config files (`--configfile config/demo.yaml mine.yaml`) and --config values; the overlay
     # alone does not validate, so the rule graph gets every file, in order, and the arguments after them.

@@ -108,6 +108,7 @@ def test_augmentation_options_are_checked():
         augmentation_layers({"brightness": 0.2})
 
 
+@pytest.mark.slow
 def test_training_step_compiles_with_the_paper_augmentation(tmp_path):
     model = build_classifier("vgg19", image_size=32, weights="none", augmentation=PAPER_AUGMENTATION, dropout=0.5)
     compile_classifier(model)

@@ -125,6 +125,7 @@ RULE_SCRIPT_CHILD = textwrap.dedent("""
     """)
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("keras_backend", backend_params("jax"))
 def test_the_train_model_rule_sets_determinism_before_jax_initialises(tmp_path, dataset, no_gpu_given, keras_backend):
     """The rule script's own order, run for real: its GPU check and device description initialise JAX, and XLA

@@ -105,6 +105,7 @@ def tensorflow_step(saved_classifier):
     return one_step("tensorflow", saved_classifier)
 
 
+@pytest.mark.slow
 def test_the_loss_is_softmax_cross_entropy_of_the_logits(saved_classifier, tensorflow_step):
     """A hand-written loss, independent of Keras: mean of -log softmax(z)[label] over the batch, z from the
     model in training mode (EfficientNet-B3's head normalises with the batch's statistics in a step)."""
@@ -123,6 +124,7 @@ def test_the_loss_is_softmax_cross_entropy_of_the_logits(saved_classifier, tenso
     assert tensorflow_step["p_all"].std() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", backend_params("jax", "torch"))
 def test_loss_step_and_probability_agree_with_tensorflow(saved_classifier, tensorflow_step, backend):
     name = saved_classifier[0]
@@ -170,6 +172,7 @@ print(json.dumps(answer))
 SCALES = (1.0, 10.0, 30.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", backend_params())
 def test_the_vgg19_head_neither_collapses_nor_diverges_at_the_scale_of_vgg19_features(backend):
     answer = run_under_backend(backend, VGG_HEAD_AT_SCALES, *map(str, SCALES))

@@ -99,6 +99,7 @@ def test_normalisation_sits_between_augmentation_and_base(paper_model_224):
     assert unit_names[unit_names.index("vgg19") - 1] == "unit_rescaling"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg19", "efficientnetb3"])
 def test_saved_model_reloads_with_the_same_predictions(tmp_path, name):
     model = build(name)
@@ -204,6 +205,7 @@ def test_weight_files_are_the_ones_keras_applications_load():
     assert efficient.md5 == efficientnet.WEIGHTS_HASHES["b3"][1]
 
 
+@pytest.mark.slow
 def test_calibration_turns_a_random_efficientnet_into_unit_scale_features():
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype("float32")
     keras.utils.set_random_seed(0)
@@ -225,6 +227,7 @@ def test_calibration_turns_a_random_efficientnet_into_unit_scale_features():
     assert np.corrcoef(order(plain_features[:, first]), order(calibrated_features[:, first]))[0, 1] > 0.9
 
 
+@pytest.mark.slow
 def test_calibration_sets_a_random_vgg19s_last_convolution_and_nothing_else(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype("float32")
     keras.utils.set_random_seed(0)
@@ -293,6 +296,7 @@ def calibration_peak_gb(images: int) -> float:
     return float(result.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_calibration_memory_does_not_grow_with_the_sample():
     # Calibrating on all images in one call peaked at 12.4 GB for 64 images at 224 px (0.15 GB per
     # image; 256 images were killed for memory on a 24 GB machine). In batches the peak stays put.
@@ -301,6 +305,7 @@ def test_calibration_memory_does_not_grow_with_the_sample():
     assert many - few < 0.3, f"peak grew from {few:.2f} GB (16 images) to {many:.2f} GB (96 images)"
 
 
+@pytest.mark.slow
 def test_batched_calibration_equals_one_pass_statistics():
     images = np.random.default_rng(2).integers(0, 256, (21, 32, 32, 3)).astype("float32")
     base = keras.applications.EfficientNetB3(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -312,6 +317,7 @@ def test_batched_calibration_equals_one_pass_statistics():
     np.testing.assert_allclose(last.moving_variance.numpy(), activations.var(axis=0), rtol=1e-3, atol=1e-14)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg19", "efficientnetb3"])
 def test_head_model_reproduces_the_classifier_head(name):
     images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3)).astype("float32")
@@ -323,6 +329,7 @@ def test_head_model_reproduces_the_classifier_head(name):
     np.testing.assert_allclose(head.predict(features, verbose=0), classifier.predict(images, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
 def test_a_model_saved_with_an_output_activation_is_refused_with_what_to_do(tmp_path, activation):
     """Models of versions before the logits head: their outputs are not the logits P(ALL) is read from."""

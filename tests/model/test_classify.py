@@ -140,6 +140,7 @@ def test_a_missing_folder_or_one_without_images_is_a_user_error(tmp_path, setup)
     assert not any(path.exists() for path in outputs)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, setup):
     model_paths, _, folder = setup
     environment = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}

@@ -85,6 +85,7 @@ def export(request):
     return request.getfixturevalue(f"{request.param}_export")
 
 
+@pytest.mark.slow
 def test_exports_give_the_keras_outputs_without_augmentation(export, dataset):
     model, out = export
     split_path, cache_dir, _ = dataset
@@ -112,6 +113,7 @@ def test_exports_give_the_keras_outputs_without_augmentation(export, dataset):
     assert not [operation for operation in operations if any(random in operation for random in RANDOM_OPS)]
 
 
+@pytest.mark.slow
 def test_export_check_is_recorded(export):
     _, out = export
     check = json.loads((out / EXPORT_CHECK_FILE).read_text())
@@ -125,6 +127,7 @@ def test_export_check_is_recorded(export):
     assert sorted(path.name for path in out.iterdir()) == sorted([SAVED_MODEL_DIR, ONNX_FILE, EXPORT_CHECK_FILE])
 
 
+@pytest.mark.slow
 def test_inference_model_shares_every_layer_but_the_augmentation(export):
     model, _ = export
     copy = inference_model(model)
@@ -134,6 +137,7 @@ def test_inference_model_shares_every_layer_but_the_augmentation(export):
     assert [type(layer).__name__ for layer in copy.layers if layer not in model.layers] == ["InputLayer", "Softmax"]
 
 
+@pytest.mark.slow
 def test_keras_own_export_of_such_a_model_would_augment(vgg19_export, dataset, tmp_path):
     """Why inference_model exists, and that the fixture's models have the graph it guards against."""
     model, _ = vgg19_export
@@ -157,6 +161,7 @@ def test_a_model_that_differs_from_its_export_fails_the_check(vgg19_export, data
         model.get_layer("predictions").set_weights([kernel, bias])
 
 
+@pytest.mark.slow
 def test_a_failed_check_publishes_nothing(tmp_path, dataset, monkeypatch):
     """A diverged model (NaN weights) exports, but its outputs are not finite: the check fails the job."""
     monkeypatch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)

@@ -210,6 +210,7 @@ def test_the_beyond_overlay_fine_tunes_the_layers_it_documents(name):
     assert [layer.name for layer in layers] == BEYOND_FINE_TUNED_LAYERS[name]
 
 
+@pytest.mark.slow
 def test_fine_tuning_changes_only_the_layers_it_names_and_continues_the_history(tmp_path, dataset, tiny_bn_backbone):
     arguments = training_arguments(
         tmp_path, dataset, model_name="tiny_bn", epochs=2, freeze_base=True, fine_tune=FINE_TUNE
@@ -283,6 +284,7 @@ def resume(run_dir: Path, arguments: dict) -> tuple[str, dict]:
     return log, json.loads(Path(arguments["stats_path"]).read_text())
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_fine_tuning_resumes_there_without_the_frozen_phase(tmp_path, dataset, tiny_backbone):
     epochs, fine_tune = 2, {"layers": 1, "learning_rate": 0.005, "epochs": 5}
     total = epochs + fine_tune["epochs"]
@@ -311,6 +313,7 @@ def test_a_run_killed_while_fine_tuning_resumes_there_without_the_frozen_phase(t
     assert_same_weights(fine_tuned[:-2], initial_base[:-2])
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_the_frozen_phase_resumes_it_and_then_fine_tunes(tmp_path, dataset):
     epochs, fine_tune = 5, {"layers": 2, "learning_rate": 0.005, "epochs": 2}
     total = epochs + fine_tune["epochs"]

@@ -125,6 +125,7 @@ def quadrant_share(heatmaps: np.ndarray) -> np.ndarray:
     return heatmaps[:, :QUADRANT, :QUADRANT].sum(axis=(1, 2)) / np.where(total > 0, total, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keras_backend", backend_params())
 def test_a_model_deciding_on_one_region_lights_up_that_region(
     known_case_model, known_case_maps, keras_backend, tmp_path
@@ -161,12 +162,14 @@ def test_the_target_is_the_log_odds_which_a_shift_common_to_both_logits_leaves_a
     np.testing.assert_allclose(gradcam_heatmaps(GradCamSplit.of(model), images, classes), maps, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_backend_without_gradients_says_which_work(known_case_model, tmp_path):
     images, classes = known_case_targets()
     with pytest.raises(UserError, match="KERAS_BACKEND set to one of tensorflow, jax, torch"):
         heatmaps_under("numpy", known_case_model, images[:1], classes[:1], tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "layer", "map_shape"), [("vgg19", "block5_conv4", (2, 2)), ("efficientnetb3", "top_conv", (1, 1))]
 )
@@ -228,6 +231,7 @@ def test_outcomes_are_called_at_the_configured_threshold_not_the_argmax():
     assert list(cells["pred"]) == ["HEM", "HEM"]
 
 
+@pytest.mark.slow
 def test_a_missing_outcome_is_absent_from_the_draw_and_said_in_the_figure():
     table = predictions_table([("a.bmp", "ALL", "ALL"), ("b.bmp", "HEM", "HEM"), ("c.bmp", "HEM", "HEM")])
     cells = gradcam_panel_cells(table, cells_per_outcome=2, seed=0, threshold=0.5)
@@ -273,6 +277,7 @@ def saved_run(tmp_path_factory):
     return model_path, predictions_path, cache_dir
 
 
+@pytest.mark.slow
 def test_the_rule_writes_the_panel_as_png_and_pdf(tmp_path, saved_run):
     model_path, predictions_path, cache_dir = saved_run
     png, pdf = tmp_path / "gradcam_tiny.png", tmp_path / "gradcam_tiny.pdf"

@@ -196,6 +196,7 @@ def _final_phase_cache(directory, source_cache: ImageCache, count: int):
     return directory, names
 
 
+@pytest.mark.slow
 def test_the_submission_is_the_seeds_mean_call_in_number_order(tmp_path, saved_model):
     model_path, _, cache_dir = saved_model
     second_path = tmp_path / "seed2.keras"

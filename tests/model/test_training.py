@@ -110,6 +110,7 @@ def test_training_learns_and_writes_complete_outputs(tmp_path, dataset, tiny_bac
     ]
 
 
+@pytest.mark.slow
 def test_training_writes_tensorboard_logs_of_every_epoch_when_asked(tmp_path, dataset, tiny_backbone):
     import tensorflow as tf
 
@@ -139,6 +140,7 @@ def test_tuned_hyperparameters_override_the_config_entry(tmp_path, dataset, tiny
     assert stats["batch_size"] == 16
 
 
+@pytest.mark.slow
 def test_vgg19_trains_with_a_frozen_base(tmp_path, dataset):
     arguments = training_arguments(tmp_path, dataset, model_name="vgg19", epochs=1, freeze_base=True)
     stats = train_model(**arguments)
@@ -175,6 +177,7 @@ def epochs_logged(log_lines: list[str]) -> list[int]:
     return [int(line.split("epoch ")[1].split("/")[0]) for line in log_lines if ": epoch " in line]
 
 
+@pytest.mark.slow
 def test_training_resumes_after_sigkill(tmp_path, dataset):
     epochs, kill_after = 4, 2
     arguments = training_arguments(tmp_path, dataset, epochs=epochs)
@@ -240,6 +243,7 @@ def test_a_foreign_backup_dir_is_never_deleted(tmp_path):
     assert (tmp_path / "precious.txt").exists()
 
 
+@pytest.mark.slow
 def test_a_second_trainer_of_a_running_run_stops_and_a_dead_ones_lock_is_taken_over(tmp_path, dataset):
     """One writer per run: while a trainer runs (paused here), a second one on the same run stops at once,
     naming it; after the first is SIGKILLed its lock is stale and the next trainer takes it over and resumes."""
@@ -296,6 +300,7 @@ def test_no_training_callback_makes_keras_wait_for_each_step(tmp_path):
     assert backup in callbacks
 
 
+@pytest.mark.slow
 def test_epoch_timings_count_steps_the_device_has_not_finished(tmp_path):
     # JAX returns from each training step before running it (as TensorFlow and PyTorch do on a GPU): a clock
     # read at validation start, before the queued steps ran, charged them to validation, and the workflow

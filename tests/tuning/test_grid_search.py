@@ -15,6 +15,7 @@ from leukemia_dtl.tuning.selection import rank_configurations, read_selected_hyp
 PAPER_GRID_SIZE = 3 * 4 * 3 * 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "model_name, model_options",
     [
@@ -59,6 +60,7 @@ def test_fast_path_learns_the_same_head_as_training_on_images(
     assert np.ptp(fast_p_all) > 1e-3
 
 
+@pytest.mark.slow
 def test_tuning_ignores_fine_tuning_and_weighs_the_loss_by_class_as_training_does(tmp_path, dataset, tiny_backbone):
     split_path, cache_dir = dataset
     model_options = {"weights": "none", "dropout": 0.5, "batch_size": 16}
@@ -130,6 +132,7 @@ def test_tuning_needs_every_training_option(dataset, tiny_backbone):
         )
 
 
+@pytest.mark.slow
 def test_a_diverged_configuration_has_no_scores_and_ranks_last(tmp_path, dataset, tiny_backbone):
     split_path, cache_dir = dataset
     arguments = {
@@ -229,6 +232,7 @@ def dry_run(tmp_path, changes, *targets):
     return planned_jobs(result.stdout)
 
 
+@pytest.mark.slow
 def test_paper_grid_plans_108_tuning_jobs_per_model_and_scheme(tmp_path):
     jobs = dry_run(tmp_path, {"hyperparameters": "tuned", "split": {"schemes": ["random", "patient"]}})
     assert jobs["tune_model"] == PAPER_GRID_SIZE * 2 * 2
@@ -238,12 +242,14 @@ def test_paper_grid_plans_108_tuning_jobs_per_model_and_scheme(tmp_path):
     assert jobs["train_model"] == 2 * 2 * 5
 
 
+@pytest.mark.workflow
 def test_configured_hyperparameters_plan_no_tuning(tmp_path):
     jobs = dry_run(tmp_path, {"hyperparameters": "config"})
     assert not {"tune_model", "select_hyperparameters", "extract_features"} & set(jobs)
     assert jobs["train_model"] == 2 * 5
 
 
+@pytest.mark.slow
 def test_tuning_with_augmentation_trains_on_images(tmp_path):
     jobs = dry_run(tmp_path, {"tuning": {"augmentation": True}}, "tune")
     assert jobs["tune_model"] == PAPER_GRID_SIZE * 2
