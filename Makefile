@@ -29,5 +29,11 @@ test: $(INSTALLED)
 test-fast: $(INSTALLED)
 	$(PYTHON) -m pytest -m "not workflow and not slurm and not registry and not slow" --durations=10
 
+# The benchmark sections a CPU finishes in minutes (training and prediction at 64 px); each prints its figures
+# and writes them, with the machine, versions and commit, to results/benchmarks/<section>-<UTC time>.json.
 benchmark: $(INSTALLED)
 	$(PYTHON) tests/benchmark.py cache
+	$(PYTHON) tests/benchmark.py evaluation
+	$(PYTHON) tests/benchmark.py dryrun
+	$(PYTHON) tests/benchmark.py training --model efficientnetb3 --size 64
+	$(PYTHON) tests/benchmark.py prediction --model efficientnetb3 --size 64

@@ -15,6 +15,10 @@ their ratio; training and prediction also print the device and an efficiency lin
 model-only limit: the same model fed from memory), best of --repeats runs taken round-robin. phases and
 paper-run time every phase of train_model's epochs (tests/benchmark_gpu.sh runs them on a GPU); checkpoint
 times one epoch's resume checkpoint against Keras's BackupAndRestore.
+
+Every figure a section prints also goes to RESULTS/<section>-<UTC start, YYYYmmddTHHMMSSZ>.json (``--results
+RESULTS`` before the section, default results/benchmarks/), with the command line, the git commit, the machine,
+the Keras backend and the package versions that measured it: the files that documented numbers cite.
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import platform
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +45,98 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from leukemia_dtl.core.decisions import class_calls
 from leukemia_dtl.core.fileio import write_json, write_tsv
+from leukemia_dtl.core.provenance import canonical_params, git_state, installed_packages, package_version
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, POSITIVE_CLASS
 from leukemia_dtl.data.demo_archive import bmp_bytes, render_cell
 from leukemia_dtl.data.image_cache import build_image_cache
 from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
 from leukemia_dtl.evaluate.model_comparison import compare_models
+
+# The packages whose versions the figures depend on, each with the distributions that install it (TensorFlow's CPU
+# build is a distribution of its own).
+VERSIONED_PACKAGES = {
+    "keras": ("keras",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "jax": ("jax",),
+    "torch": ("torch",),
+    "numpy": ("numpy",),
+    "snakemake": ("snakemake",),
+}
+# Every figure the running section has printed, in that order: main() writes them to the section's results file.
+FIGURES: list[dict] = []
+
+
+def record_figure(name: str, value: float, unit: str, **context) -> None:
+    """Keep a printed figure for the results file; ``context`` (contender, precision, image counts, the runs
+    behind a best-of) tells apart figures of the same name."""
+    FIGURES.append({"name": name, "value": float(value), "unit": unit, **context})
+
+
+def cpu_model() -> str:
+    """The CPU's model name. leukemia_dtl.model.backend.cpu_name says the same, but importing it loads Keras and
+    its backend, which the cache, evaluation and dryrun sections never need."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str] | str | None:
+    """Each NVIDIA GPU as "name, driver version"; None without nvidia-smi, and nvidia-smi's complaint when it
+    cannot answer (a driver problem the figures should not hide)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
+    try:
+        answer = subprocess.run(query, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        # Asked after the section has run: its figures are written whatever nvidia-smi does.
+        return f"nvidia-smi failed: {error}"
+    if answer.returncode:
+        return f"nvidia-smi failed: {' '.join((answer.stderr or answer.stdout).split())}"
+    return answer.stdout.strip().splitlines()
+
+
+def machine() -> dict:
+    """What the figures were measured on: host, operating system, CPU, cores, memory and NVIDIA GPUs."""
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "memory_total_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "gpus": gpu_names(),
+    }
+
+
+def keras_backend() -> str | None:
+    """The backend Keras ran on; None for a section that never loaded Keras (loading it now would only start
+    TensorFlow to name it)."""
+    if "keras" not in sys.modules:
+        return None
+    import keras
+
+    return keras.backend.backend()
+
+
+def write_record(results: Path, section: str, options: dict, started: datetime, git: dict) -> Path:
+    """Write FIGURES with what measured them to ``results``/<section>-<UTC start>.json (atomically: a run killed
+    while writing leaves no partial file) and return its path."""
+    packages = installed_packages()
+    record = {
+        "section": section,
+        "command_line": sys.argv[1:],
+        "options": canonical_params(options),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "git": git,
+        "machine": machine(),
+        "python": platform.python_version(),
+        "keras_backend": keras_backend(),
+        "versions": {name: package_version(packages, *names) for name, names in VERSIONED_PACKAGES.items()},
+        "figures": FIGURES,
+    }
+    path = results / f"{section}-{started:%Y%m%dT%H%M%SZ}.json"
+    write_json(record, path)
+    return path
 
 
 def write_bmps(folder: Path, count: int, side: int) -> list[str]:
@@ -80,6 +176,9 @@ def benchmark_cache(images: int, size: int, workers: int) -> None:
     print(f"  plain PIL loop (1 process) : {images / plain_seconds:8.1f} images/s")
     print(f"  build_image_cache ({workers} workers): {images / cache_seconds:8.1f} images/s")
     print(f"  speed-up                   : {plain_seconds / cache_seconds:8.2f}x")
+    record_figure("plain PIL loop (1 process)", images / plain_seconds, "images/s")
+    record_figure(f"build_image_cache ({workers} workers)", images / cache_seconds, "images/s")
+    record_figure("speed-up", plain_seconds / cache_seconds, "x")
 
 
 def write_prediction_files(folder: Path, models, seeds, subsets, images: int) -> dict:
@@ -126,6 +225,8 @@ def benchmark_evaluation(seeds: int, images: int, resamples: int) -> None:
     )
     print(f"  metrics with CIs ({len(predictions)} files): {metrics_seconds:6.1f} s")
     print(f"  + model comparisons          : {total_seconds:6.1f} s in all (target < 60 s)")
+    record_figure(f"metrics with CIs ({len(predictions)} files)", metrics_seconds, "s")
+    record_figure("metrics with CIs + model comparisons", total_seconds, "s")
 
 
 def steady_rate(train_seconds, images: int) -> float:
@@ -198,6 +299,13 @@ def benchmark_tuning(model_name: str, images: int, size: int, batch_size: int, e
         f"  {f'grid of {grid} configurations':36}: {whole_grid[0]:8.0f} s vs {whole_grid[1]:.0f} s, "
         f"{whole_grid[0] / whole_grid[1]:.1f}x"
     )
+    record_figure("whole classifier on the image cache", on_images, "s")
+    record_figure("head on features (fast path)", on_features, "s")
+    record_figure("feature extraction, once per scheme and model", extraction, "s")
+    record_figure("ratio per configuration", on_images / on_features, "x")
+    record_figure(f"grid of {grid} configurations, whole classifier", whole_grid[0], "s")
+    record_figure(f"grid of {grid} configurations, head on features", whole_grid[1], "s")
+    record_figure(f"grid of {grid} configurations, ratio", whole_grid[0] / whole_grid[1], "x")
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,10 +338,12 @@ def best_of(rates: dict[str, list[float]]) -> dict[str, float]:
     return {name: max(values) for name, values in rates.items() if values}
 
 
-def print_rates(rates: dict[str, list[float]], unit: str) -> None:
+def print_rates(rates: dict[str, list[float]], unit: str, **context) -> None:
+    """Print and record each contender's best run, with all its runs."""
     for name, values in rates.items():
         if values:
             print(f"  {name:34}: best {max(values):9.1f} {unit}  (runs: {', '.join(f'{v:.1f}' for v in values)})")
+            record_figure(name, max(values), unit, runs=values, **context)
 
 
 class TrainingBenchmark:
@@ -387,12 +497,13 @@ def benchmark_training(
                 # Without XLA a step can take many times longer: once is enough.
                 rates[f"model-only limit, jit_compile={jit}"] = [bench.model_only_limit(jit == "true")]
             print(f"  images/s of the fastest of epochs 2-{epochs}, {bench.train_images} training images:")
-            print_rates(rates, "img/s")
+            print_rates(rates, "img/s", precision=precision)
             if plain_skip:
                 print(f"  plain Keras pipeline              : skipped ({plain_skip})")
             best = best_of(rates)
             efficiency = best["workflow (train_model)"] / best["model-only limit"]
             print(f"efficiency (workflow / model-only limit): {efficiency:.2f}", flush=True)
+            record_figure("efficiency (workflow / model-only limit)", efficiency, "ratio", precision=precision)
 
 
 def _render_rows(rows, first_row: int, labels: list[str], size: int) -> list[int]:
@@ -434,7 +545,9 @@ def write_rendered_dataset(folder: Path, train_images: int, val_images: int, siz
     checksums = write_verified_npy(folder / CACHE_IMAGES_FILE, np.uint8, (total, size, size, 3), fill)
     write_cache_index(split["path"].tolist(), folder / INDEX_FILE, checksums)
     write_tsv(split, folder / "split.tsv")
-    print(f"  {total} synthetic {size} px images rendered in {time.perf_counter() - started:.1f} s", flush=True)
+    seconds = time.perf_counter() - started
+    print(f"  {total} synthetic {size} px images rendered in {seconds:.1f} s", flush=True)
+    record_figure("synthetic images rendered", seconds, "s", images=total, size=size)
 
 
 def timed_callbacks(callbacks: list, rows: list[dict]) -> list:
@@ -605,6 +718,7 @@ def report_phases(rows: list[dict], out: Path | None, **context) -> None:
 
     for phase, seconds in steady_phases(rows).items():
         print(f"    {phase:42}: {1000 * seconds:9.1f} ms", flush=True)
+        record_figure(phase, 1000 * seconds, "ms", statistic="median of epochs after the first", **context)
     if out:
         append_phases(out / "phases.tsv", rows, **context, device=backend.device_description())
 
@@ -644,26 +758,26 @@ def benchmark_phases(
                 measured["workflow"], run_folder = workflow_phases(bench, precision)
                 history = pd.read_csv(run_folder / "history.tsv", sep="\t")
                 steady = {name: steady_phases(rows) for name, rows in measured.items()}
+                case = {"precision": precision, "train_images": train_images, "val_images": val_images}
                 for name, rows in measured.items():
                     first = sum(value for key, value in rows[0].items() if key != "epoch")
                     print(f"  {name}: epoch 1 (compiles) {first:.2f} s; median of epochs 2-{epochs}:", flush=True)
-                    report_phases(
-                        rows,
-                        out,
-                        contender=name,
-                        model=model_name,
-                        precision=precision,
-                        train_images=train_images,
-                        val_images=val_images,
-                        size=size,
-                        batch_size=batch_size,
-                    )
+                    record_figure("epoch 1 (compiles)", first, "s", contender=name, **case)
+                    report_phases(rows, out, contender=name, model=model_name, size=size, batch_size=batch_size, **case)
                 limit = train_images / steady["model-only"]["training steps"]
                 for name in measured:
                     rate = train_images / steady[name]["training steps"]
                     print(f"  training steps, {name}: {rate:.0f} img/s, {rate / limit:.2f} of the model-only path")
+                    record_figure("training steps", rate, "img/s", contender=name, **case)
+                    record_figure(
+                        "training steps, ratio to the model-only path", rate / limit, "ratio", contender=name, **case
+                    )
                 recorded = steady_rate(history["train_seconds"], train_images)
                 print(f"  workflow history's train_seconds: {recorded:.0f} img/s, {recorded / limit:.2f}", flush=True)
+                record_figure("workflow history's train_seconds", recorded, "img/s", **case)
+                record_figure(
+                    "workflow history's train_seconds, ratio to the model-only path", recorded / limit, "ratio", **case
+                )
 
 
 def benchmark_paper_run(
@@ -693,17 +807,26 @@ def benchmark_paper_run(
     print(
         f"  {epochs} epochs of {train_images} training and {val_images} validation images: {seconds:.1f} s end to end"
     )
-    for key in (
-        "wall_seconds",
-        "training_seconds",
-        "seconds_per_epoch",
-        "images_per_second",
-        "peak_accelerator_memory_mb",
-    ):
+    record_figure("end to end", seconds, "s")
+    stats_units = {
+        "wall_seconds": "s",
+        "training_seconds": "s",
+        "seconds_per_epoch": "s",
+        "images_per_second": "img/s",
+        "peak_accelerator_memory_mb": "MB",
+    }
+    for key, unit in stats_units.items():
         print(f"  {key:28}: {stats[key]}")
+        # Stats without a value (no accelerator's memory peak on a CPU) are printed as None, not recorded.
+        if stats[key] is not None:
+            record_figure(key, stats[key], unit)
     epoch_seconds, last = history["epoch_seconds"], history.iloc[-1]
     print(f"  epoch 1: {epoch_seconds.iloc[0]:.2f} s; later epochs: median {epoch_seconds.iloc[1:].median():.3f} s")
     print(f"  last epoch: accuracy {last['accuracy']:.4f}, val_accuracy {last['val_accuracy']:.4f}")
+    record_figure("epoch 1", epoch_seconds.iloc[0], "s")
+    record_figure("later epochs, median", epoch_seconds.iloc[1:].median(), "s")
+    record_figure("last epoch accuracy", last["accuracy"], "fraction")
+    record_figure("last epoch val_accuracy", last["val_accuracy"], "fraction")
     print(f"  median of epochs 2-{epochs}:")
     report_phases(
         rows,
@@ -745,6 +868,8 @@ def benchmark_checkpoint(model_name: str, size: int, repeats: int) -> None:
         checkpoints[1].restore(model)
         print(run_header("checkpoint", model_name, size, 32, model.jit_compile), flush=True)
         print(f"  {len(model.variables)} model and {len(model.optimizer.variables)} optimizer variables", flush=True)
+        record_figure("model variables", len(model.variables), "variables")
+        record_figure("optimizer variables", len(model.optimizer.variables), "variables")
         for epoch in range(repeats):
             for name, checkpoint in zip(milliseconds, checkpoints, strict=True):
                 started = time.perf_counter()
@@ -754,7 +879,10 @@ def benchmark_checkpoint(model_name: str, size: int, repeats: int) -> None:
     for name, values in milliseconds.items():
         # The first of each writes no previous checkpoint: the median of the rest is one epoch's cost.
         print(f"  {name:44}: median {np.median(values[1:]):7.1f} ms  (runs: {', '.join(f'{v:.0f}' for v in values)})")
+        record_figure(name, np.median(values[1:]), "ms", statistic="median of runs 2 on", runs=values)
     print(f"  both checkpoints on disk, MB: {sizes}", flush=True)
+    for folder, megabytes in sizes.items():
+        record_figure(f"both checkpoints on disk, {folder}", megabytes, "MB")
 
 
 def benchmark_prediction(model_name: str, images: int, size: int, batch_size: int, repeats: int) -> None:
@@ -786,12 +914,11 @@ def benchmark_prediction(model_name: str, images: int, size: int, batch_size: in
     best = best_of(rates)
     efficiency = best["workflow (predict_model)"] / best["model-only limit (predict_on_batch)"]
     print(f"efficiency (workflow / model-only limit): {efficiency:.2f}")
+    record_figure("efficiency (workflow / model-only limit)", efficiency, "ratio")
 
 
 def benchmark_dry_run(seeds: int) -> None:
     """`snakemake -n` of the paper config with both split schemes, as CI and users run it."""
-    import subprocess
-
     with tempfile.TemporaryDirectory() as tmp:
         overlay = Path(tmp) / "study.yaml"
         overlay.write_text(f"seeds: {list(range(seeds))}\nsplit: {{schemes: [random, patient]}}\n")
@@ -813,10 +940,17 @@ def benchmark_dry_run(seeds: int) -> None:
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - started
     print(f"dry-run of the paper config, {seeds} seeds x 2 schemes x 2 models: {seconds:.1f} s (target < 10 s)")
+    record_figure("dry-run of the paper config", seconds, "s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=REPO / "results" / "benchmarks",
+        help="folder of the JSON file of the section's figures (default: results/benchmarks)",
+    )
     sections = parser.add_subparsers(dest="section", required=True)
     cache = sections.add_parser("cache", help="decode+resize cache builder vs a plain PIL loop")
     cache.add_argument("--images", type=int, default=600)
@@ -876,6 +1010,7 @@ def main() -> None:
     dryrun = sections.add_parser("dryrun", help="snakemake -n of the full paper config")
     dryrun.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
+    started, git = datetime.now(UTC), git_state(REPO)
     if args.section == "cache":
         benchmark_cache(args.images, args.size, args.workers)
     elif args.section == "evaluation":
@@ -908,6 +1043,7 @@ def main() -> None:
         benchmark_checkpoint(args.model, args.size, args.repeats)
     elif args.section == "prediction":
         benchmark_prediction(args.model, args.images, args.size, args.batch_size, args.repeats)
+    print(f"figures written to {write_record(args.results, args.section, vars(args), started, git)}")
 
 
 if __name__ == "__main__":
