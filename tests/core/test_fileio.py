@@ -1,8 +1,9 @@
+import hashlib
 import os
 
 import pytest
 
-from leukemia_dtl.core.fileio import atomic_path, write_json
+from leukemia_dtl.core.fileio import atomic_path, file_sha256, write_json
 
 
 def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
@@ -17,3 +18,9 @@ def test_a_failure_leaves_neither_target_nor_temporary_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_file_sha256_reads_in_blocks_to_the_same_digest(tmp_path):
+    data = os.urandom(3 * (1 << 20) + 17)  # three whole 1 MiB blocks and a partial one
+    (tmp_path / "archive.zip").write_bytes(data)
+    assert file_sha256(tmp_path / "archive.zip") == hashlib.sha256(data).hexdigest()

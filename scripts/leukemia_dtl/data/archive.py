@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path
+from leukemia_dtl.core.fileio import atomic_path, file_sha256
 from leukemia_dtl.core.vocabulary import DATASET_DIR
 
 log = logging.getLogger(__name__)
@@ -33,16 +32,8 @@ _NO_KAGGLE = (
 )
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_checksum(archive: str | Path, checksum_file: str | Path) -> str:
-    checksum = sha256_of(archive)
+    checksum = file_sha256(archive)
     with atomic_path(checksum_file) as tmp:
         tmp.write_text(f"{checksum}  {Path(archive).name}\n")
     log.info("sha256 %s  %s", checksum, archive)

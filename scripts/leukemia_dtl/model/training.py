@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path, write_json, write_tsv
+from leukemia_dtl.core.fileio import atomic_path, file_sha256, write_json, write_tsv
 from leukemia_dtl.core.run_lock import run_lock
 from leukemia_dtl.core.vocabulary import (
     CLASS_NAMES,
@@ -145,10 +145,6 @@ class EpochTimer(keras.callbacks.Callback):
         logs["epoch_seconds"] = self._device_clock() - self._epoch_start
         logs["train_seconds"] = logs["epoch_seconds"] - self._validation_seconds
         self.progress.epochs_run += 1
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class DivergenceCheck(keras.callbacks.Callback):
@@ -622,8 +618,8 @@ def train_model(
             "image_size": image_size,
             "seed": seed,
             "precision": policy,
-            "split_sha256": file_digest(split_path),
-            "cache_index_sha256": file_digest(Path(cache_dir) / INDEX_FILE),
+            "split_sha256": file_sha256(split_path),
+            "cache_index_sha256": file_sha256(Path(cache_dir) / INDEX_FILE),
             # A backup of Keras weights files (before the .npz checkpoints) is discarded, not failed on.
             "checkpoint": CHECKPOINT_VARIABLES_FILE,
         }
