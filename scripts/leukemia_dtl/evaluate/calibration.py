@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
+# The equal-width bins of p_all that the reliability diagram and the model cards' ECE both use.
+CALIBRATION_BINS = 10
 
-def reliability_curve(y, p, n_bins: int = 10) -> pd.DataFrame:
+
+def reliability_curve(y, p, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
     """Per equal-width bin of ``p``: bin_center, mean_predicted, observed_frequency (of ALL), count.
 
     Bins are (lo, hi] with the first bin also holding 0, as in sklearn's ``calibration_curve``;
@@ -33,7 +36,7 @@ def reliability_curve(y, p, n_bins: int = 10) -> pd.DataFrame:
     )
 
 
-def expected_calibration_error(y, p, n_bins: int = 10) -> float:
+def expected_calibration_error(y, p, n_bins: int = CALIBRATION_BINS) -> float:
     """Count-weighted mean over bins of |observed frequency of ALL - mean predicted probability|."""
     curve = reliability_curve(y, p, n_bins).query("count > 0")
     gaps = (curve["observed_frequency"] - curve["mean_predicted"]).abs()

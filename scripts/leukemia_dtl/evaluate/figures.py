@@ -26,7 +26,12 @@ from matplotlib.patches import Patch, Rectangle
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import atomic_path
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, EFFICIENTNETB3, VGG19
-from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error, reliability_curve
+from leukemia_dtl.evaluate.calibration import (
+    CALIBRATION_BINS,
+    brier_score,
+    expected_calibration_error,
+    reliability_curve,
+)
 from leukemia_dtl.evaluate.metrics import confusion_counts
 from leukemia_dtl.evaluate.paper_values import TABLE1, model_name
 from leukemia_dtl.evaluate.result_files import is_all
@@ -64,7 +69,6 @@ PAPER_MODEL_COLOURS = {VGG19: OKABE_ITO[0], EFFICIENTNETB3: OKABE_ITO[1]}
 BAND_ALPHA = 0.2
 SEED_LINE_ALPHA = 0.4
 ROC_MAX_THRESHOLDS = 2001
-CALIBRATION_BINS = 10
 # Training curves' y axes; accuracy is the training loop's, at the argmax whatever statistics.threshold says.
 TRAINING_CURVE_LABELS = {"accuracy": "Accuracy (argmax)", "loss": "Loss"}
 # The prediction set of the seeds' own metrics, as the paper's Table 1 reports them (mean ± sd over seeds).

@@ -24,7 +24,7 @@ from leukemia_dtl.core.vocabulary import (
     SUBSETS,
 )
 from leukemia_dtl.data.splits import leakage_report
-from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error
+from leukemia_dtl.evaluate.calibration import CALIBRATION_BINS, brier_score, expected_calibration_error
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import is_all, read_predictions
 from leukemia_dtl.evaluate.runs import option_text, read_run_metrics, read_train_stats
@@ -53,7 +53,6 @@ TRAINING_OPTIONS = (
     *MODEL_OPTION_GROUPS["head"],
     *MODEL_OPTION_GROUPS["training_extras"],
 )
-CALIBRATION_BINS = 10
 
 
 def _heading(model: str, scheme: str, seeds: Sequence[int], weights: str) -> list[str]:
