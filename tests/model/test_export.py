@@ -4,6 +4,7 @@ failed check publishes nothing."""
 
 import json
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,7 +16,7 @@ import tensorflow as tf
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import EFFICIENTNETB3, EXPORT_CHECK_FILE, ONNX_FILE, SAVED_MODEL_DIR, VGG19
 from leukemia_dtl.model import classifiers
-from leukemia_dtl.model.export import EXPORT_TOLERANCE, check_exports, export_onnx, export_run, inference_model
+from leukemia_dtl.model.export import EXPORT_TOLERANCE, check_exports, export_run, inference_model
 from leukemia_dtl.model.inference import class_probabilities, probability_of_all
 from leukemia_dtl.model.inputs import ImageCache, read_split
 from model_stage_fixtures import PAPER_AUGMENTATION, TINY_BACKBONE, write_synthetic_dataset
@@ -148,6 +149,7 @@ def test_keras_own_export_of_such_a_model_would_augment(vgg19_export, dataset, t
     assert np.abs(augmented - probability_of_all(model.predict(images, verbose=0))).max() > 0.05
 
 
+@pytest.mark.slow
 def test_a_model_that_differs_from_its_export_fails_the_check(vgg19_export, dataset):
     model, out = vgg19_export
     kernel, bias = model.get_layer("predictions").get_weights()
@@ -161,32 +163,33 @@ def test_a_model_that_differs_from_its_export_fails_the_check(vgg19_export, data
         model.get_layer("predictions").set_weights([kernel, bias])
 
 
-@pytest.mark.slow
-def test_a_failed_check_publishes_nothing(tmp_path, dataset, monkeypatch):
-    """A diverged model (NaN weights) exports, but its outputs are not finite: the check fails the job."""
+def export_tiny_model(tmp_path, dataset, monkeypatch, diverged: bool = False) -> Path:
+    """export_run of a small random classifier into tmp_path/export; ``diverged``: NaN weights in its head."""
     monkeypatch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)
     split_path, cache_dir, _ = dataset
     model = classifiers.build_classifier("tiny", image_size=32, weights="none", dropout=0.5)
-    kernel, bias = model.get_layer("predictions").get_weights()
-    model.get_layer("predictions").set_weights([np.full_like(kernel, np.nan), bias])
+    if diverged:
+        kernel, bias = model.get_layer("predictions").get_weights()
+        model.get_layer("predictions").set_weights([np.full_like(kernel, np.nan), bias])
     classifiers.save_model(model, tmp_path / "model.keras")
     out = tmp_path / "export"
+    export_run(
+        tmp_path / "model.keras", split_path, cache_dir, out / SAVED_MODEL_DIR, out / ONNX_FILE, out / EXPORT_CHECK_FILE
+    )
+    return out
+
+
+@pytest.mark.slow
+def test_a_failed_check_publishes_nothing(tmp_path, dataset, monkeypatch):
+    """A diverged model (NaN weights) exports, but its outputs are not finite: the check fails the job."""
     with pytest.raises(UserError, match="nan means an output is not finite"):
-        export_run(
-            tmp_path / "model.keras",
-            split_path,
-            cache_dir,
-            out / SAVED_MODEL_DIR,
-            out / ONNX_FILE,
-            out / EXPORT_CHECK_FILE,
-        )
-    assert list(out.iterdir()) == []
+        export_tiny_model(tmp_path, dataset, monkeypatch, diverged=True)
+    assert not any((tmp_path / "export").rglob("*"))
 
 
-def test_a_missing_converter_names_the_package_to_install(vgg19_export, tmp_path, monkeypatch):
-    _, out = vgg19_export
+def test_a_missing_converter_names_the_package_to_install_and_publishes_nothing(tmp_path, dataset, monkeypatch):
     # None in sys.modules makes the import fail, as for a package that is not installed.
     monkeypatch.setitem(sys.modules, "tf2onnx", None)
     with pytest.raises(UserError, match="pip install tf2onnx"):
-        export_onnx(out / SAVED_MODEL_DIR, tmp_path / ONNX_FILE)
-    assert list(tmp_path.iterdir()) == []
+        export_tiny_model(tmp_path, dataset, monkeypatch)
+    assert not any((tmp_path / "export").rglob("*"))

@@ -108,19 +108,6 @@ def _convert_to_onnx(saved_model_folder: str | os.PathLike, onnx_path: str | os.
         )
 
 
-def export_saved_model(model: keras.Model, folder: str | os.PathLike) -> None:
-    """Write ``model`` without its augmentation (:func:`inference_model`) as a TensorFlow SavedModel at
-    ``folder``, whose ``serve`` endpoint returns the two class probabilities."""
-    with atomic_folder(folder) as staged:
-        _write_saved_model(model, staged)
-
-
-def export_onnx(saved_model_folder: str | os.PathLike, onnx_path: str | os.PathLike) -> None:
-    """Convert the SavedModel at ``saved_model_folder`` (from :func:`export_saved_model`) to ``onnx_path``."""
-    with atomic_path(onnx_path) as staged:
-        _convert_to_onnx(saved_model_folder, staged)
-
-
 def _max_abs_diff(expected: np.ndarray, outputs: np.ndarray) -> float:
     """Largest |difference| of the class probabilities (P(ALL) among them); NaN when either is not finite,
     infinite when the shapes differ."""
