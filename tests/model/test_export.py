@@ -15,10 +15,11 @@ import tensorflow as tf
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import EFFICIENTNETB3, EXPORT_CHECK_FILE, ONNX_FILE, SAVED_MODEL_DIR, VGG19
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.export import EXPORT_TOLERANCE, check_exports, export_run, inference_model
 from leukemia_dtl.model.inference import class_probabilities, probability_of_all
-from leukemia_dtl.model.inputs import ImageCache, read_split
+from leukemia_dtl.model.inputs import ImageCache
 from model_stage_fixtures import PAPER_AUGMENTATION, TINY_BACKBONE, write_synthetic_dataset
 
 # ONNX's random operators, and any TensorFlow random op a converter could leave in the graph.

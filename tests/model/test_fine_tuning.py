@@ -16,9 +16,10 @@ import yaml
 from conftest import REPO
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.classifiers import base_position, layers_to_fine_tune, unfreeze_for_fine_tuning
-from leukemia_dtl.model.inputs import ImageCache, class_indices, read_split
+from leukemia_dtl.model.inputs import ImageCache, class_indices
 from leukemia_dtl.model.training import (
     BACKUP_STATE_DIR,
     FineTuning,

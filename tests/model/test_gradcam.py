@@ -14,6 +14,7 @@ from keras_backends import backend_params, run_under_backend
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, write_tsv
 from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, GRADCAM_OUTCOMES, PREDICTION_COLUMNS
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.gradcam import (
     GradCamSplit,
@@ -23,7 +24,6 @@ from leukemia_dtl.model.gradcam import (
     plot_gradcam_panel,
 )
 from leukemia_dtl.model.inference import probability_of_all
-from leukemia_dtl.model.inputs import read_split
 from model_stage_fixtures import PAPER_AUGMENTATION, TINY_BACKBONE, write_synthetic_dataset
 
 HEM, ALL = 0, 1

@@ -12,6 +12,7 @@ from scipy.special import softmax
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, row_checksums, write_cache_index
 from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE, PREDICTED_SUBSETS, PREDICTION_COLUMNS
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.inference import (
     DIHEDRAL_TRANSFORMS,
@@ -23,7 +24,7 @@ from leukemia_dtl.model.inference import (
     probability_of_all,
     write_submission,
 )
-from leukemia_dtl.model.inputs import ImageCache, read_split
+from leukemia_dtl.model.inputs import ImageCache
 from model_stage_fixtures import TINY_BACKBONE, write_synthetic_dataset
 
 FOLDER = "testing_data/C-NMC_test_final_phase_data"

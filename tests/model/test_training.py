@@ -22,8 +22,9 @@ from conftest import REPO
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import training
-from leukemia_dtl.model.inputs import ImageCache, class_indices, read_split
+from leukemia_dtl.model.inputs import ImageCache, class_indices
 from leukemia_dtl.model.training import prepare_backup_dir, train_model
 from model_stage_fixtures import PAPER_AUGMENTATION
 

@@ -7,8 +7,9 @@ import yaml
 
 from conftest import planned_jobs, run_snakemake
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.evaluate.figures import plot_tuning_heatmap
-from leukemia_dtl.model.inputs import FeatureTable, read_split
+from leukemia_dtl.model.inputs import FeatureTable
 from leukemia_dtl.tuning.grid_search import extract_features, train_configuration, tune_configuration
 from leukemia_dtl.tuning.selection import rank_configurations, read_selected_hyperparameters, select_configuration
 

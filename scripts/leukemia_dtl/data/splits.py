@@ -5,23 +5,43 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv, require_columns
 from leukemia_dtl.core.vocabulary import (
+    CLASS_NAMES,
     FOLD_ROTATIONS,
     PATIENT_SPLIT,
     PREDICTED_SUBSETS,
     RANDOM_SPLIT,
     SPLIT_COLUMNS,
+    SUBSETS,
     TRAINING_SPLITS,
 )
 from leukemia_dtl.data.layout import TRAINING_FOLDS
 
 log = logging.getLogger(__name__)
+
+
+def read_split(path: str | os.PathLike) -> pd.DataFrame:
+    """The split table, checked: columns path, subject, label (ALL/HEM), subset (train/val/test/external)."""
+    split = read_tsv(path)
+    require_columns(split, SPLIT_COLUMNS, f"Split file {path}", "Rebuild it: snakemake --forcerun split_dataset.")
+    bad_labels = sorted(set(split["label"]) - set(CLASS_NAMES))
+    bad_subsets = sorted(set(split["subset"]) - set(SUBSETS))
+    if bad_labels or bad_subsets:
+        raise UserError(
+            f"Split file {path} has unknown label(s) {bad_labels} or subset(s) {bad_subsets}; "
+            f"labels must be {list(CLASS_NAMES)} and subsets {list(SUBSETS)}. Rebuild it: snakemake --forcerun "
+            "split_dataset."
+        )
+    return split
+
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 # Within a rotation's two training folds: the patient split's train to val ratio.

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from leukemia_dtl.core.fileio import atomic_path, read_tsv, require_columns, storage_errors
+from leukemia_dtl.core.fileio import atomic_path, storage_errors
 from leukemia_dtl.core.provenance import read_run_provenance, short_commit, short_digest
 from leukemia_dtl.core.vocabulary import (
     AUGMENTATION_OPTIONS,
@@ -20,10 +20,9 @@ from leukemia_dtl.core.vocabulary import (
     POSITIVE_CLASS,
     RANDOM_SPLIT,
     REPORTED_SUBSETS,
-    SPLIT_COLUMNS,
     SUBSETS,
 )
-from leukemia_dtl.data.splits import leakage_report
+from leukemia_dtl.data.splits import leakage_report, read_split
 from leukemia_dtl.evaluate.calibration import CALIBRATION_BINS, brier_score, expected_calibration_error
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import is_all, read_predictions
@@ -400,12 +399,6 @@ def model_card(
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
-def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
-    split = read_tsv(path)
-    require_columns(split, SPLIT_COLUMNS, f"Split file {path}", "Delete it and rerun the workflow to rebuild it.")
-    return split
-
-
 def write_model_card(
     card_path: str | os.PathLike,
     *,
@@ -423,7 +416,7 @@ def write_model_card(
     scheme, model, seeds, model_files, export_folders, model_options, hyperparameters, augmentation,
     image_size, precision and min_subjects_per_class."""
     card = model_card(
-        split=read_split_table(split_path),
+        split=read_split(split_path),
         train_stats=[read_train_stats(path) for path in train_stats_paths],
         provenance=[read_run_provenance(path) for path in provenance_paths],
         seed_metrics={

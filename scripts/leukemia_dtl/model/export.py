@@ -21,11 +21,12 @@ import numpy as np
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import atomic_folder, atomic_path, write_json
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.augmentation import RandomAffineAugmentation
 from leukemia_dtl.model.classifiers import load_model
 from leukemia_dtl.model.inference import class_probabilities
-from leukemia_dtl.model.inputs import ImageCache, read_split
+from leukemia_dtl.model.inputs import ImageCache
 
 log = logging.getLogger("leukemia_dtl")
 

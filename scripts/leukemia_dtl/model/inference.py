@@ -23,9 +23,10 @@ from leukemia_dtl.core.vocabulary import (
     PREDICTED_SUBSETS,
     PREDICTION_COLUMNS,
 )
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.classifiers import load_model
-from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, read_split
+from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache
 
 log = logging.getLogger("leukemia_dtl")
 

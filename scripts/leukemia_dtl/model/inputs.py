@@ -18,30 +18,14 @@ import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import damaged_rows, read_tsv, require_columns
+from leukemia_dtl.core.fileio import damaged_rows, read_tsv
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
     CHECKSUM_COLUMN,
     CLASS_NAMES,
     FEATURES_FILE,
     INDEX_FILE,
-    SPLIT_COLUMNS,
-    SUBSETS,
 )
-
-
-def read_split(path: str | os.PathLike) -> pd.DataFrame:
-    """The split table, checked: columns path, subject, label (ALL/HEM), subset (train/val/test/external)."""
-    split = read_tsv(path)
-    require_columns(split, SPLIT_COLUMNS, f"Split file {path}", "Rebuild the split.")
-    bad_labels = sorted(set(split["label"]) - set(CLASS_NAMES))
-    bad_subsets = sorted(set(split["subset"]) - set(SUBSETS))
-    if bad_labels or bad_subsets:
-        raise UserError(
-            f"Split file {path} has unknown label(s) {bad_labels} or subset(s) {bad_subsets}; "
-            f"labels must be {list(CLASS_NAMES)} and subsets {list(SUBSETS)}. Rebuild the split."
-        )
-    return split
 
 
 def class_indices(labels: pd.Series) -> np.ndarray:

@@ -45,6 +45,7 @@ from leukemia_dtl.core.vocabulary import (
     TRAINING_SUBSETS,
     builder_options,
 )
+from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.classifiers import (
     build_classifier,
@@ -59,7 +60,6 @@ from leukemia_dtl.model.inputs import (
     ImageCache,
     IndexedArray,
     class_indices,
-    read_split,
 )
 from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
