@@ -32,6 +32,7 @@ def main(snakemake):
     )
     from leukemia_dtl.model.inputs import cache_dir_of
     from leukemia_dtl.model.training import train_model
+    from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
     # First of all: under JAX, XLA reads the determinism flag only when JAX initialises, which the GPU check and
     # the device description below do (train_model's own call then finds the flag set).
@@ -48,6 +49,8 @@ def main(snakemake):
         slurm=slurm_context(),
         repository=REPOSITORY,
     )
+    # With hyperparameters: tuned, the tuning's selected.yaml overrides the model's config entry.
+    selected = snakemake.input.get("hyperparameters")
     train_model(
         model_name=snakemake.params.model_name,
         model_options=snakemake.params.model_options,
@@ -62,7 +65,7 @@ def main(snakemake):
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         stats_path=snakemake.output.stats,
-        tuned_hyperparameters_path=snakemake.input.get("hyperparameters") or None,
+        tuned_hyperparameters=read_selected_hyperparameters(selected) if selected else None,
         threads=snakemake.threads,
         tensorboard_dir=snakemake.output.get("tensorboard"),
     )

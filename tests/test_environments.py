@@ -248,3 +248,10 @@ PRESENTATION = ["tables", "figures", "rulegraph"]
 def test_statistics_never_import_presentation(module):
     imports = imported_modules(PACKAGE / "evaluate" / f"{module}.py")
     assert not {f"leukemia_dtl.evaluate.{name}" for name in PRESENTATION} & imports
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "model").glob("*.py")), ids=lambda path: path.name)
+def test_the_model_stage_never_imports_tuning(path):
+    """Tuning builds on the model stage (it trains heads): training gets the tuned values from its rule script,
+    so the two packages form no cycle."""
+    assert not {module for module in imported_modules(path) if module.startswith("leukemia_dtl.tuning")}

@@ -26,6 +26,7 @@ from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import training
 from leukemia_dtl.model.inputs import ImageCache, class_indices
 from leukemia_dtl.model.training import prepare_backup_dir, train_model
+from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 from model_stage_fixtures import PAPER_AUGMENTATION
 
 TESTS_DIR = REPO / "tests"
@@ -130,7 +131,7 @@ def test_tuned_hyperparameters_override_the_config_entry(tmp_path, dataset, tiny
     selected = tmp_path / "selected.yaml"
     selected.write_text("hyperparameters: {learning_rate: 0.02, batch_size: 16, dropout: 0.3}\nmetric: val_auc\n")
     arguments = training_arguments(tmp_path, dataset, epochs=1)
-    stats = train_model(**arguments, tuned_hyperparameters_path=selected)
+    stats = train_model(**arguments, tuned_hyperparameters=read_selected_hyperparameters(selected))
     assert stats["model_options"] == {
         **TINY_OPTIONS,
         "epochs": 1,

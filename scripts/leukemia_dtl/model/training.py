@@ -61,7 +61,6 @@ from leukemia_dtl.model.inputs import (
     IndexedArray,
     class_indices,
 )
-from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
 log = logging.getLogger("leukemia_dtl")
 
@@ -554,7 +553,7 @@ def train_model(
     stats_path: str | os.PathLike,
     precision: str = "float32",
     deterministic: bool = False,
-    tuned_hyperparameters_path: str | os.PathLike | None = None,
+    tuned_hyperparameters: Mapping | None = None,
     threads: int | None = None,
     tensorboard_dir: str | os.PathLike | None = None,
 ) -> dict:
@@ -565,9 +564,9 @@ def train_model(
     normalization, freeze_base, dropout, dense_units) for :func:`classifiers.build_classifier`. With
     fine_tune, ``epochs`` frozen epochs are followed by ``fine_tune.epochs`` epochs that train the top
     ``fine_tune.layers`` layers of the base too, with the same optimizer at ``fine_tune.learning_rate``;
-    the history numbers them on from epochs + 1. ``tuned_hyperparameters_path`` (a tuning ``selected.yaml``)
-    overrides them with the selected values. ``tensorboard_dir``: also log every epoch there for TensorBoard.
-    Returns the stats written to ``stats_path``: wall_seconds
+    the history numbers them on from epochs + 1. ``tuned_hyperparameters`` (the values of a tuning's
+    ``selected.yaml``, read by the rule script) override them. ``tensorboard_dir``: also log every epoch there
+    for TensorBoard. Returns the stats written to ``stats_path``: wall_seconds
     covers this job only; training_seconds, seconds_per_epoch and images_per_second come from the history, so
     they cover every epoch across resumes (images_per_second counts training images over training time,
     validation excluded, first-epoch graph building included); peak memories are this process's.
@@ -579,7 +578,7 @@ def train_model(
         backend.enable_determinism()
     policy = backend.set_precision(precision)
 
-    tuned = read_selected_hyperparameters(tuned_hyperparameters_path) if tuned_hyperparameters_path else {}
+    tuned = dict(tuned_hyperparameters or {})
     model_options = {**model_options, **tuned}
     training_options = MODEL_OPTION_GROUPS["training"]
     missing = [name for name in training_options if name not in model_options]
@@ -628,7 +627,7 @@ def train_model(
         progress = TrainingProgress(run_name, total_epochs, train_images)
         backup = ResumableBackup(backup_dir / BACKUP_STATE_DIR, run_name)
         learning_rate_setting = (
-            f"tuning.grid.learning_rate (the tuning picked {learning_rate} in {tuned_hyperparameters_path})"
+            f"tuning.grid.learning_rate (the tuning picked {learning_rate}: its selected.yaml)"
             if "learning_rate" in tuned
             else f"models.{model_name}.learning_rate ({learning_rate})"
         )
