@@ -186,7 +186,7 @@ def _configuration_section(
     return markdown_table(training_table(seeds, train_stats), "Training configuration", caption)
 
 
-def _interval_text(entry: Mapping, low: str, high: str) -> str:
+def _ci_text(entry: Mapping, low: str, high: str) -> str:
     if entry.get(low) is None or entry.get(high) is None:
         return "n/a"
     return f"[{entry[low]:.{DIGITS}f}, {entry[high]:.{DIGITS}f}]"
@@ -215,8 +215,8 @@ def metrics_table(
                     "Single seeds, mean ± sd": mean_sd_text(mean, sd, DIGITS),
                     "Seeds": n_seeds,
                     "Seed ensemble": f"{entry['value']:.{DIGITS}f}",
-                    f"Image-level {confidence} CI": _interval_text(entry, "ci_low", "ci_high"),
-                    f"Subject-level {confidence} CI": _interval_text(entry, "subject_ci_low", "subject_ci_high"),
+                    f"Image-level {confidence} CI": _ci_text(entry, "ci_low", "ci_high"),
+                    f"Subject-level {confidence} CI": _ci_text(entry, "subject_ci_low", "subject_ci_high"),
                 }
             )
     return pd.DataFrame(rows)
