@@ -58,6 +58,19 @@ def _check_data_source(data):
 
 _check_data_source(config["data"])
 
+
+def _check_fine_tuning(models):
+    for name, entry in models.items():
+        if entry.get("fine_tune") and not entry.get("freeze_base", True):
+            raise WorkflowError(
+                f"models.{name} sets fine_tune, which unfreezes the top of a frozen base, and freeze_base: false, "
+                f"which trains the whole base from the start: set models.{name}.freeze_base: true or remove "
+                f"models.{name}.fine_tune."
+            )
+
+
+_check_fine_tuning(config["models"])
+
 RESULTS = "results"
 KAGGLE_ARCHIVE = f"{RESULTS}/data/download/leukemia-classification.zip"
 KAGGLE_CHECKSUM = f"{RESULTS}/data/download/leukemia-classification.zip.sha256"
@@ -388,7 +401,12 @@ def classify_choice():
             "The target classify needs classify.input (a folder of images) and classify.model "
             "(<scheme>/<model>/<seed{N} | ensemble>, e.g. patient/efficientnetb3/ensemble) in the config."
         )
-    scheme, model, members = choice["model"].split("/")
+    return trained_classify_model(choice["model"])
+
+
+def trained_classify_model(name):
+    """classify.model as (scheme, model, seeds), checked against what the config trains."""
+    scheme, model, members = name.split("/")
     seeds = (
         config["seeds"] if members == ENSEMBLE else [int(members.removeprefix("seed"))]
     )
@@ -403,7 +421,7 @@ def classify_choice():
     ]
     if unknown:
         raise WorkflowError(
-            f"classify.model is {choice['model']}, but the config trains no {', '.join(unknown)}: "
+            f"classify.model is {name}, but the config trains no {', '.join(unknown)}: "
             "name a trained scheme, model and seed."
         )
     return scheme, model, seeds
@@ -692,3 +710,8 @@ def tuning_targets():
 def final_targets():
     tuning = tuning_targets() if config["hyperparameters"] == "tuned" else []
     return data_targets() + tuning + evaluation_targets() + use_targets()
+
+
+# Checked when the workflow is parsed, so that a dry-run names the key, not a job that waited in a queue.
+if config["classify"]["model"]:
+    trained_classify_model(config["classify"]["model"])

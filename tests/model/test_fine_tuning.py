@@ -22,11 +22,9 @@ from leukemia_dtl.model.classifiers import base_position, layers_to_fine_tune, u
 from leukemia_dtl.model.inputs import ImageCache, class_indices
 from leukemia_dtl.model.training import (
     BACKUP_STATE_DIR,
-    FineTuning,
     ResumableBackup,
     build_seeded_classifier,
     class_weights,
-    fine_tuning,
     read_training_subsets,
     train_model,
 )
@@ -236,19 +234,6 @@ def test_fine_tuning_changes_only_the_layers_it_names_and_continues_the_history(
     # Below the top layer with weights, or BatchNormalization (its statistics included): as built.
     frozen = ("conv1", "bn1", "bn2")
     assert_same_weights([after[name] for name in frozen], [before[name] for name in frozen])
-
-
-def test_the_fine_tuning_setting_is_off_when_absent_and_complete_when_given():
-    assert fine_tuning("m", None) is None
-    assert fine_tuning("m", FINE_TUNE) == FineTuning(layers=1, learning_rate=0.005, epochs=2)
-    with pytest.raises(UserError, match=r"models.m.fine_tune must hold exactly layers, learning_rate and epochs"):
-        fine_tuning("m", {"layers": 4, "epochs": 2})
-
-
-def test_fine_tuning_needs_a_frozen_base(tmp_path, dataset, tiny_backbone):
-    arguments = training_arguments(tmp_path, dataset, freeze_base=False, fine_tune=FINE_TUNE)
-    with pytest.raises(UserError, match="set freeze_base: true or remove fine_tune"):
-        train_model(**arguments)
 
 
 def test_a_fine_tuning_phase_that_diverges_names_its_learning_rate(tmp_path, dataset, tiny_backbone):

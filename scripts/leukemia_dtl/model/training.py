@@ -404,18 +404,6 @@ class FineTuning:
     epochs: int
 
 
-def fine_tuning(model_name: str, setting: Mapping | None) -> FineTuning | None:
-    """The fine-tuning phase a model's config asks for; None (absent or null) is the paper's frozen base."""
-    if setting is None:
-        return None
-    try:
-        return FineTuning(**setting)
-    except TypeError:
-        raise UserError(
-            f"models.{model_name}.fine_tune must hold exactly layers, learning_rate and epochs, not {setting!r}."
-        ) from None
-
-
 def trainable_parameters(model: keras.Model) -> int:
     return int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
 
@@ -585,12 +573,8 @@ def train_model(
     if missing:
         raise UserError(f"models.{model_name} lacks {missing}; it needs {list(training_options)}.")
     batch_size, epochs, optimizer, learning_rate = (model_options[name] for name in training_options)
-    fine_tune = fine_tuning(model_name, model_options.get("fine_tune"))
-    if fine_tune and not model_options.get("freeze_base", True):
-        raise UserError(
-            f"models.{model_name} sets fine_tune, which unfreezes the top of a frozen base, and freeze_base: "
-            "false, which trains the whole base from the start; set freeze_base: true or remove fine_tune."
-        )
+    # The config schema and rules/common.smk refuse an incomplete fine_tune, or one with freeze_base: false.
+    fine_tune = FineTuning(**model_options["fine_tune"]) if model_options.get("fine_tune") else None
     total_epochs = epochs + (fine_tune.epochs if fine_tune else 0)
     options = builder_options(model_options)
 
