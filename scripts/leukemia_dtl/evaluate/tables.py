@@ -637,16 +637,15 @@ def _stage_values(stats: Mapping[tuple[str, int], Mapping], model: str, stage: s
 
 
 def _measured_on(stats: Mapping[tuple[str, int], Mapping], models: Sequence[str], stage: str) -> list[tuple]:
-    """The (device, Keras backend) pairs of ``stage``'s stats, in model then seed order, each once. Stats
-    written before they recorded the backend give None, left out where the device is known with one."""
+    """The (device, Keras backend) pairs of ``stage``'s stats, in model then seed order, each once. Stats written
+    before they recorded the backend are refused like any stats that lack a key (:func:`_stage_values`)."""
     pairs = {}
     for model in models:
         devices = _stage_values(stats, model, stage, "device")
-        seeds = sorted(seed for run_model, seed in stats if run_model == model)
-        for device, seed in zip(devices, seeds, strict=True):
-            pairs[" ".join(str(device).split()), stats[model, seed].get("keras_backend")] = None
-    with_backend = {device for device, backend in pairs if backend}
-    return [(device, backend) for device, backend in pairs if backend or device not in with_backend]
+        backends = _stage_values(stats, model, stage, "keras_backend")
+        for device, backend in zip(devices, backends, strict=True):
+            pairs[" ".join(str(device).split()), backend] = None
+    return list(pairs)
 
 
 def _devices_text(pairs: list[tuple], scope: str | None = None) -> str:
@@ -654,10 +653,9 @@ def _devices_text(pairs: list[tuple], scope: str | None = None) -> str:
     backends = {backend for _, backend in pairs}
     if len(backends) == 1:
         (backend,) = backends
-        notes = [note for note in (scope, backend and f"{backend} backend") if note]
-        devices = ", ".join(device for device, _ in pairs)
-        return f"{devices} ({', '.join(notes)})" if notes else devices
-    text = ", ".join(f"{device} ({backend} backend)" if backend else device for device, backend in pairs)
+        notes = [note for note in (scope, f"{backend} backend") if note]
+        return f"{', '.join(device for device, _ in pairs)} ({', '.join(notes)})"
+    text = ", ".join(f"{device} ({backend} backend)" for device, backend in pairs)
     return f"{scope}: {text}" if scope else text
 
 
