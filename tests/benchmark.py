@@ -384,7 +384,7 @@ class TrainingBenchmark:
         return model
 
     def steady_fit_rate(self, model, data, **fit_arguments) -> float:
-        from leukemia_dtl.model.training import TrainingProgress
+        from leukemia_dtl.model.callbacks import TrainingProgress
 
         progress = TrainingProgress("benchmark", self.epochs, self.train_images)
         logs = []
@@ -669,7 +669,7 @@ def workflow_phases(bench: TrainingBenchmark, precision: str) -> tuple[list[dict
 def fit_phases(bench: TrainingBenchmark, name: str, data, callbacks=(), **fit_arguments) -> list[dict]:
     """``fit`` of ``bench``'s seeded model on ``data`` (plus the epoch timer and ``callbacks``) with every epoch's
     phases timed (``timed_callbacks``)."""
-    from leukemia_dtl.model.training import TrainingProgress
+    from leukemia_dtl.model.callbacks import TrainingProgress
 
     rows: list[dict] = []
     progress = TrainingProgress(name, bench.epochs, bench.train_images)
@@ -851,7 +851,7 @@ def benchmark_checkpoint(model_name: str, size: int, repeats: int) -> None:
 
     from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS, builder_options
     from leukemia_dtl.model.classifiers import build_classifier, compile_classifier
-    from leukemia_dtl.model.training import ResumableBackup
+    from leukemia_dtl.model.resume import ResumableBackup
 
     model = build_classifier(model_name, image_size=size, **builder_options(paper_options(model_name, 32, 1)))
     compile_classifier(model)

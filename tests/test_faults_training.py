@@ -22,17 +22,16 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS, PREDICTED_SUBSETS
 from leukemia_dtl.model import classifiers
+from leukemia_dtl.model.callbacks import DivergenceCheck, TrainingProgress
 from leukemia_dtl.model.inference import predict_subsets
-from leukemia_dtl.model.training import (
+from leukemia_dtl.model.resume import (
     BACKUP_CONFIG_FILE,
     BACKUP_STATE_DIR,
     CHECKPOINT_EPOCH_FILE,
     CHECKPOINT_VARIABLES_FILE,
-    DivergenceCheck,
     ResumableBackup,
-    TrainingProgress,
-    train_model,
 )
+from leukemia_dtl.model.training import train_model
 from model.test_training import epochs_logged, launch_training, training_arguments
 from model_stage_fixtures import TINY_BACKBONE
 

@@ -20,14 +20,8 @@ from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.classifiers import base_position, layers_to_fine_tune, unfreeze_for_fine_tuning
 from leukemia_dtl.model.inputs import ImageCache, class_indices
-from leukemia_dtl.model.training import (
-    BACKUP_STATE_DIR,
-    ResumableBackup,
-    build_seeded_classifier,
-    class_weights,
-    read_training_subsets,
-    train_model,
-)
+from leukemia_dtl.model.resume import BACKUP_STATE_DIR, ResumableBackup
+from leukemia_dtl.model.training import build_seeded_classifier, class_weights, read_training_subsets, train_model
 from model.test_training import epochs_logged, launch_training, training_arguments
 from model_stage_fixtures import vgg19_head
 

@@ -24,8 +24,10 @@ from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS
 from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import training
-from leukemia_dtl.model.inputs import ImageCache, class_indices
-from leukemia_dtl.model.training import prepare_backup_dir, train_model
+from leukemia_dtl.model.callbacks import TrainingProgress
+from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, class_indices
+from leukemia_dtl.model.resume import ResumableBackup, prepare_backup_dir
+from leukemia_dtl.model.training import train_model
 from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 from model_stage_fixtures import PAPER_AUGMENTATION
 
@@ -290,9 +292,9 @@ def test_no_training_callback_makes_keras_wait_for_each_step(tmp_path):
     # Keras dispatches batch ends asynchronously (JAX, PyTorch) only if no callback overrides them without
     # declaring itself async-safe; Keras's BackupAndRestore overrides on_train_batch_end, and undeclared it made each
     # step wait for the GPU before the next batch was fetched.
-    batches = training.CachedImageBatches(np.zeros((4, 8, 8, 3), np.uint8), np.arange(4), batch_size=2)
-    backup = training.ResumableBackup(tmp_path, "run")
-    callbacks = training.training_callbacks(batches, training.TrainingProgress("run", 1, 4), backup, "Lower it.")
+    batches = CachedImageBatches(np.zeros((4, 8, 8, 3), np.uint8), np.arange(4), batch_size=2)
+    backup = ResumableBackup(tmp_path, "run")
+    callbacks = training.training_callbacks(batches, TrainingProgress("run", 1, 4), backup, "Lower it.")
     for callback in callbacks:
         for hook in ("on_batch_end", "on_train_batch_end", "on_test_batch_end"):
             overridden = getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook) or (
@@ -311,7 +313,7 @@ def test_epoch_timings_count_steps_the_device_has_not_finished(tmp_path):
         """
         import json, sys
         import keras, numpy as np
-        from leukemia_dtl.model.training import TrainingProgress
+        from leukemia_dtl.model.callbacks import TrainingProgress
 
         images = np.random.default_rng(0).random((256, 48, 48, 3), np.float32)
         labels = keras.utils.to_categorical(np.arange(256) % 2, 2)
