@@ -21,12 +21,14 @@ from leukemia_dtl.core.fileio import read_tsv
 
 pytestmark = pytest.mark.workflow
 
-# The demo, cut to one scheme, one seed and the config's hyperparameters, deterministic.
+# The demo, cut to one scheme, one seed and the config's hyperparameters, deterministic. Without test-time
+# augmentation: its predictions are a function of the model, which the plain predictions already compare.
 SMALL_DETERMINISTIC_DEMO = {
     "split": {"schemes": ["random"]},
     "seeds": [0],
     "hyperparameters": "config",
     "deterministic": True,
+    "evaluation": {"tta": False},
     "models": {"vgg19": {"epochs": 3}, "efficientnetb3": {"epochs": 4}},
 }
 KILLED_RUN_LOG = "results/logs/train_model/random/vgg19/seed0.log"
