@@ -4,6 +4,7 @@ Read from the test files (ast), so a marker added to the last fast test of a mod
 """
 
 import ast
+import re
 from pathlib import Path
 
 from code_imports import imported_modules, module_file
@@ -62,3 +63,10 @@ def test_a_slow_marker_takes_a_test_out_of_the_fast_tier(tmp_path):
     assert has_fast_test(tests)
     tests.write_text("import pytest\npytestmark = [pytest.mark.workflow]\n\ndef test_b():\n    pass\n")
     assert not has_fast_test(tests)
+
+
+def test_make_test_fast_deselects_exactly_the_slow_markers():
+    """The Makefile cannot import conftest: its marker expression is checked against SLOW_MARKERS here."""
+    makefile = (REPO / "Makefile").read_text()
+    (expression,) = re.findall(r'^\t\$\(PYTHON\) -m pytest -m "([^"]+)"', makefile.split("test-fast:")[1], re.M)[:1]
+    assert set(re.findall(r"not (\w+)", expression)) == SLOW_MARKERS
