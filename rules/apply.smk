@@ -100,8 +100,6 @@ rule runs_table:
         log_file("runs_table"),
     conda:
         "../envs/evaluate.yaml"
-    params:
-        runs=all_runs(),
     script:
         "../scripts/runs_table.py"
 

@@ -1,4 +1,5 @@
-# Config validation and every path of the workflow: each path is written here once, and rules and
+# Config validation and every path of the workflow: each path is written here once (the per-run result files'
+# templates in the package's run_paths module, which also reads a run back from such a path), and rules and
 # targets take them from here. Names shared with the scripts (classes, subsets, schemes, columns, file
 # names, model option groups) come from the package's vocabulary module.
 import sys
@@ -11,6 +12,19 @@ from snakemake.utils import Paramspace, validate
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.run_paths import (
+    HISTORY,
+    PREDICT_STATS,
+    PREDICTION_SET,
+    PROVENANCE,
+    RESULTS,
+    RUN,
+    SET_METRICS,
+    SET_PREDICTIONS,
+    TRAIN_STATS,
+    in_set,
+    prediction_set,
+)
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
     CLASSIFIER_OUTPUT,
@@ -28,7 +42,6 @@ from leukemia_dtl.core.vocabulary import (
     PATIENT_SPLIT,
     PLAIN,
     PREDICTED_SUBSETS,
-    PROVENANCE_FILE,
     RANDOM_SPLIT,
     REPORTED_SUBSETS,
     SAVED_MODEL_DIR,
@@ -71,7 +84,6 @@ def _check_fine_tuning(models):
 
 _check_fine_tuning(config["models"])
 
-RESULTS = "results"
 KAGGLE_ARCHIVE = f"{RESULTS}/data/download/leukemia-classification.zip"
 KAGGLE_CHECKSUM = f"{RESULTS}/data/download/leukemia-classification.zip.sha256"
 DEMO_ARCHIVE = f"{RESULTS}/data/demo/C-NMC_Leukemia-demo.zip"
@@ -93,11 +105,10 @@ FINAL_PHASE_INDEX = f"{FINAL_PHASE_CACHE}/{INDEX_FILE}"
 SUBMISSION = f"{RESULTS}/challenge/{{scheme}}/{{model}}/{SUBMISSION_FILE}"
 FINAL_PHASE_PREDICTIONS = f"{RESULTS}/challenge/{{scheme}}/{{model}}/final_phase.tsv"
 KERAS_HOME = f"{RESULTS}/keras_home"
-RUN = "{scheme}/{model}/seed{seed}"
+# RUN, the per-run files that a rule reads for several runs (HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS) and
+# the prediction sets' files (SET_PREDICTIONS, SET_METRICS) come from the package's run_paths module, which parses
+# a path back to its run for the rule scripts.
 MODEL = f"{RESULTS}/models/{RUN}/model.keras"
-HISTORY = f"{RESULTS}/models/{RUN}/history.tsv"
-TRAIN_STATS = f"{RESULTS}/models/{RUN}/train_stats.json"
-PROVENANCE = f"{RESULTS}/models/{RUN}/{PROVENANCE_FILE}"
 TENSORBOARD = f"{RESULTS}/tensorboard/{RUN}"
 # Each trained model for other runtimes (target `export`), with the check of both files against the .keras model.
 EXPORT = f"{RESULTS}/export/{RUN}"
@@ -110,30 +121,8 @@ CLASSIFY_REJECTED = f"{RESULTS}/classify/rejected.tsv"
 MODEL_CARD = f"{RESULTS}/model_cards/{{scheme}}/{{model}}.md"
 # Resume state of an interrupted training job: not an output, so Snakemake never deletes it.
 RESUME = f"{RESULTS}/resume/{RUN}"
-# A prediction set: one run's predictions (seed<N>) or the mean of the seeds' (ensemble), each also with
-# test-time augmentation (seed<N>/tta, ensemble/tta); evaluate_predictions scores every set alike.
-PREDICTION_SET = "{scheme}/{model}/{prediction_set}"
-SET_PREDICTIONS = f"{RESULTS}/predictions/{PREDICTION_SET}/{{subset}}.tsv"
-SET_METRICS = f"{RESULTS}/metrics/{PREDICTION_SET}/{{subset}}.json"
-# The folder of a prediction set under its model, by kind: the plain predictions or test-time augmented.
-PREDICTION_KIND_FOLDERS = {PLAIN: "{members}", TTA: f"{{members}}/{TTA}"}
-ENSEMBLE_SETS = [
-    folder.format(members=ENSEMBLE) for folder in PREDICTION_KIND_FOLDERS.values()
-]
-
-
-def prediction_set(kind=PLAIN, seed="{seed}"):
-    """The set's folder: seed<seed> (``seed`` None: the ensemble), with /tta for kind tta."""
-    members = ENSEMBLE if seed is None else f"seed{seed}"
-    return PREDICTION_KIND_FOLDERS[kind].format(members=members)
-
-
-def in_set(pattern, kind=PLAIN, seed="{seed}"):
-    return pattern.replace("{prediction_set}", prediction_set(kind, seed))
-
-
+ENSEMBLE_SETS = [prediction_set(kind, seed=None) for kind in (PLAIN, TTA)]
 PREDICTIONS = in_set(SET_PREDICTIONS)
-PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/predict_stats.json"
 TTA_PREDICTIONS = in_set(SET_PREDICTIONS, TTA)
 TTA_PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/{TTA}/predict_stats.json"
 ENSEMBLE_PREDICTIONS = (
@@ -468,20 +457,19 @@ def ensemble_members(subset):
     return members
 
 
-def run_keys(subsets=("",)):
-    """(model, seed, subset) of every run, in the order of the per-run file lists below."""
-    return [
-        (model, seed, subset)
-        for model in config["models"]
-        for seed in config["seeds"]
-        for subset in subsets
-    ]
+# The rules that read several runs' files get them as plain lists, in the orders below (each the order of a
+# table's rows): a script takes each file's run back from its path (leukemia_dtl.core.run_paths.files_by).
 
 
 def run_files(pattern, scheme, subsets=("",), kind=PLAIN):
+    """One file per model, seed and subset (in that nesting, config order) of a run or SET_ pattern."""
     return [
-        in_set(pattern, kind).format(scheme=scheme, model=m, seed=s, subset=sub)
-        for m, s, sub in run_keys(subsets)
+        in_set(pattern, kind).format(
+            scheme=scheme, model=model, seed=seed, subset=subset
+        )
+        for model in config["models"]
+        for seed in config["seeds"]
+        for subset in subsets
     ]
 
 
@@ -493,16 +481,14 @@ def seed_files(pattern):
     ]
 
 
-def ensemble_keys(subsets):
-    """(model, subset) of every ensemble file, in the order of ensemble_files."""
-    return [(model, subset) for model in config["models"] for subset in subsets]
-
-
 def ensemble_files(pattern, scheme, subsets, kind=PLAIN):
-    """The seeds' ensemble files of a SET_ pattern (SET_PREDICTIONS, SET_METRICS)."""
+    """The seeds' ensemble files of a SET_ pattern (SET_PREDICTIONS, SET_METRICS), per model and subset."""
     return [
-        in_set(pattern, kind, seed=None).format(scheme=scheme, model=m, subset=sub)
-        for m, sub in ensemble_keys(subsets)
+        in_set(pattern, kind, seed=None).format(
+            scheme=scheme, model=model, subset=subset
+        )
+        for model in config["models"]
+        for subset in subsets
     ]
 
 
@@ -554,28 +540,14 @@ def model_schemes():
     return [scheme for scheme in config["split"]["schemes"] if scheme != FOLDS_SPLIT]
 
 
-def scheme_runs(scheme):
-    """(split, model, seed) of every trained run behind a scheme's results: its own runs, or the folds' rotations'."""
-    return [
-        (split, model, seed)
-        for model, seed, _ in run_keys()
-        for split in training_splits(scheme)
-    ]
-
-
-def scheme_run_keys(scheme):
-    """(model, run, "") per run of scheme_runs, in its order: run is the seed, or for the folds "seed N, foldK"."""
-    return [
-        (model, seed if split == scheme else f"seed {seed}, {split}", "")
-        for split, model, seed in scheme_runs(scheme)
-    ]
-
-
 def scheme_run_files(pattern, scheme):
-    """One file of ``pattern`` (with {scheme}, {model}, {seed}) per run of scheme_runs, in its order."""
+    """One file of ``pattern`` (with {scheme}, {model}, {seed}) per trained run behind a scheme's results: its own
+    runs, or the folds' rotations', per model and seed."""
     return [
         pattern.format(scheme=split, model=model, seed=seed)
-        for split, model, seed in scheme_runs(scheme)
+        for model in config["models"]
+        for seed in config["seeds"]
+        for split in training_splits(scheme)
     ]
 
 
@@ -667,20 +639,14 @@ def use_targets():
     )
 
 
-def all_runs():
-    """(scheme, model, seed) of every trained run, in the order of all_run_files."""
-    return [
-        (scheme, model, seed)
-        for scheme in configured_training_splits()
-        for model, seed, _ in run_keys()
-    ]
-
-
 def all_run_files(pattern, subset=""):
-    """One file per trained run of a pattern with {scheme}, {model} and {seed} (and {subset})."""
+    """One file per trained run (per training split, model and seed) of a pattern with {scheme}, {model} and {seed}
+    (and {subset})."""
     return [
         pattern.format(scheme=scheme, model=model, seed=seed, subset=subset)
-        for scheme, model, seed in all_runs()
+        for scheme in configured_training_splits()
+        for model in config["models"]
+        for seed in config["seeds"]
     ]
 
 

@@ -82,8 +82,6 @@ rule compare_models:
     conda:
         "../envs/evaluate.yaml"
     params:
-        metrics_keys=run_keys(PREDICTED_SUBSETS),
-        prediction_keys=run_keys(REPORTED_SUBSETS),
         models=list(config["models"]),
         statistics=config["statistics"],
     script:
@@ -120,17 +118,6 @@ rule compare_ensembles:
         log_file("compare_ensembles/{scheme}"),
     conda:
         "../envs/evaluate.yaml"
-    params:
-        ensemble_keys=[
-            (model, kind, subset)
-            for kind in prediction_kinds()
-            for model, subset in ensemble_keys(REPORTED_SUBSETS)
-        ],
-        seed_keys=[
-            (model, kind, seed, subset)
-            for kind in prediction_kinds()
-            for model, seed, subset in run_keys(REPORTED_SUBSETS)
-        ],
     script:
         "../scripts/compare_ensembles.py"
 
@@ -177,16 +164,6 @@ rule compare_subjects:
     conda:
         "../envs/evaluate.yaml"
     params:
-        ensemble_keys=[
-            (model, kind, subset)
-            for kind in prediction_kinds()
-            for model, subset in ensemble_keys(REPORTED_SUBSETS)
-        ],
-        seed_keys=[
-            (model, kind, seed, subset)
-            for kind in prediction_kinds()
-            for model, seed, subset in run_keys(REPORTED_SUBSETS)
-        ],
         models=list(config["models"]),
         statistics=config["statistics"],
     script:
@@ -242,17 +219,8 @@ rule performance_tables:
     conda:
         "../envs/evaluate.yaml"
     params:
-        metrics_keys=run_keys(REPORTED_SUBSETS),
-        run_keys=lambda wildcards: scheme_run_keys(wildcards.scheme),
         models=list(config["models"]),
         subsets=REPORTED_SUBSETS,
-        ensemble_keys=ensemble_keys(REPORTED_SUBSETS),
-        tta_metrics_keys=(
-            run_keys(REPORTED_SUBSETS) if config["evaluation"]["tta"] else []
-        ),
-        tta_ensemble_keys=(
-            ensemble_keys(REPORTED_SUBSETS) if config["evaluation"]["tta"] else []
-        ),
         subject_ci_subsets=lambda wildcards: subject_ci_subsets(wildcards.scheme),
     script:
         "../scripts/performance_tables.py"
@@ -291,8 +259,6 @@ rule subject_table:
     conda:
         "../envs/evaluate.yaml"
     params:
-        run_keys=run_keys(REPORTED_SUBSETS),
-        ensemble_keys=ensemble_keys(REPORTED_SUBSETS),
         models=list(config["models"]),
         threshold=config["statistics"]["threshold"],
         min_subjects_per_class=config["statistics"]["min_subjects_per_class"],
@@ -328,14 +294,6 @@ rule challenge_table:
         "../envs/evaluate.yaml"
     params:
         models=list(config["models"]),
-        seed_keys=[
-            (model, kind, seed)
-            for kind in prediction_kinds()
-            for model, seed, _ in run_keys()
-        ],
-        ensemble_keys=[
-            (model, kind) for kind in prediction_kinds() for model in config["models"]
-        ],
         data_source=config["data"]["source"],
     script:
         "../scripts/challenge_table.py"
@@ -361,8 +319,6 @@ rule leakage_table:
         log_file("leakage_table"),
     conda:
         "../envs/evaluate.yaml"
-    params:
-        metrics_keys=run_keys(REPORTED_SUBSETS),
     script:
         "../scripts/leakage_table.py"
 
@@ -382,8 +338,6 @@ rule plot_training_curves:
         log_file("plot_training_curves/{scheme}"),
     conda:
         "../envs/evaluate.yaml"
-    params:
-        run_keys=run_keys(),
     script:
         "../scripts/plot_training_curves.py"
 
@@ -418,8 +372,6 @@ rule plot_subset_figures:
     conda:
         "../envs/evaluate.yaml"
     params:
-        run_keys=lambda wildcards: run_keys([wildcards.subset]),
-        ensemble_keys=lambda wildcards: ensemble_keys([wildcards.subset]),
         threshold=config["statistics"]["threshold"],
     script:
         "../scripts/plot_subset_figures.py"
@@ -455,14 +407,6 @@ rule plot_forest:
     conda:
         "../envs/evaluate.yaml"
     params:
-        metrics_keys=lambda wildcards: run_keys([wildcards.subset]),
-        ensemble_keys=lambda wildcards: ensemble_keys([wildcards.subset]),
-        tta_metrics_keys=lambda wildcards: (
-            run_keys([wildcards.subset]) if config["evaluation"]["tta"] else []
-        ),
-        tta_ensemble_keys=lambda wildcards: (
-            ensemble_keys([wildcards.subset]) if config["evaluation"]["tta"] else []
-        ),
         models=list(config["models"]),
         subject_ci_subsets=lambda wildcards: subject_ci_subsets(wildcards.scheme),
     script:

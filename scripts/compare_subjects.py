@@ -2,21 +2,22 @@
 metric's difference with a paired subject-cluster bootstrap interval and p-value per held-out subset and
 prediction set, and McNemar's test on the seed ensembles' calls (leukemia_dtl.evaluate.subject_comparison).
 
-input:  ensemble (the ensembles' prediction TSVs), seeds (the seeds' prediction TSVs)
+input:  ensemble (the ensembles' prediction TSVs), seeds (the seeds' prediction TSVs); each file's model, kind,
+        seed and subset are read from its path
 output: subject_comparison, ensemble_mcnemar (results/stats/{scheme}/<name>.tsv)
-params: ensemble_keys ((model, kind, subset) of each ensemble file, in order),
-        seed_keys ((model, kind, seed, subset) of each seed file, in order), models, statistics
+params: models, statistics
 """
 
 from leukemia_dtl.core.fileio import write_tsv
 from leukemia_dtl.core.rule_runner import run_rule
+from leukemia_dtl.core.run_paths import files_by
 from leukemia_dtl.evaluate.subject_comparison import ensemble_mcnemar, subject_comparison
 
 
 def main(snakemake):
     params, statistics = snakemake.params, snakemake.params.statistics
-    ensemble_files = dict(zip(map(tuple, params.ensemble_keys), snakemake.input.ensemble, strict=True))
-    seed_files = dict(zip(map(tuple, params.seed_keys), snakemake.input.seeds, strict=True))
+    ensemble_files = files_by(snakemake.input.ensemble, "model", "kind", "subset")
+    seed_files = files_by(snakemake.input.seeds, "model", "kind", "seed", "subset")
     comparison = subject_comparison(
         seed_files,
         ensemble_files,

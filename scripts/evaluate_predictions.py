@@ -2,9 +2,9 @@
 set's val, test and external predictions, each also at the threshold chosen on the set's val predictions.
 input and output: one file per subset, named by the subset. params: statistics."""
 
-from leukemia_dtl.core.fileio import write_json
 from leukemia_dtl.core.rule_runner import run_rule
 from leukemia_dtl.evaluate.metrics import evaluate_prediction_set
+from leukemia_dtl.evaluate.result_files import write_metrics
 
 
 def main(snakemake):
@@ -18,7 +18,7 @@ def main(snakemake):
         min_subjects_per_class=statistics["min_subjects_per_class"],
     )
     for subset, metrics_path in snakemake.output.items():
-        write_json(metrics[subset], metrics_path)
+        write_metrics(metrics[subset], metrics_path)
 
 
 run_rule(snakemake, main)

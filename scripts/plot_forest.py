@@ -3,14 +3,14 @@ points and intervals, the paper's value marked on the test subset.
 
 input: metrics, tta_metrics (the seeds' metrics files), ensemble_metrics, tta_ensemble_metrics (the seed
 ensembles'); the TTA lists are empty with evaluation.tta off.
-params: metrics_keys and tta_metrics_keys ((model, seed, subset) per seed's file, in input order), ensemble_keys
-and tta_ensemble_keys ((model, subset) per ensemble's file), models, subject_ci_subsets (the subsets whose subject
-intervals Table 1 shows).
+Each file's model, seed and subset are read from its path.
+params: models, subject_ci_subsets (the subsets whose subject intervals Table 1 shows).
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
-from leukemia_dtl.evaluate.figures import plot_forest, save_figure
-from leukemia_dtl.evaluate.tables import read_prediction_sets
+from leukemia_dtl.evaluate.figure_style import save_figure
+from leukemia_dtl.evaluate.figures import plot_forest
+from leukemia_dtl.evaluate.table1 import read_prediction_sets
 
 
 def main(snakemake):

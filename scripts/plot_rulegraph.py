@@ -7,7 +7,7 @@ params: snakefile, configfiles (in the order the run applied them), config_args 
 from pathlib import Path
 
 from leukemia_dtl.core.rule_runner import run_rule
-from leukemia_dtl.evaluate.figures import save_figure
+from leukemia_dtl.evaluate.figure_style import save_figure
 from leukemia_dtl.evaluate.rulegraph import plot_rulegraph, snakemake_rulegraph
 
 

@@ -9,8 +9,8 @@ threads: CPU threads the backend may use
 resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
 
-from leukemia_dtl.core.fileio import read_json
 from leukemia_dtl.core.rule_runner import run_rule
+from leukemia_dtl.core.train_stats import read_train_stats
 from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
 
 
@@ -24,7 +24,7 @@ def main(snakemake):
         model_path=snakemake.input.model,
         split=snakemake.input.split,
         cache=cache_dir_of(snakemake.input.cache_images, snakemake.input.cache_index),
-        batch_size=read_json(snakemake.input.train_stats)["batch_size"],
+        batch_size=read_train_stats(snakemake.input.train_stats)["batch_size"],
         out_paths={subset: snakemake.output[subset] for subset in PREDICTED_SUBSETS},
         stats_path=snakemake.output.stats,
         threads=snakemake.threads,

@@ -7,7 +7,8 @@ params: axes (the grid's keys, in config order), metric (tuning.metric)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
-from leukemia_dtl.evaluate.figures import plot_tuning_heatmap, save_figure
+from leukemia_dtl.evaluate.figure_style import save_figure
+from leukemia_dtl.evaluate.tuning_heatmap import plot_tuning_heatmap
 from leukemia_dtl.tuning.selection import select_configuration
 
 

@@ -31,7 +31,7 @@ def main(snakemake):
         slurm_context,
     )
     from leukemia_dtl.model.inputs import cache_dir_of
-    from leukemia_dtl.model.training import train_model
+    from leukemia_dtl.model.training import TrainingOptions, train_model
     from leukemia_dtl.tuning.selection import read_selected_hyperparameters
 
     # First of all: under JAX, XLA reads the determinism flag only when JAX initialises, which the GPU check and
@@ -51,9 +51,13 @@ def main(snakemake):
     )
     # With hyperparameters: tuned, the tuning's selected.yaml overrides the model's config entry.
     selected = snakemake.input.get("hyperparameters")
+    options = TrainingOptions.from_config(
+        snakemake.params.model_name,
+        snakemake.params.model_options,
+        tuned_hyperparameters=read_selected_hyperparameters(selected) if selected else None,
+    )
     train_model(
-        model_name=snakemake.params.model_name,
-        model_options=snakemake.params.model_options,
+        options,
         augmentation=snakemake.params.augmentation,
         image_size=snakemake.params.image_size,
         seed=snakemake.params.seed,
@@ -65,7 +69,6 @@ def main(snakemake):
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         stats_path=snakemake.output.stats,
-        tuned_hyperparameters=read_selected_hyperparameters(selected) if selected else None,
         threads=snakemake.threads,
         tensorboard_dir=snakemake.output.get("tensorboard"),
     )

@@ -411,12 +411,11 @@ class TrainingBenchmark:
 
     def workflow_run(self, precision: str) -> Path:
         """One ``train_model`` run; the folder of its model, history and stats."""
-        from leukemia_dtl.model.training import train_model
+        from leukemia_dtl.model.training import TrainingOptions, train_model
 
         out = Path(tempfile.mkdtemp(prefix="workflow", dir=self.folder))
         train_model(
-            model_name=self.model_name,
-            model_options=self.options,
+            TrainingOptions.from_config(self.model_name, self.options),
             augmentation=PAPER_AUGMENTATION,
             image_size=self.size,
             seed=0,

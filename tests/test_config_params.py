@@ -60,3 +60,22 @@ def test_every_output_changing_key_is_a_param_or_an_input():
 
 def test_the_checker_sees_params():
     assert {"statistics", "augmentation", "image_size", "models"} <= config_paths_in_params()
+
+
+def rule_param_names():
+    """(rules file, param name) of every rule's `params:` entry."""
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        in_params = False
+        for line in smk.read_text().splitlines():
+            if line.startswith("    ") and not line.startswith("        ") and line.strip().endswith(":"):
+                in_params = line.strip() == "params:"
+            elif in_params and (name := re.match(r"^ {8}(\w+)=", line)):
+                yield smk.name, name.group(1)
+
+
+def test_no_rule_passes_keys_beside_its_input_files():
+    """A rule that reads several runs' files lists only the files; its script reads each file's run from its path
+    (leukemia_dtl.core.run_paths), so no list of keys has to stay parallel to an input list."""
+    names = list(rule_param_names())
+    assert ("evaluate.smk", "models") in names
+    assert [(smk, name) for smk, name in names if name.endswith("_keys") or name == "runs"] == []

@@ -241,17 +241,57 @@ def test_model_code_does_need_keras():
 
 
 STATISTICS = ["result_files", "metrics", "delong", "calibration", "significance", "model_comparison"]
-PRESENTATION = ["tables", "figures", "rulegraph"]
+PRESENTATION = [
+    "formatting",
+    "table1",
+    "table2",
+    "leakage_table",
+    "figure_style",
+    "figures",
+    "tuning_heatmap",
+    "gradcam_figure",
+    "rulegraph",
+]
 
 
 @pytest.mark.parametrize("module", STATISTICS)
 def test_statistics_never_import_presentation(module):
+    assert all((PACKAGE / "evaluate" / f"{name}.py").is_file() for name in PRESENTATION)
     imports = imported_modules(PACKAGE / "evaluate" / f"{module}.py")
     assert not {f"leukemia_dtl.evaluate.{name}" for name in PRESENTATION} & imports
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "model").glob("*.py")), ids=lambda path: path.name)
-def test_the_model_stage_never_imports_tuning(path):
-    """Tuning builds on the model stage (it trains heads): training gets the tuned values from its rule script,
-    so the two packages form no cycle."""
-    assert not {module for module in imported_modules(path) if module.startswith("leukemia_dtl.tuning")}
+# The stages in the order they build on each other: a module may import its own stage and those before it.
+STAGE_ORDER = ["core", "data", "model", "tuning", "evaluate"]
+
+
+def test_every_subpackage_is_a_stage_in_the_order():
+    assert sorted(path.parent.name for path in PACKAGE.glob("*/__init__.py")) == sorted(STAGE_ORDER)
+
+
+def later_stage_imports(path: Path, stage: str) -> set[str]:
+    """The modules of a stage after ``stage`` that ``path`` imports, at any depth of its code."""
+    later = [["leukemia_dtl", name] for name in STAGE_ORDER[STAGE_ORDER.index(stage) + 1 :]]
+    return {module for module in imported_modules(path) if module.split(".")[:2] in later}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for stage in STAGE_ORDER for path in sorted((PACKAGE / stage).rglob("*.py"))],
+    ids=lambda path: str(path.relative_to(PACKAGE)),
+)
+def test_no_module_imports_a_later_stage(path):
+    """core < data < model < tuning < evaluate. Tuning builds on the model stage (it trains heads), so training gets
+    the tuned values from its rule script; the model stage computes Grad-CAM's maps and the evaluation stage draws
+    them; so no two stages form a cycle."""
+    assert later_stage_imports(path, path.relative_to(PACKAGE).parts[0]) == set()
+
+
+def test_the_stage_check_sees_a_function_level_import_of_a_later_stage(tmp_path):
+    drawn_in_the_model_stage = tmp_path / "gradcam.py"
+    drawn_in_the_model_stage.write_text("def panel():\n    from leukemia_dtl.evaluate import figure_style\n")
+    assert later_stage_imports(drawn_in_the_model_stage, "model") == {
+        "leukemia_dtl.evaluate",
+        "leukemia_dtl.evaluate.figure_style",
+    }
+    assert later_stage_imports(drawn_in_the_model_stage, "evaluate") == set()

@@ -8,13 +8,16 @@ from snakemake.iocontainers import Namedlist
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.rule_runner import run_rule
-from leukemia_dtl.model import export, gradcam
+from leukemia_dtl.evaluate import result_files
+from leukemia_dtl.model import export
 from rule_scripts import run_rule_script
 
 
 def record_visible_gpus(seen: dict):
-    def stand_in(**arguments):
+    def stand_in(*arguments, **keywords):
         seen["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        # The job's first call into the package: what it would do next needs real files.
+        raise UserError("stopped after its first call")
 
     return stand_in
 
@@ -24,8 +27,8 @@ def record_visible_gpus(seen: dict):
     [
         (
             "plot_gradcam.py",
-            gradcam,
-            "gradcam_figure",
+            result_files,
+            "read_predictions",
             {"model": "m.keras", "predictions": "p.tsv", "cache_images": "c/images.npy", "cache_index": "c/index.tsv"},
             {"png": "g.png", "pdf": "g.pdf"},
         ),
@@ -43,7 +46,8 @@ def test_grad_cam_and_export_jobs_see_no_gpu(monkeypatch, script, module, functi
     seen = {}
     monkeypatch.setattr(module, function, record_visible_gpus(seen))
     params = {"cells_per_outcome": 2, "seed": 0, "title": "t", "threshold": 0.5}
-    run_rule_script(script, input=inputs, output=outputs, params=params)
+    with pytest.raises(SystemExit):
+        run_rule_script(script, input=inputs, output=outputs, params=params)
     assert seen == {"CUDA_VISIBLE_DEVICES": ""}
 
 

@@ -1,18 +1,25 @@
 import json
 import logging
 import re
+import stat
 import time
 import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.vocabulary import DATASET_DIR
 from leukemia_dtl.data.archive import (
+    C_NMC_ARCHIVE_LIMITS,
+    ArchiveLimits,
     download_kaggle_dataset,
     download_progress,
     extract_archive,
     write_checksum,
 )
+from zip_bombs import write_zip_bomb
 
 
 def _zip(path, entries):
@@ -142,3 +149,59 @@ def test_a_token_in_the_kaggle_access_token_file_is_used_and_never_shown(tmp_pat
     printed = capsys.readouterr()
     assert "not-a-real-token-5678" not in message + printed.out + printed.err
     assert not (tmp_path / "cnmc.zip").exists()
+
+
+# Archives past the limits (issue #13, item 7): zip bombs, too large or too many entries, symbolic links.
+
+
+def _listing(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*"))
+
+
+def _refused_without_a_trace(archive: Path, limits: ArchiveLimits = C_NMC_ARCHIVE_LIMITS) -> str:
+    """Extract ``archive`` beside itself; assert it is refused before anything is written; the message."""
+    before = _listing(archive.parent)
+    with pytest.raises(UserError) as error:
+        extract_archive(archive, archive.parent / "extracted", limits)
+    assert _listing(archive.parent) == before
+    return str(error.value)
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    write_zip_bomb(archive)
+    message = _refused_without_a_trace(archive)
+    assert "would expand to 0.0 GB in 1 entries" in message and "times its own size" in message
+
+
+@pytest.mark.parametrize(
+    "limits, entries",
+    [(ArchiveLimits(max_total_bytes=100_000), 3), (ArchiveLimits(max_entries=10), 11)],
+    ids=["total size", "entry count"],
+)
+def test_archives_past_the_size_or_entry_limit_are_refused(tmp_path, limits, entries):
+    archive = tmp_path / "big.zip"
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as big:
+        for number in range(entries):
+            big.writestr(f"{DATASET_DIR}/f{number}.bmp", rng.bytes(40_000))
+    assert f"in {entries} entries" in _refused_without_a_trace(archive, limits)
+
+
+def test_the_default_limits_let_the_real_archive_through():
+    """FACTS.md: 15,114 BMPs of about 608 KB (9.2 GB) plus folders and the labels CSV; the zip compresses
+    them a few times at most, while a zip bomb expands about a thousandfold."""
+    assert C_NMC_ARCHIVE_LIMITS.max_total_bytes > 3 * 15_114 * 608_000
+    assert C_NMC_ARCHIVE_LIMITS.max_entries > 3 * 15_200
+    assert 20 <= C_NMC_ARCHIVE_LIMITS.max_ratio <= 200
+
+
+def test_a_symbolic_link_entry_is_refused(tmp_path):
+    archive = tmp_path / "link.zip"
+    link = zipfile.ZipInfo(f"{DATASET_DIR}/training_data/fold_0/all/UID_1_1_1_all.bmp")
+    link.create_system = 3  # Unix: the upper 16 bits of external_attr are st_mode
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(archive, "w") as linked:
+        linked.writestr(f"{DATASET_DIR}/validation_data/readme.txt", b"fine")
+        linked.writestr(link, "/home/someone/.ssh/id_rsa")
+    assert "UID_1_1_1_all.bmp', a symbolic link" in _refused_without_a_trace(archive)

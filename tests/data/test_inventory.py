@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import numpy as np
@@ -6,9 +7,10 @@ import pytest
 from PIL import Image
 
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.fileio import read_tsv, write_tsv
 from leukemia_dtl.core.vocabulary import INVENTORY_COLUMNS
-from leukemia_dtl.data.inventory import build_inventory
-from leukemia_dtl.data.layout import parse_training_filename
+from leukemia_dtl.data.inventory import build_inventory, require_few_rejected
+from leukemia_dtl.data.layout import FINAL_DIR, PRELIM_DIR, PRELIM_LABELS, listing_digest, parse_training_filename
 
 
 @pytest.mark.parametrize(
@@ -119,3 +121,75 @@ def test_a_symlink_loop_is_refused_naming_the_link(demo_dataset, tmp_path):
     (root / "training_data" / "fold_1" / "all" / "loop").symlink_to(root / "training_data", target_is_directory=True)
     with pytest.raises(UserError, match=r"fold_1/all/loop/fold_1 leads to .* already listed"):
         build_inventory(root)
+
+
+# Damaged inventory inputs (issue #13, item 6): a prelim labels CSV listing an image twice or with an empty
+# cell, file names that are not UTF-8, and whole folders of wrong files.
+
+
+def _labels(root):
+    return pd.read_csv(root / PRELIM_LABELS, dtype=str)
+
+
+def test_an_image_listed_twice_in_the_labels_csv_is_an_error_naming_the_file_and_lines(demo_dataset, tmp_path):
+    dataset = _copy_dataset(demo_dataset, tmp_path)
+    labels = _labels(dataset)
+    twice = labels.iloc[3].copy()
+    twice["labels"] = "0" if twice["labels"] == "1" else "1"  # the later row used to win silently
+    pd.concat([labels, twice.to_frame().T]).to_csv(dataset / PRELIM_LABELS, index=False)
+    with pytest.raises(UserError) as error:
+        build_inventory(dataset)
+    message = str(error.value)
+    assert str(dataset / PRELIM_LABELS) in message
+    assert f"{twice['new_names']} on lines 5, {len(labels) + 2}" in message
+
+
+@pytest.mark.parametrize("column", ["Patient_ID", "new_names", "labels"])
+def test_an_empty_cell_in_the_labels_csv_is_an_error_naming_the_line_and_column(demo_dataset, tmp_path, column):
+    dataset = _copy_dataset(demo_dataset, tmp_path)
+    labels = _labels(dataset)
+    labels.loc[1, column] = ""
+    labels.to_csv(dataset / PRELIM_LABELS, index=False)
+    with pytest.raises(UserError, match=rf"labels\.csv has empty cells: line 3 \({column}\)"):
+        build_inventory(dataset)
+
+
+def _write_bmp(path: bytes) -> None:
+    with open(path, "wb") as handle:
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(handle, format="BMP")
+
+
+def test_file_names_that_are_not_utf8_are_rejected_with_their_reason(demo_dataset, tmp_path):
+    """Linux lets a name hold any bytes: each such image is listed, escaped, among the rejected files,
+    and every other image is kept."""
+    dataset = _copy_dataset(demo_dataset, tmp_path)
+    expected, _ = build_inventory(dataset)
+    folders = ["training_data/fold_0/all", PRELIM_DIR, FINAL_DIR]
+    for folder in folders:
+        _write_bmp(os.path.join(os.fsencode(dataset / folder), b"UID_1_\xff\xfe_1_all.bmp"))
+
+    inventory, rejected = build_inventory(dataset, workers=2)
+
+    pd.testing.assert_frame_equal(inventory, expected)
+    not_utf8 = rejected[rejected["reason"].str.contains("not valid UTF-8")]
+    assert sorted(not_utf8["path"]) == sorted(f"{folder}/UID_1_\\xff\\xfe_1_all.bmp" for folder in folders)
+    write_tsv(rejected, tmp_path / "rejected.tsv")
+    assert read_tsv(tmp_path / "rejected.tsv").equals(rejected)
+    # The digest the workflow takes of a data.directory tree at start-up lists such names too.
+    assert listing_digest(dataset) != listing_digest(tmp_path / "nothing")
+
+
+def test_many_rejected_files_stop_the_inventory_with_a_summary(demo_dataset, tmp_path):
+    dataset = _copy_dataset(demo_dataset, tmp_path)
+    for image in (dataset / "training_data/fold_2/hem").iterdir():
+        image.rename(image.with_suffix(".png"))  # a copy saved with the wrong extension
+    inventory, rejected = build_inventory(dataset)
+    with pytest.raises(UserError) as error:
+        require_few_rejected(inventory, rejected, max_rejected_fraction=0.01)
+    message = str(error.value)
+    total = len(inventory) + len(rejected)
+    assert f"{len(rejected)} of {total} files were rejected" in message
+    assert f"fold_2 {len(rejected) - 1}" in message  # and the demo's one truncated BMP in fold_0
+    assert f"{len(rejected) - 1} × file name '…' is not UID_<subject>" in message
+    assert "1 × cannot decode" in message and "data.max_rejected_fraction" in message
+    require_few_rejected(inventory, rejected, max_rejected_fraction=0.5)

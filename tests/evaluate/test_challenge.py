@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv, write_json
+from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.evaluate.challenge import (
     FINAL_PHASE,
     PRELIM_PHASE,
@@ -15,7 +15,8 @@ from leukemia_dtl.evaluate.challenge import (
     challenge_table,
     image_count_warning,
 )
-from leukemia_dtl.evaluate.tables import write_table
+from leukemia_dtl.evaluate.formatting import write_table
+from leukemia_dtl.evaluate.result_files import write_metrics
 
 
 def test_published_results_are_the_issues_values_as_fractions():
@@ -59,9 +60,9 @@ def metrics_files(tmp_path):
             shift = 0.02 if kind == "tta" else 0.0
             for seed, value in zip((1, 2), seed_values, strict=True):
                 seeds[model, kind, seed] = tmp_path / f"{model}_{kind}_{seed}.json"
-                write_json(_metrics(value + shift), seeds[model, kind, seed])
+                write_metrics(_metrics(value + shift), seeds[model, kind, seed])
             ensembles[model, kind] = tmp_path / f"{model}_{kind}_ensemble.json"
-            write_json(_metrics(ensemble_value + shift), ensembles[model, kind])
+            write_metrics(_metrics(ensemble_value + shift), ensembles[model, kind])
     return seeds, ensembles
 
 
@@ -106,8 +107,8 @@ def test_the_table_sets_seeds_ensembles_and_tta_beside_the_published_results(met
 def test_ensembles_show_subject_intervals_when_their_metrics_have_them(tmp_path):
     seeds = {("vgg19", "plain", 1): tmp_path / "seed.json"}
     ensembles = {("vgg19", "plain"): tmp_path / "ensemble.json"}
-    write_json(_metrics(0.8), seeds["vgg19", "plain", 1])
-    write_json(_metrics(0.8, subject_ci=True), ensembles["vgg19", "plain"])
+    write_metrics(_metrics(0.8), seeds["vgg19", "plain", 1])
+    write_metrics(_metrics(0.8, subject_ci=True), ensembles["vgg19", "plain"])
     table = challenge_table(seeds, ensembles, ["vgg19"], data_source="kaggle")
     assert table.loc[1, "Weighted F1 (%)"] == "80.00 [70.00, 90.00]"
     assert "resampling subjects" in table.attrs["caption"]
@@ -119,7 +120,7 @@ def test_a_model_without_seed_metrics_or_a_metric_is_a_user_error(metrics_files,
         challenge_table(seeds, ensembles, ["vgg19", "resnet"], data_source="kaggle")
     incomplete = _metrics(0.8)
     del incomplete["balanced_accuracy"]
-    write_json(incomplete, seeds["vgg19", "plain", 2])
+    write_metrics(incomplete, seeds["vgg19", "plain", 2])
     with pytest.raises(UserError, match=r"vgg19_plain_2\.json has no value for 'balanced_accuracy'"):
         challenge_table(seeds, ensembles, ["vgg19"], data_source="kaggle")
 
@@ -156,7 +157,7 @@ def test_a_real_external_subset_of_another_size_than_the_challenges_is_a_warning
     seeds = {("vgg19", "plain", 1): tmp_path / "seed.json"}
     ensembles = {("vgg19", "plain"): tmp_path / "ensemble.json"}
     for path in (*seeds.values(), *ensembles.values()):
-        write_json(_metrics(0.8, support=(1219, 641)), path)
+        write_metrics(_metrics(0.8, support=(1219, 641)), path)
     with caplog.at_level(logging.WARNING):
         table = challenge_table(seeds, ensembles, ["vgg19"], data_source=data_source)
     assert table.loc[0, "n_images"] == 1860 and table.loc[0, "Images"] == "1,860"
@@ -172,7 +173,7 @@ def test_image_count_warning_names_every_size_found():
 
 def test_seeds_scored_on_different_numbers_of_images_are_a_user_error(tmp_path):
     seeds = {("vgg19", "plain", seed): tmp_path / f"seed{seed}.json" for seed in (1, 2)}
-    write_json(_metrics(0.8), seeds["vgg19", "plain", 1])
-    write_json(_metrics(0.8, support=(1219, 600)), seeds["vgg19", "plain", 2])
+    write_metrics(_metrics(0.8), seeds["vgg19", "plain", 1])
+    write_metrics(_metrics(0.8, support=(1219, 600)), seeds["vgg19", "plain", 2])
     with pytest.raises(UserError, match="different numbers of external images"):
         challenge_table(seeds, {}, ["vgg19"], data_source="kaggle")

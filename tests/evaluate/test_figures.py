@@ -1,27 +1,28 @@
+"""The paper-style figures: each draws the numbers of the metrics files and prediction tables it is given."""
+
 import numpy as np
 import pandas as pd
 import pytest
-from test_tables import MODELS, SEEDS, synthetic_predictions
 
+from evaluation_results import MODELS, SEEDS, synthetic_predictions
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_tsv
 from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
+from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error
 from leukemia_dtl.evaluate.ensemble import write_seed_ensembles
+from leukemia_dtl.evaluate.figure_style import model_colours, save_figure
 from leukemia_dtl.evaluate.figures import (
-    STYLE,
     SUBJECT_BAND_WIDTH,
-    model_colours,
     plot_confusion_matrices,
     plot_forest,
     plot_reliability_diagram,
     plot_roc_curves,
     plot_training_curves,
-    save_figure,
 )
 from leukemia_dtl.evaluate.metrics import evaluate_prediction_set
 from leukemia_dtl.evaluate.paper_values import TABLE1
-from leukemia_dtl.evaluate.result_files import read_predictions, read_training_history
-from leukemia_dtl.evaluate.tables import PredictionSets
+from leukemia_dtl.evaluate.result_files import is_all, read_predictions, read_training_history
+from leukemia_dtl.evaluate.table1 import PredictionSets
 
 EPOCHS = 12
 # Not the default 0.95: every interval a figure shows must be at the configured level.
@@ -213,7 +214,7 @@ def test_roc_names_metrics_without_the_validation_threshold(evaluated):
     outdated["vgg19", 1, "test"] = {
         key: entry for key, entry in outdated["vgg19", 1, "test"].items() if key != "at_validation_threshold"
     }
-    with pytest.raises(UserError, match=r"vgg19 on test lack at_validation_threshold/specificity/value"):
+    with pytest.raises(UserError, match=r"of vgg19 on test has no value for 'specificity' under 'at_validation_th"):
         plot_roc_curves(predictions, PredictionSets(seeds=outdated, ensemble=sets.ensemble), "test")
     with pytest.raises(UserError, match=r"No ensemble metrics for vgg19 on test"):
         plot_roc_curves(predictions, PredictionSets(seeds=sets.seeds, ensemble={}), "test")
@@ -324,23 +325,50 @@ def test_confusion_matrices_show_mean_counts_and_row_percentages(tmp_path, predi
     _assert_readable_text(figure)
 
 
-def test_reliability_diagram(tmp_path, predictions):
-    figure = plot_reliability_diagram(predictions)
+def _known_calibration_seeds() -> list[pd.DataFrame]:
+    """Two seeds' predictions whose pooled reliability bins are worked out by hand below."""
+    seeds = [
+        ([0.05, 0.15, 0.95, 0.95], ["HEM", "ALL", "ALL", "HEM"]),
+        ([0.05, 0.12, 0.85, 0.95], ["HEM", "HEM", "ALL", "ALL"]),
+    ]
+    return [
+        pd.DataFrame(
+            {
+                "path": [f"seed{seed}_{image}.bmp" for image in range(len(p_all))],
+                "subject": "UID_1",
+                "label": labels,
+                "p_all": p_all,
+                "pred": ["ALL" if p >= 0.5 else "HEM" for p in p_all],
+            }
+        )
+        for seed, (p_all, labels) in enumerate(seeds)
+    ]
+
+
+def test_reliability_diagram_draws_the_pooled_seeds_bins_and_the_images_per_bin(tmp_path):
+    runs = _known_calibration_seeds()
+    figure = plot_reliability_diagram({"vgg19": runs})
     curve_axes, count_axes = figure.axes
-    assert curve_axes.get_ylabel() == "Observed frequency of ALL"
-    assert count_axes.get_xlabel() == "Predicted probability of ALL"
+    diagonal, curve = curve_axes.get_lines()
+    assert (list(diagonal.get_xdata()), list(diagonal.get_ydata())) == ([0, 1], [0, 1])
+    # The occupied bins (0, 0.1], (0.1, 0.2], (0.8, 0.9] and (0.9, 1] of both seeds' 8 images: the mean p_all and
+    # the share of ALL of each bin's images; the empty bins are left out.
+    assert list(curve.get_xdata()) == pytest.approx([0.05, 0.135, 0.85, 0.95])
+    assert list(curve.get_ydata()) == pytest.approx([0.0, 0.5, 1.0, 2 / 3])
+    (counts,) = count_axes.get_lines()
+    assert list(counts.get_xdata()) == pytest.approx([0.05, 0.15, 0.85, 0.95])
+    assert list(counts.get_ydata()) == pytest.approx([1.0, 1.0, 0.5, 1.5])  # images per bin, mean per seed
+    ece = [expected_calibration_error(is_all(run), run["p_all"]) for run in runs]
+    brier = [brier_score(is_all(run), run["p_all"]) for run in runs]
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert legend[0] == "Perfect calibration"
-    assert legend[1].startswith("VGG-19: ECE ") and ", Brier " in legend[1]
+    assert legend == [
+        "Perfect calibration",
+        f"VGG-19: ECE {np.mean(ece):.3f} ± {np.std(ece, ddof=1):.3f}, "
+        f"Brier {np.mean(brier):.3f} ± {np.std(brier, ddof=1):.3f}",
+    ]
+    assert (curve_axes.get_ylabel(), count_axes.get_xlabel()) == (
+        "Observed frequency of ALL",
+        "Predicted probability of ALL",
+    )
     _assert_saves(figure, tmp_path, "reliability")
     _assert_readable_text(figure)
-
-
-def test_models_keep_their_colours_whatever_else_is_plotted():
-    assert model_colours(["efficientnetb3", "vgg19"]) == {
-        "vgg19": model_colours(["vgg19"])["vgg19"],
-        "efficientnetb3": model_colours(["efficientnetb3"])["efficientnetb3"],
-    }
-    colours = model_colours(["resnet50", "vgg19", "densenet121"])
-    assert len(set(colours.values())) == 3
-    assert STYLE["legend.fontsize"] >= 9

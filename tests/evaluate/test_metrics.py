@@ -15,6 +15,7 @@ from leukemia_dtl.evaluate.metrics import (
     metrics_from_counts,
     resampling_units,
 )
+from leukemia_dtl.evaluate.result_files import read_metrics
 from rule_scripts import run_rule_script
 
 INTERVAL_METRICS = [
@@ -282,7 +283,8 @@ def test_the_rule_passes_the_configured_minimum_on_to_every_metrics_file(tmp_pat
         output={subset: str(path) for subset, path in outputs.items()},
         params={"statistics": statistics | {"mcnemar_exact_below": 25, "min_subjects_per_class": 3}},
     )
-    written = {subset: json.loads(path.read_text()) for subset, path in outputs.items()}
+    # As every reader of metrics files reads them, checked (format version included).
+    written = {subset: read_metrics(path) for subset, path in outputs.items()}
     assert {subset: metrics["min_subjects_per_class"] for subset, metrics in written.items()} == {"val": 3, "test": 3}
     assert written["test"]["subject_support"] == {"ALL": 3, "HEM": 2}
     assert written["test"]["accuracy"]["subject_ci_low"] is None

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.train_stats import TRAIN_STATS_FORMAT_VERSION
 from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error
+from leukemia_dtl.evaluate.formatting import mean_sd, mean_sd_text
 from leukemia_dtl.evaluate.model_cards import few_subjects, model_card, write_model_card
-from leukemia_dtl.evaluate.result_files import is_all
-from leukemia_dtl.evaluate.tables import mean_sd, mean_sd_text
+from leukemia_dtl.evaluate.result_files import is_all, write_metrics
 from rule_scripts import run_rule_script
 
 SEEDS = [0, 1]
@@ -82,6 +83,7 @@ def card_inputs(split: pd.DataFrame | None = None) -> dict:
     split = split_table() if split is None else split
     train_stats = [
         {
+            "format_version": TRAIN_STATS_FORMAT_VERSION,
             "model_options": CONFIG_BLOCK | {"learning_rate": 0.01},
             "epochs_run": 5,
             "training_seconds": 90.0,
@@ -231,8 +233,10 @@ def test_tuned_values_shown_beside_the_config():
     rows = table_rows(card, "Training configuration")
     assert [row["learning_rate"] for row in rows] == ["0.01", "0.01"]
     assert (rows[0]["fine_tune"], rows[0]["class_weight"], rows[0]["Training time"]) == ("off", "none", "1.5 min")
-    configured = model_card(**card_inputs() | {"hyperparameters": "configured"})
-    assert "Hyperparameters: configured" in section(configured, "Training configuration")
+    # hyperparameters: config (config/schema.yaml allows config and tuned): the models block, no tuned values.
+    configured = section(model_card(**card_inputs() | {"hyperparameters": "config"}), "Training configuration")
+    assert "Hyperparameters: configured (the config's models block)" in configured
+    assert "Hyperparameters: tuned" not in configured and "(config: " not in configured
 
 
 def test_classes_with_few_subjects_are_flagged_at_the_configured_minimum():
@@ -264,6 +268,11 @@ def _write_json(path, data):
     return path
 
 
+def _write_metrics(path, metrics):
+    write_metrics(metrics, path)
+    return path
+
+
 @pytest.fixture
 def card_files(tmp_path):
     """card_inputs() on disk, as the rule hands them to write_model_card, and the in-memory inputs."""
@@ -290,7 +299,8 @@ def card_files(tmp_path):
         ],
         "metrics_paths": {
             subset: [
-                _write_json(tmp_path / f"{subset}{seed}.json", inputs["seed_metrics"][subset][seed]) for seed in SEEDS
+                _write_metrics(tmp_path / f"{subset}{seed}.json", inputs["seed_metrics"][subset][seed])
+                for seed in SEEDS
             ]
             for subset in SUBSETS
         },
@@ -299,7 +309,7 @@ def card_files(tmp_path):
             for subset in SUBSETS
         },
         "ensemble_metrics_paths": {
-            subset: _write_json(tmp_path / f"{subset}_ensemble.json", inputs["ensemble_metrics"][subset])
+            subset: _write_metrics(tmp_path / f"{subset}_ensemble.json", inputs["ensemble_metrics"][subset])
             for subset in SUBSETS
         },
         "ensemble_prediction_paths": {
@@ -351,7 +361,7 @@ def test_a_metrics_file_without_a_card_metric_is_a_user_error_naming_it(tmp_path
     broken = paths["ensemble_metrics_paths"]["external"]
     metrics = copy.deepcopy(inputs["ensemble_metrics"]["external"])
     del metrics["specificity"]
-    _write_json(broken, metrics)
+    write_metrics(metrics, broken)
     with pytest.raises(UserError, match=rf"{re.escape(str(broken))} has no value for 'specificity'"):
         write_model_card(tmp_path / "card.md", **paths, **_settings(inputs))
     assert not (tmp_path / "card.md").exists()

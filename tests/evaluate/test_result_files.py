@@ -1,7 +1,16 @@
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.evaluate.result_files import align_predictions, read_predictions
+from leukemia_dtl.core.fileio import write_json
+from leukemia_dtl.core.format_versions import FORMAT_VERSION_KEY, METRICS_FORMAT_VERSION
+from leukemia_dtl.evaluate.result_files import (
+    align_predictions,
+    per_seed_metrics,
+    read_keyed_metrics,
+    read_metrics,
+    read_predictions,
+    write_metrics,
+)
 
 HEADER = "path\tsubject\tlabel\tp_all\tpred"
 GOOD_ROWS = [
@@ -77,3 +86,38 @@ def test_align_rejects_different_labels(tmp_path):
     b = read_predictions(_write(tmp_path, "effnet.tsv", [*GOOD_ROWS[:2], "img/c.bmp\tUID_3\tHEM\t0.4\tHEM"]))
     with pytest.raises(UserError, match=r"vgg19\.tsv and .*effnet\.tsv give different labels .*'img/c.bmp'"):
         align_predictions(a, b, tmp_path / "vgg19.tsv", tmp_path / "effnet.tsv")
+
+
+METRICS = {"roc_auc": {"value": 0.8}, "threshold": 0.5}
+# Where evaluate_predictions writes a seed's test metrics, under tmp_path.
+METRICS_FILE = "results/metrics/random/vgg19/seed1/test.json"
+# Each checked reader of metrics files, reading the one at a path.
+METRICS_READERS = {
+    "read_metrics": read_metrics,
+    "read_keyed_metrics": lambda path: read_keyed_metrics([path], "model", "seed", "subset"),
+    "per_seed_metrics": lambda path: per_seed_metrics({("vgg19", 1, "test"): path}, ["roc_auc"]),
+}
+
+
+@pytest.mark.parametrize("reader", METRICS_READERS.values(), ids=METRICS_READERS)
+def test_a_metrics_file_as_evaluate_predictions_writes_it_reads(tmp_path, reader):
+    write_metrics(METRICS, tmp_path / METRICS_FILE)
+    assert read_metrics(tmp_path / METRICS_FILE) == METRICS | {FORMAT_VERSION_KEY: METRICS_FORMAT_VERSION}
+    reader(tmp_path / METRICS_FILE)
+
+
+@pytest.mark.parametrize("reader", METRICS_READERS.values(), ids=METRICS_READERS)
+@pytest.mark.parametrize(
+    ("stamp", "declared"), [({}, "no format version"), ({FORMAT_VERSION_KEY: 1}, "format version 1")]
+)
+def test_a_metrics_file_of_an_older_version_is_refused_naming_the_rule(tmp_path, reader, stamp, declared):
+    write_json(METRICS | stamp, tmp_path / METRICS_FILE)
+    older = r"test\.json was written by an older version of the workflow; rebuild: snakemake --forcerun"
+    with pytest.raises(UserError, match=rf"{older} evaluate_predictions \(it has {declared};"):
+        reader(tmp_path / METRICS_FILE)
+
+
+def test_a_metrics_file_of_a_newer_version_asks_for_an_update(tmp_path):
+    write_json(METRICS | {FORMAT_VERSION_KEY: METRICS_FORMAT_VERSION + 1}, tmp_path / METRICS_FILE)
+    with pytest.raises(UserError, match=r"test\.json was written by a newer version .*update the workflow"):
+        read_metrics(tmp_path / METRICS_FILE)

@@ -8,6 +8,8 @@ import pytest
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.provenance import write_run_provenance
+from leukemia_dtl.core.train_stats import TRAIN_STATS_FORMAT_VERSION
+from leukemia_dtl.evaluate.result_files import write_metrics
 from leukemia_dtl.evaluate.runs import option_text, write_runs_tables
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -73,6 +75,7 @@ def run_files(tmp_path):
     for index, run in enumerate(RUNS):
         folder = tmp_path / "{}/{}/seed{}".format(*run)
         stats = {
+            "format_version": TRAIN_STATS_FORMAT_VERSION,
             "model_options": OPTIONS[run],
             "image_size": 224 if index == 2 else 32,
             "epochs_run": 70 if index == 2 else 5,
@@ -84,7 +87,8 @@ def run_files(tmp_path):
         files["train_stats"].append(_write_json(folder / "train_stats.json", stats))
         files["provenance"].append(_write_json(folder / "provenance.json", _provenance(index)))
         for subset in ("test", "external"):
-            files["metrics"][subset].append(_write_json(folder / f"{subset}.json", _metrics(*SCORES[index, subset])))
+            write_metrics(_metrics(*SCORES[index, subset]), folder / f"{subset}.json")
+            files["metrics"][subset].append(folder / f"{subset}.json")
     return files
 
 
@@ -180,15 +184,15 @@ def test_a_record_written_by_this_environment_gives_its_versions(tmp_path, run_f
 
 def test_a_metrics_file_without_a_score_is_a_user_error_naming_it(tmp_path, run_files):
     broken = run_files["metrics"]["external"][1]
-    broken.write_text(json.dumps({"roc_auc": {"value": 0.5}}))
+    write_metrics({"roc_auc": {"value": 0.5}}, broken)
     with pytest.raises(UserError, match=rf"{re.escape(str(broken))}.*balanced_accuracy"):
         _write(tmp_path, run_files)
 
 
-def test_train_stats_without_model_options_is_a_user_error_naming_it(tmp_path, run_files):
+def test_train_stats_of_an_older_version_are_a_user_error_naming_the_file_and_the_rule(tmp_path, run_files):
     broken = run_files["train_stats"][2]
     broken.write_text(json.dumps({"image_size": 32}))
-    with pytest.raises(UserError, match=rf"{re.escape(str(broken))} lacks model_options"):
+    with pytest.raises(UserError, match=rf"{re.escape(str(broken))} was written by an older .* --forcerun train_model"):
         _write(tmp_path, run_files)
 
 

@@ -4,10 +4,10 @@ import pytest
 from scipy.stats import chi2, t
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import write_json
 from leukemia_dtl.core.vocabulary import COMPARISON_TABLES, TTEST_COLUMNS
 from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
 from leukemia_dtl.evaluate.model_comparison import compare_models
+from leukemia_dtl.evaluate.result_files import write_metrics
 from leukemia_dtl.evaluate.significance import inter_model_kappa, mcnemar_test, paired_ttests
 
 MODELS = ["vgg19", "efficientnet_b3"]
@@ -183,7 +183,7 @@ def test_every_comparison_table_names_its_independent_unit(tmp_path):
             predictions[model, seed, "test"] = tmp_path / f"{model}_{seed}.tsv"
             _write_predictions(predictions[model, seed, "test"], p_all)
             metrics[model, seed, "test"] = tmp_path / f"{model}_{seed}.json"
-            write_json(
+            write_metrics(
                 evaluate_prediction_file(predictions[model, seed, "test"], 0.5, 20, 0, 0.95),
                 metrics[model, seed, "test"],
             )

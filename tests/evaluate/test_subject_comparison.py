@@ -14,6 +14,7 @@ from statsmodels.stats.multitest import multipletests
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.run_paths import SET_PREDICTIONS, in_set
 from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
 from leukemia_dtl.evaluate.paper_values import TABLE1
 from leukemia_dtl.evaluate.subject_comparison import (
@@ -196,6 +197,7 @@ def test_too_few_subjects_of_a_class_leave_interval_and_p_empty():
 
 
 def _write(path, frame: pd.DataFrame):
+    path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep="\t", index=False)
     return path
 
@@ -226,7 +228,11 @@ def prediction_files(tmp_path_factory):
                     frame = _frame(y_true, np.clip(p_all + tta_shift + seed_shift, 0, 1), subjects, f"{subset}/")
                     if name != MODELS[0]:
                         frame = frame.sample(frac=1, random_state=0)
-                    path = _write(tmp_path / f"{subset}_{kind}_{seed}_{name}.tsv", frame)
+                    # Where the workflow puts the file: the rule script reads its run from its path.
+                    workflow_path = in_set(SET_PREDICTIONS, kind, seed).format(
+                        scheme="patient", model=name, subset=subset
+                    )
+                    path = _write(tmp_path / workflow_path, frame)
                     if seed is None:
                         ensemble_files[name, kind, subset] = path
                     else:
@@ -335,8 +341,6 @@ def test_the_rule_script_writes_both_tables(prediction_files, comparison, tmp_pa
         input={"ensemble": list(ensemble_files.values()), "seeds": list(seed_files.values())},
         output={name: str(path) for name, path in outputs.items()},
         params={
-            "ensemble_keys": [list(key) for key in ensemble_files],
-            "seed_keys": [list(key) for key in seed_files],
             "models": MODELS,
             "statistics": STATISTICS | {"mcnemar_exact_below": 25},
         },

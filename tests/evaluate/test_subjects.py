@@ -4,6 +4,8 @@ import pytest
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.run_paths import SET_PREDICTIONS, in_set
+from leukemia_dtl.evaluate.formatting import write_table
 from leukemia_dtl.evaluate.subjects import (
     PER_SUBJECT_COLUMNS,
     per_subject_table,
@@ -11,7 +13,6 @@ from leukemia_dtl.evaluate.subjects import (
     subject_scores,
     subject_table,
 )
-from leukemia_dtl.evaluate.tables import write_table
 from rule_scripts import run_rule_script
 
 # Two ALL patients and two HEM donors; the ensemble's p_all per image, whose subject means are
@@ -24,6 +25,7 @@ SEED_SHIFTS = {1: -0.05, 2: 0.05}
 
 
 def _write(path, p_all, subjects=SUBJECTS, labels=LABELS):
+    path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
         {
             "path": [f"img_{index}.bmp" for index in range(len(p_all))],
@@ -38,14 +40,17 @@ def _write(path, p_all, subjects=SUBJECTS, labels=LABELS):
 
 @pytest.fixture
 def files(tmp_path):
-    """Both models see the same images; efficientnetb3 is vgg19 with every p_all at 1 - 0.2 * (1 - p)."""
+    """Both models see the same images; efficientnetb3 is vgg19 with every p_all at 1 - 0.2 * (1 - p). Each file
+    lies where the workflow puts it (the rule script reads its run from its path)."""
     seed_files, ensemble_files = {}, {}
+
+    def path(model, seed):
+        return tmp_path / in_set(SET_PREDICTIONS, seed=seed).format(scheme="patient", model=model, subset="test")
+
     for model, transform in (("vgg19", lambda p: p), ("efficientnetb3", lambda p: 1 - 0.2 * (1 - p))):
-        ensemble_files[model, "test"] = _write(tmp_path / f"{model}_ensemble.tsv", transform(ENSEMBLE_P_ALL))
+        ensemble_files[model, "test"] = _write(path(model, None), transform(ENSEMBLE_P_ALL))
         for seed, shift in SEED_SHIFTS.items():
-            seed_files[model, seed, "test"] = _write(
-                tmp_path / f"{model}_{seed}.tsv", transform(ENSEMBLE_P_ALL + shift)
-            )
+            seed_files[model, seed, "test"] = _write(path(model, seed), transform(ENSEMBLE_P_ALL + shift))
     return seed_files, ensemble_files
 
 
@@ -137,8 +142,6 @@ def test_the_rule_script_takes_the_configured_minimum(files, tmp_path):
         input={"predictions": [str(path) for path in seed_files.values()], "ensemble": list(ensemble_files.values())},
         output={name: str(path) for name, path in outputs.items()},
         params={
-            "run_keys": [list(key) for key in seed_files],
-            "ensemble_keys": [list(key) for key in ensemble_files],
             "models": ["vgg19", "efficientnetb3"],
             "threshold": 0.5,
             "min_subjects_per_class": 3,

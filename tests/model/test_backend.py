@@ -1,6 +1,7 @@
-"""The GPU guard: a job given a GPU that Keras cannot see stops at once with what to do (this machine has
-no GPU, so setting the variables Slurm and CUDA set makes it a job that was given one). Determinism under
-JAX: its XLA flag is set before JAX initialises, which is the only time XLA reads it, or refused loudly."""
+"""The GPU guard: a job given a GPU that Keras cannot see stops at once with what to do (on a machine whose
+Keras sees no GPU, setting the variables Slurm and CUDA set makes it a job that was given one; on a GPU
+machine Keras is made to see none). Determinism under JAX: its XLA flag is set before JAX initialises, which
+is the only time XLA reads it, or refused loudly."""
 
 import json
 import os
@@ -13,14 +14,17 @@ from keras_backends import backend_params, run_under_backend
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE
 from leukemia_dtl.model import backend
-from model.test_training import training_arguments
+from training_runs import training_arguments
 
 GPU_VARIABLES = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES")
 
 
 @pytest.fixture
 def no_gpu_given(monkeypatch):
-    assert backend.accelerator_name() is None, "these tests need a machine whose Keras sees no GPU"
+    """A job given no GPU on a node whose Keras sees none: on a CPU machine as it is, on a GPU machine with
+    Keras's answer replaced, so that the guard's decisions are tested on both."""
+    if backend.accelerator_name() is not None:
+        monkeypatch.setattr(backend, "accelerator_name", lambda: None)
     for name in GPU_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -54,6 +58,14 @@ def test_true_demands_a_gpu_and_false_never_checks(no_gpu_given):
     backend.check_gpu("false")
     with pytest.raises(UserError, match="require_gpu must be one of"):
         backend.check_gpu("yes")
+
+
+def test_a_gpu_that_keras_sees_passes_every_requirement(no_gpu_given):
+    """The other side of the guard, on any machine: a node whose Keras sees the GPU it was given."""
+    no_gpu_given.setattr(backend, "accelerator_name", lambda: "NVIDIA H200")
+    no_gpu_given.setenv("CUDA_VISIBLE_DEVICES", "0")
+    for require_gpu in ("auto", "true", "false"):
+        backend.check_gpu(require_gpu)
 
 
 @pytest.fixture
@@ -141,7 +153,9 @@ def test_the_train_model_rule_sets_determinism_before_jax_initialises(tmp_path, 
         },
         "output": {**outputs, "provenance": str(tmp_path / "out" / "provenance.json")},
         "params": {
-            **{name: arguments[name] for name in ("model_name", "model_options", "augmentation", "image_size")},
+            "model_name": arguments["options"].model_name,
+            "model_options": dict(arguments["options"].model_options),
+            **{name: arguments[name] for name in ("augmentation", "image_size")},
             **{name: arguments[name] for name in ("seed", "backup_dir")},
             "precision": "float32",
             "deterministic": True,

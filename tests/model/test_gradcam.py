@@ -1,6 +1,6 @@
 """Grad-CAM: a model that decides on one image region lights up that region, with the same maps on every Keras
 backend; the target is the called class's log-odds; the split at the base's last conv reproduces the model's
-logits; the panel's cells are a seeded draw per outcome; the rule's figure is written."""
+logits; the rule draws the panel of a seeded draw of test cells with their maps."""
 
 import textwrap
 
@@ -13,18 +13,15 @@ from PIL import Image
 from keras_backends import backend_params, run_under_backend
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, write_tsv
-from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, GRADCAM_OUTCOMES, PREDICTION_COLUMNS
+from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, GRADCAM_OUTCOMES, INDEX_FILE, PREDICTION_COLUMNS
 from leukemia_dtl.data.splits import read_split
-from leukemia_dtl.model import classifiers
-from leukemia_dtl.model.gradcam import (
-    GradCamSplit,
-    gradcam_figure,
-    gradcam_heatmaps,
-    gradcam_panel_cells,
-    plot_gradcam_panel,
-)
+from leukemia_dtl.evaluate.gradcam_figure import OUTCOME_OF, gradcam_panel_cells
+from leukemia_dtl.evaluate.result_files import read_predictions
+from leukemia_dtl.model import backend, classifiers
+from leukemia_dtl.model.gradcam import GradCamSplit, gradcam_heatmaps
 from leukemia_dtl.model.inference import probability_of_all
 from model_stage_fixtures import PAPER_AUGMENTATION, TINY_BACKBONE, write_synthetic_dataset
+from rule_scripts import run_rule_script
 
 HEM, ALL = 0, 1
 # The known case: 64 px images whose class is decided by a magenta patch in the top-left quadrant; a green
@@ -189,65 +186,6 @@ def test_paper_backbones_split_at_their_last_convolution(name, layer, map_shape)
     assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
 
 
-def predictions_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """``(path, label, pred)`` rows as a prediction table."""
-    frame = pd.DataFrame(rows, columns=["path", "label", "pred"])
-    return frame.assign(subject=frame["path"].str[:2], p_all=np.where(frame["pred"] == "ALL", 0.8, 0.2))[
-        list(PREDICTION_COLUMNS)
-    ]
-
-
-OUTCOME_ROWS = {"TP": ("ALL", "ALL"), "FP": ("HEM", "ALL"), "TN": ("HEM", "HEM"), "FN": ("ALL", "HEM")}
-OUTCOME_ROWS_OF = {pair: outcome for outcome, pair in OUTCOME_ROWS.items()}
-
-
-def test_the_panel_draw_depends_on_the_seed_not_on_row_order():
-    counts = {"TP": 9, "FP": 2, "TN": 7, "FN": 1}
-    table = predictions_table(
-        [
-            (f"{outcome}_{number:02d}.bmp", *OUTCOME_ROWS[outcome])
-            for outcome in counts
-            for number in range(counts[outcome])
-        ]
-    )
-    cells = gradcam_panel_cells(table, cells_per_outcome=3, seed=4, threshold=0.5)
-
-    assert list(cells["outcome"]) == ["TP"] * 3 + ["FP"] * 2 + ["TN"] * 3 + ["FN"]
-    assert all(path.startswith(outcome) for path, outcome in zip(cells["path"], cells["outcome"], strict=True))
-    assert not cells["path"].duplicated().any()
-    shuffled = table.sample(frac=1, random_state=1)
-    pd.testing.assert_frame_equal(gradcam_panel_cells(shuffled, 3, 4, threshold=0.5), cells)
-    draws = {tuple(gradcam_panel_cells(table, 3, seed, threshold=0.5)["path"]) for seed in range(6)}
-    assert len(draws) > 1
-
-
-def test_outcomes_are_called_at_the_configured_threshold_not_the_argmax():
-    """A cell of an ALL donor at p_all 0.6 is a true positive at threshold 0.5 and a false negative at 0.7, as in
-    Table 1 with ``statistics.threshold: 0.7``; its heat map is then that of HEM, the class it is called."""
-    table = predictions_table([("a.bmp", "ALL", "ALL"), ("b.bmp", "HEM", "HEM")]).assign(p_all=[0.6, 0.2])
-    assert list(gradcam_panel_cells(table, 1, 0, threshold=0.5)["outcome"]) == ["TP", "TN"]
-    cells = gradcam_panel_cells(table, 1, 0, threshold=0.7)
-    assert list(cells["outcome"]) == ["TN", "FN"]
-    assert list(cells["pred"]) == ["HEM", "HEM"]
-
-
-@pytest.mark.slow
-def test_a_missing_outcome_is_absent_from_the_draw_and_said_in_the_figure():
-    table = predictions_table([("a.bmp", "ALL", "ALL"), ("b.bmp", "HEM", "HEM"), ("c.bmp", "HEM", "HEM")])
-    cells = gradcam_panel_cells(table, cells_per_outcome=2, seed=0, threshold=0.5)
-    assert list(cells["outcome"]) == ["TP", "TN", "TN"]
-
-    images = np.zeros((3, 8, 8, 3), np.uint8)
-    figure = plot_gradcam_panel(
-        cells, images, np.zeros((3, 8, 8)), title="tiny, random split", layer_name="last_conv", map_shape=(2, 2)
-    )
-    texts = [text.get_text() for axes in figure.axes for text in axes.texts]
-    assert texts == ["no FP in the test subset", "no FN in the test subset"]
-    assert figure.get_suptitle() == "tiny, random split\nGrad-CAM on last_conv, 2x2 map at 8 px"
-    with pytest.raises(UserError, match="cells_per_outcome"):
-        gradcam_panel_cells(table, cells_per_outcome=0, seed=0, threshold=0.5)
-
-
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """A saved tiny classifier (with the paper's augmentation), its synthetic cache, and the test predictions."""
@@ -278,13 +216,28 @@ def saved_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_rule_writes_the_panel_as_png_and_pdf(tmp_path, saved_run):
+def test_the_rule_writes_the_panel_as_png_and_pdf(tmp_path, saved_run, monkeypatch):
     model_path, predictions_path, cache_dir = saved_run
     png, pdf = tmp_path / "gradcam_tiny.png", tmp_path / "gradcam_tiny.pdf"
-    cells = gradcam_figure(model_path, predictions_path, cache_dir, 2, 0, "tiny, random split", png, pdf, threshold=0.5)
+    # A job's process sets its threads before the backend starts; this one has run the backend already. The
+    # job hides the GPUs from itself, and this process gets them back after the test.
+    monkeypatch.setattr(backend, "limit_cpu_threads", lambda threads: None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    run_rule_script(
+        "plot_gradcam.py",
+        input={
+            "model": str(model_path),
+            "predictions": str(predictions_path),
+            "cache_images": str(cache_dir / CACHE_IMAGES_FILE),
+            "cache_index": str(cache_dir / INDEX_FILE),
+        },
+        output={"png": str(png), "pdf": str(pdf)},
+        params={"cells_per_outcome": 2, "seed": 0, "threshold": 0.5, "title": "tiny, random split"},
+    )
 
+    cells = gradcam_panel_cells(read_predictions(predictions_path), 2, 0, threshold=0.5)
     predictions = read_tsv(predictions_path)
-    available = [OUTCOME_ROWS_OF[pair] for pair in zip(predictions["label"], predictions["pred"], strict=True)]
+    available = [OUTCOME_OF[pair] for pair in zip(predictions["label"], predictions["pred"], strict=True)]
     expected = [outcome for outcome in GRADCAM_OUTCOMES for _ in range(min(2, available.count(outcome)))]
     assert len(set(available)) >= 3 and list(cells["outcome"]) == expected
     with Image.open(png) as image:

@@ -11,18 +11,17 @@ from scipy.special import softmax
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv, row_checksums, write_cache_index
+from leukemia_dtl.core.format_versions import FORMAT_VERSION_KEY
 from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE, PREDICTED_SUBSETS, PREDICTION_COLUMNS
 from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
+from leukemia_dtl.model.challenge_submission import challenge_submission, final_phase_order, write_submission
 from leukemia_dtl.model.inference import (
     DIHEDRAL_TRANSFORMS,
-    challenge_submission,
     dihedral_transform,
-    final_phase_order,
     predict_probability_of_all,
     predict_subsets,
     probability_of_all,
-    write_submission,
 )
 from leukemia_dtl.model.inputs import ImageCache
 from model_stage_fixtures import TINY_BACKBONE, write_synthetic_dataset
@@ -243,6 +242,17 @@ def test_a_final_phase_cache_with_a_missing_image_fails_before_predicting(tmp_pa
     with pytest.raises(UserError, match=r"1 missing number\(s\) \[2\]"):
         challenge_submission([model_path], [8], final_dir, 0.5, tmp_path / "s", tmp_path / "p.tsv")
     assert not (tmp_path / "s").exists()
+
+
+def test_a_final_phase_cache_of_an_older_version_names_its_own_rule(tmp_path, saved_model):
+    model_path, _, cache_dir = saved_model
+    final_dir, _ = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 3)
+    index = read_tsv(final_dir / INDEX_FILE).drop(columns=FORMAT_VERSION_KEY)
+    index.to_csv(final_dir / INDEX_FILE, sep="\t", index=False)
+    with pytest.raises(
+        UserError, match=r"older version of the workflow; rebuild: snakemake --forcerun build_final_phase"
+    ):
+        challenge_submission([model_path], [8], final_dir, 0.5, tmp_path / "s", tmp_path / "p.tsv")
 
 
 def test_final_phase_images_go_in_number_order_not_string_order():

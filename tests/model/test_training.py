@@ -12,37 +12,26 @@ import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import REPO
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.train_stats import read_train_stats
 from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS
 from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import training
 from leukemia_dtl.model.callbacks import TrainingProgress
 from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache, class_indices
 from leukemia_dtl.model.resume import ResumableBackup, prepare_backup_dir
-from leukemia_dtl.model.training import train_model
+from leukemia_dtl.model.training import FineTuning, TrainingOptions, train_model
 from leukemia_dtl.tuning.selection import read_selected_hyperparameters
-from model_stage_fixtures import PAPER_AUGMENTATION
+from training_runs import SCRIPTS_DIR, TINY_OPTIONS, epochs_logged, launch_training, training_arguments
 
-TESTS_DIR = REPO / "tests"
-SCRIPTS_DIR = REPO / "scripts"
-TINY_OPTIONS = {
-    "batch_size": 8,
-    "epochs": 3,
-    "optimizer": "adamax",
-    "learning_rate": 0.01,
-    "dropout": 0.5,
-    "freeze_base": False,
-    "weights": "none",
-    "normalization": "model",
-}
 STATS_KEYS = {
     "wall_seconds",
     "training_seconds",
@@ -61,23 +50,6 @@ STATS_KEYS = {
     "SLURM_JOB_PARTITION",
     "CUDA_VISIBLE_DEVICES",
 }
-
-
-def training_arguments(run_dir: Path, dataset, model_name="tiny", **model_options) -> dict:
-    split_path, cache_dir = dataset
-    return {
-        "model_name": model_name,
-        "model_options": {**TINY_OPTIONS, **model_options},
-        "augmentation": PAPER_AUGMENTATION,
-        "image_size": 32,
-        "seed": 0,
-        "split_path": str(split_path),
-        "cache_dir": str(cache_dir),
-        "backup_dir": str(run_dir / "backup"),
-        "model_path": str(run_dir / "out" / "model.keras"),
-        "history_path": str(run_dir / "out" / "history.tsv"),
-        "stats_path": str(run_dir / "out" / "train_stats.json"),
-    }
 
 
 def held_out_accuracy(model_path, dataset, subset="test") -> float:
@@ -99,7 +71,7 @@ def test_training_learns_and_writes_complete_outputs(tmp_path, dataset, tiny_bac
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert history["epoch"].tolist() == ["1", "2", "3"]
     assert set(stats) >= STATS_KEYS
-    written = json.loads(Path(arguments["stats_path"]).read_text())
+    written = read_train_stats(arguments["stats_path"])
     assert written.pop("model_options") == stats.pop("model_options") == TINY_OPTIONS
     assert written == pytest.approx(stats)
     assert (stats["epochs_run"], stats["resumed_from_epoch"]) == (3, 0)
@@ -129,19 +101,32 @@ def test_training_writes_tensorboard_logs_of_every_epoch_when_asked(tmp_path, da
     assert logged_epochs[("validation", "epoch_accuracy")] == [0, 1, 2]
 
 
-def test_tuned_hyperparameters_override_the_config_entry(tmp_path, dataset, tiny_backbone):
+def test_tuned_hyperparameters_override_the_config_entry(tmp_path):
     selected = tmp_path / "selected.yaml"
     selected.write_text("hyperparameters: {learning_rate: 0.02, batch_size: 16, dropout: 0.3}\nmetric: val_auc\n")
-    arguments = training_arguments(tmp_path, dataset, epochs=1)
-    stats = train_model(**arguments, tuned_hyperparameters=read_selected_hyperparameters(selected))
-    assert stats["model_options"] == {
-        **TINY_OPTIONS,
-        "epochs": 1,
-        "learning_rate": 0.02,
-        "batch_size": 16,
-        "dropout": 0.3,
-    }
-    assert stats["batch_size"] == 16
+    options = TrainingOptions.from_config("tiny", TINY_OPTIONS, read_selected_hyperparameters(selected))
+    assert options.model_options == {**TINY_OPTIONS, "learning_rate": 0.02, "batch_size": 16, "dropout": 0.3}
+    assert (options.batch_size, options.learning_rate, options.classifier_options["dropout"]) == (16, 0.02, 0.3)
+    assert "tuning.grid.learning_rate (the tuning picked 0.02" in options.divergence_remedy
+    assert TrainingOptions.from_config("tiny", TINY_OPTIONS).divergence_remedy == (
+        "Lower models.tiny.learning_rate (0.01) and rerun."
+    )
+
+
+def test_training_options_are_parsed_once_and_immutable():
+    fine_tune = {"layers": 2, "learning_rate": 1e-5, "epochs": 4}
+    entry = {**TINY_OPTIONS, "fine_tune": fine_tune, "class_weight": "balanced"}
+    options = TrainingOptions.from_config("tiny", entry)
+    assert options.fine_tune == FineTuning(**fine_tune)
+    assert (options.epochs, options.total_epochs, options.class_weight) == (3, 7, "balanced")
+    assert set(options.classifier_options) == {"weights", "normalization", "freeze_base", "dropout"}
+    with pytest.raises(FrozenInstanceError):
+        options.epochs = 1
+    with pytest.raises(TypeError):
+        options.model_options["epochs"] = 1
+    entry["epochs"] = 1  # the options keep the entry they were parsed from
+    assert options.model_options["epochs"] == 3
+    assert TrainingOptions.from_config("tiny", {**TINY_OPTIONS, "fine_tune": None}).total_epochs == 3
 
 
 @pytest.mark.slow
@@ -150,35 +135,6 @@ def test_vgg19_trains_with_a_frozen_base(tmp_path, dataset):
     stats = train_model(**arguments)
     assert stats["params_trainable"] == 1026
     assert read_tsv(arguments["history_path"])["epoch"].tolist() == ["1"]
-
-
-CHILD_SCRIPT = textwrap.dedent("""
-    import json, logging, sys
-    sys.path[:0] = sys.argv[2:]
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from leukemia_dtl.model import classifiers
-    from leukemia_dtl.model.training import train_model
-    from model_stage_fixtures import TINY_BACKBONE
-    classifiers.BACKBONES["tiny"] = TINY_BACKBONE
-    train_model(**json.loads(open(sys.argv[1]).read()))
-    """)
-
-
-def launch_training(run_dir: Path, arguments: dict, keras_backend: str | None = None) -> subprocess.Popen:
-    """train_model(**arguments) in a child process, under ``keras_backend`` if given (else this process's)."""
-    (run_dir / "arguments.json").write_text(json.dumps(arguments))
-    (run_dir / "child.py").write_text(CHILD_SCRIPT)
-    backend_choice = {"KERAS_BACKEND": keras_backend} if keras_backend else {}
-    return subprocess.Popen(
-        [sys.executable, str(run_dir / "child.py"), str(run_dir / "arguments.json"), str(SCRIPTS_DIR), str(TESTS_DIR)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **backend_choice},
-    )
-
-
-def epochs_logged(log_lines: list[str]) -> list[int]:
-    return [int(line.split("epoch ")[1].split("/")[0]) for line in log_lines if ": epoch " in line]
 
 
 @pytest.mark.slow

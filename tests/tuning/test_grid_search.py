@@ -1,4 +1,5 @@
-"""The grid search: the feature fast path equals training on images, selection, and the DAG it makes."""
+"""The grid search: the feature fast path equals training on images, the features checked like the image cache,
+selection, and the DAG it makes."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +7,11 @@ import pytest
 import yaml
 
 from conftest import planned_jobs, run_snakemake
+from file_faults import assert_failed_publishing_nothing, start_python, zero_row
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.vocabulary import FEATURES_FILE
 from leukemia_dtl.data.splits import read_split
-from leukemia_dtl.evaluate.figures import plot_tuning_heatmap
+from leukemia_dtl.evaluate.tuning_heatmap import plot_tuning_heatmap
 from leukemia_dtl.model.inputs import FeatureTable
 from leukemia_dtl.tuning.grid_search import extract_features, train_configuration, tune_configuration
 from leukemia_dtl.tuning.selection import rank_configurations, read_selected_hyperparameters, select_configuration
@@ -116,6 +119,41 @@ def test_tune_configuration_writes_the_configuration_and_its_scores(tmp_path, da
         2,
     )
     assert result["path"] == "images" and 0 <= result["val_accuracy"] <= 1 and result["val_loss"] > 0
+
+
+def test_a_zeroed_feature_row_is_found_before_tuning_reads_it(dataset, tiny_backbone, tmp_path):
+    split_path, cache_dir = dataset
+    extract_features(
+        model_name="tiny",
+        model_options={"weights": "none", "dropout": 0.5},
+        image_size=32,
+        seed=0,
+        split_path=split_path,
+        cache_dir=cache_dir,
+        out_dir=tmp_path,
+    )
+    FeatureTable.open(tmp_path)  # undamaged, it opens
+    zero_row(tmp_path / FEATURES_FILE, 7)
+    with pytest.raises(UserError, match=r"features.npy do not match .* row 7.*forcerun extract_features"):
+        FeatureTable.open(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_stops_the_features_with_nothing_published(dataset, tmp_path):
+    split_path, cache_dir = dataset
+    out = tmp_path / "features"
+    out.mkdir()
+    code = (
+        "from leukemia_dtl.model import classifiers\n"
+        "from leukemia_dtl.tuning.grid_search import extract_features\n"
+        "from model_stage_fixtures import TINY_BACKBONE\n"
+        "classifiers.BACKBONES['tiny'] = TINY_BACKBONE\n"
+        "extract_features(model_name='tiny', model_options={'weights': 'none', 'dropout': 0.5}, image_size=32, "
+        f"seed=0, split_path={str(split_path)!r}, cache_dir={str(cache_dir)!r}, out_dir={str(out)!r})\n"
+    )
+    # 128 images' features take 16 KiB; the limit lets the other files the job writes through.
+    process = start_python(code, file_size_limit=4096)
+    assert_failed_publishing_nothing(process, out / FEATURES_FILE, "File too large")
 
 
 def test_tuning_needs_every_training_option(dataset, tiny_backbone):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
+from leukemia_dtl.core.format_versions import CACHE_INDEX_FORMAT_VERSION, FORMAT_VERSION_KEY, check_format_version
 from leukemia_dtl.core.vocabulary import CACHE_INDEX_COLUMNS, CHECKSUM_COLUMN
 
 
@@ -112,9 +113,28 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def write_cache_index(paths: Sequence[str], path: str | os.PathLike, checksums: Sequence[int]) -> None:
     """The index of a cache array (images or features): row ``i`` holds the image ``paths[i]``, whose bytes
-    have the CRC-32 ``checksums[i]``; readers check them (:func:`damaged_rows`)."""
+    have the CRC-32 ``checksums[i]``; readers check them (:func:`damaged_rows`). Every row carries the index's
+    format version, a column that TSV readers of the other columns pass over (:func:`read_cache_index`)."""
     row, image = CACHE_INDEX_COLUMNS
-    write_tsv(pd.DataFrame({row: range(len(paths)), image: paths, CHECKSUM_COLUMN: checksums}), path)
+    index = {
+        row: range(len(paths)),
+        image: paths,
+        CHECKSUM_COLUMN: checksums,
+        FORMAT_VERSION_KEY: CACHE_INDEX_FORMAT_VERSION,
+    }
+    write_tsv(pd.DataFrame(index), path)
+
+
+def read_cache_index(path: str | os.PathLike, rule: str) -> pd.DataFrame:
+    """A cache index as :func:`write_cache_index` wrote it; one of another format version (an older one lacks
+    the stamp, or the checksums) is a UserError naming ``rule``, the rule that writes it."""
+    index = read_tsv(path)
+    stamps = set(index[FORMAT_VERSION_KEY]) if FORMAT_VERSION_KEY in index else {None}
+    for stamp in stamps:
+        # The table is read as text; a stamp that is a number compares as one.
+        version = int(stamp) if stamp and stamp.isdecimal() else stamp
+        check_format_version(version, CACHE_INDEX_FORMAT_VERSION, path, rule)
+    return index
 
 
 def row_checksums(rows: np.ndarray) -> list[int]:

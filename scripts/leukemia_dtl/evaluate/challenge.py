@@ -1,5 +1,5 @@
 """The C-NMC 2019 challenge as a yardstick: its published results beside this project's external-subset metrics.
-(The final-phase submission file is written by the model stage: leukemia_dtl.model.inference.)
+(The final-phase submission file is written by the model stage: leukemia_dtl.model.challenge_submission.)
 
 The published numbers are transcribed once, here, as printed (percentages for weighted F1 and balanced
 accuracy, a fraction for ROC-AUC). The challenge's prelim-phase test set is the Kaggle archive's
@@ -28,11 +28,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_json
 from leukemia_dtl.core.vocabulary import DATA_SOURCES, PLAIN, TTA
+from leukemia_dtl.evaluate.formatting import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 from leukemia_dtl.evaluate.paper_values import model_name
-from leukemia_dtl.evaluate.result_files import metric_entry
-from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
+from leukemia_dtl.evaluate.result_files import metric_entry, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def _load(files: Mapping[tuple, str | os.PathLike]) -> dict[tuple, Loaded]:
                 f"Metrics file {path} is keyed with prediction kind {kind!r}; kinds are {list(PREDICTION_KINDS)}. "
                 "Fix the rule's keys."
             )
-        loaded[key] = (path, read_json(path))
+        loaded[key] = (path, read_metrics(path))
     return loaded
 
 
@@ -163,7 +162,7 @@ def _images_columns(n_images: int) -> tuple[dict, dict]:
     return {"Images": f"{n_images:,}"}, {"n_images": n_images}
 
 
-def _seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
+def _single_seeds_row(model: str, kind: str, runs: Sequence[Loaded]) -> dict:
     """Mean ± sd over the seeds' metrics of one model and kind."""
     shown_images, images = _images_columns(_image_count(runs))
     row = {
@@ -278,7 +277,7 @@ def challenge_table(
         for kind in PREDICTION_KINDS:
             runs = [run for key, run in seed_runs.items() if key[:2] == (model, kind)]
             if runs:
-                rows.append(_seeds_row(model, kind, runs))
+                rows.append(_single_seeds_row(model, kind, runs))
             if (model, kind) in ensembles:
                 rows.append(_ensemble_row(model, kind, len(runs), ensembles[model, kind], interval))
     warning = image_count_warning([row["n_images"] for row in rows], data_source)

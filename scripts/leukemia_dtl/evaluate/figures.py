@@ -2,40 +2,37 @@
 reliability diagrams and a forest plot of Table 1, summarising every seed of each model.
 
 Plot functions take ``{model: [one frame per seed]}`` and return a matplotlib Figure, drawn with the Agg
-canvas and no pyplot state; :func:`save_figure` writes it as PNG and PDF. Prediction frames are those
-of :func:`result_files.read_predictions`; histories those of :func:`result_files.read_training_history`.
-Every number the ROC legend and the forest plot print comes from the metrics files (``tables.PredictionSets``),
+canvas and no pyplot state in the style of :mod:`figure_style`, whose ``save_figure`` writes it as PNG and PDF.
+Prediction frames are those of :func:`result_files.read_predictions`; histories those of
+:func:`result_files.read_training_history`.
+Every number the ROC legend and the forest plot print comes from the metrics files (``table1.PredictionSets``),
 so figures, metrics and tables agree, intervals included at the configured confidence level.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path
-from leukemia_dtl.core.vocabulary import CLASS_NAMES, EFFICIENTNETB3, VGG19
+from leukemia_dtl.core.vocabulary import CLASS_NAMES
 from leukemia_dtl.evaluate.calibration import (
     CALIBRATION_BINS,
     brier_score,
     expected_calibration_error,
     reliability_curve,
 )
+from leukemia_dtl.evaluate.figure_style import model_colours, new_figure, styled
+from leukemia_dtl.evaluate.formatting import mean_sd, mean_sd_text
 from leukemia_dtl.evaluate.metrics import confusion_counts
 from leukemia_dtl.evaluate.paper_values import TABLE1, model_name
-from leukemia_dtl.evaluate.result_files import is_all
-from leukemia_dtl.evaluate.tables import (
+from leukemia_dtl.evaluate.result_files import is_all, metric_entry
+from leukemia_dtl.evaluate.table1 import (
     ENSEMBLE_ROWS,
     METRIC_LABELS,
     PAPER_SUBSET,
@@ -46,26 +43,10 @@ from leukemia_dtl.evaluate.tables import (
     PredictionSets,
     RunMetrics,
     SetMetrics,
-    mean_sd,
-    mean_sd_text,
 )
 
 # Confusion matrices list ALL first, as the paper's Fig. 7 does.
 CONFUSION_ORDER = CLASS_NAMES[::-1]
-# Print-readable text: nothing below 9 pt; TrueType fonts keep the PDF's text editable.
-STYLE = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
-    "legend.fontsize": 9,
-    "legend.title_fontsize": 9,
-    "pdf.fonttype": 42,
-}
-# Okabe & Ito's colour-blind-safe palette; the paper's models keep theirs whatever else is plotted.
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-PAPER_MODEL_COLOURS = {VGG19: OKABE_ITO[0], EFFICIENTNETB3: OKABE_ITO[1]}
 BAND_ALPHA = 0.2
 SEED_LINE_ALPHA = 0.4
 ROC_MAX_THRESHOLDS = 2001
@@ -73,43 +54,8 @@ ROC_MAX_THRESHOLDS = 2001
 TRAINING_CURVE_LABELS = {"accuracy": "Accuracy (argmax)", "loss": "Loss"}
 # The prediction set of the seeds' own metrics, as the paper's Table 1 reports them (mean ± sd over seeds).
 SEEDS_SET = "seeds"
-
-
-def styled(plot):
-    """Build the figure under STYLE, so its text sizes hold wherever it is saved."""
-
-    @functools.wraps(plot)
-    def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(STYLE):
-            return plot(*args, **kwargs)
-
-    return wrapper
-
-
-def new_figure(**figure_options) -> Figure:
-    """A figure of its own canvas, outside pyplot's global state (the model stage's Grad-CAM panel uses it too)."""
-    figure = Figure(layout="constrained", **figure_options)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save_figure(figure: Figure, png_path: str | os.PathLike, pdf_path: str | os.PathLike) -> None:
-    """Write ``figure`` as a 300 dpi PNG and a PDF, each atomically."""
-    with matplotlib.rc_context(STYLE):
-        for path, file_format in ((png_path, "png"), (pdf_path, "pdf")):
-            with atomic_path(path) as tmp:
-                # No creation date in the PDF: the same results give the same file.
-                metadata = {"CreationDate": None} if file_format == "pdf" else {}
-                # bbox_inches="tight": constrained layout can clip titles above fixed-aspect axes.
-                figure.savefig(
-                    tmp, format=file_format, dpi=300, metadata=metadata, bbox_inches="tight", pad_inches=0.05
-                )
-
-
-def model_colours(models: Sequence[str]) -> dict[str, str]:
-    """One colour per model: the paper's models fixed, others from the rest of the palette in order."""
-    spare = itertools.cycle([colour for colour in OKABE_ITO if colour not in PAPER_MODEL_COLOURS.values()])
-    return {model: PAPER_MODEL_COLOURS.get(model) or next(spare) for model in models}
+# What the ROC legend and the forest plot read of an ensemble's metric.
+INTERVAL_FIELDS = ("value", "ci_low", "ci_high")
 
 
 def _spread_text(values, digits: int = 3) -> str:
@@ -181,19 +127,6 @@ def _rates_at(thresholds: np.ndarray, y_true: np.ndarray, p_all: np.ndarray) -> 
     return np.array(rates)
 
 
-def _metrics_value(metrics: Mapping, what: str, *keys: str):
-    """``metrics[keys[0]][keys[1]]...`` of a metrics JSON; a UserError naming ``what`` when it lacks them."""
-    entry = metrics
-    for key in keys:
-        if not isinstance(entry, Mapping) or key not in entry:
-            raise UserError(
-                f"The metrics of {what} lack {'/'.join(keys)}; they come from another version of the evaluation "
-                "step. Delete those metrics files and re-run the evaluation."
-            )
-        entry = entry[key]
-    return entry
-
-
 def _seed_runs(runs: RunMetrics, model: str, subset: str, label: str) -> list[Mapping]:
     """The metrics JSONs of ``model``'s seeds on ``subset``, in seed order."""
     found = {
@@ -213,7 +146,12 @@ def _ensemble_run(runs: SetMetrics, model: str, subset: str, label: str) -> Mapp
 def _confidence_text(runs: Sequence[Mapping], what: str) -> str:
     """The confidence level of the metrics files' intervals as "90%"; a UserError if they were computed at more
     than one."""
-    levels = sorted({_metrics_value(run, what, "confidence") for run in runs})
+    if any("confidence" not in run for run in runs):
+        raise UserError(
+            f"The metrics of {what} lack their intervals' confidence level; they come from another version of the "
+            "evaluation step. Delete those metrics files and re-run the evaluation."
+        )
+    levels = sorted({run["confidence"] for run in runs})
     if len(levels) > 1:
         raise UserError(
             f"The metrics of {what} hold intervals at {len(levels)} confidence levels "
@@ -226,8 +164,8 @@ def _operating_point(seeds: Sequence[Mapping], what: str) -> tuple[float, float]
     """The seeds' mean false and true positive rates at their validation thresholds (chosen on val)."""
     rates = [
         (
-            1 - _metrics_value(run, what, VALIDATION_SECTION, "specificity", "value"),
-            _metrics_value(run, what, VALIDATION_SECTION, "recall_all", "value"),
+            1 - metric_entry(run, "specificity", f"of {what}", section=VALIDATION_SECTION)["value"],
+            metric_entry(run, "recall_all", f"of {what}", section=VALIDATION_SECTION)["value"],
         )
         for run in seeds
     ]
@@ -258,8 +196,8 @@ def plot_roc_curves(predictions: Mapping[str, Sequence[pd.DataFrame]], metrics: 
         seeds = _seed_runs(metrics.seeds, model, subset, SEEDS_SET)
         ensemble = _ensemble_run(metrics.ensemble, model, subset, ENSEMBLE_ROWS)
         what = f"{model} on {subset}"
-        aucs = [_metrics_value(run, what, "roc_auc", "value") for run in seeds]
-        delong = _metrics_value(ensemble, f"the ensemble of {what}", "roc_auc_delong")
+        aucs = [metric_entry(run, "roc_auc", f"of {what}")["value"] for run in seeds]
+        delong = metric_entry(ensemble, "roc_auc_delong", f"of the ensemble of {what}", fields=INTERVAL_FIELDS)
         confidence = _confidence_text([ensemble], f"the ensemble of {what}")
         label = (
             f"{model_name(model)}: AUC {_spread_text(aucs)} over {_seeds_text(len(seeds))};\n"
@@ -467,8 +405,8 @@ def plot_forest(metrics: PredictionSets, models: Sequence[str], subset: str) -> 
             }
             what = f"the {label} of {model} on {subset}"
             if label in ENSEMBLE_SETS:
-                entry = _metrics_value(runs[0], what, metric)
-                value, low, high = (_metrics_value(entry, what, key) for key in ("value", "ci_low", "ci_high"))
+                entry = metric_entry(runs[0], metric, f"of {what}", fields=INTERVAL_FIELDS)
+                value, low, high = (entry[key] for key in INTERVAL_FIELDS)
                 if with_subject and entry.get("subject_ci_low") is not None:
                     axes.hlines(
                         y,
@@ -481,7 +419,7 @@ def plot_forest(metrics: PredictionSets, models: Sequence[str], subset: str) -> 
                     drew_subject_band = True
                 axes.errorbar(value, y, xerr=[[value - low], [high - value]], **style)
             else:
-                mean, sd, _ = mean_sd([_metrics_value(run, what, metric, "value") for run in runs])
+                mean, sd, _ = mean_sd([metric_entry(run, metric, f"of {what}")["value"] for run in runs])
                 axes.errorbar(mean, y, xerr=None if np.isnan(sd) else sd, **style)
         for model in models:
             model_rows = [y for y, row in enumerate(rows) if row[0] == model]
@@ -503,57 +441,4 @@ def plot_forest(metrics: PredictionSets, models: Sequence[str], subset: str) -> 
         loc="outside lower center",
         ncols=2,
     )
-    return figure
-
-
-def _axis_combinations(ranking: pd.DataFrame, axes: Sequence[str]) -> list[tuple]:
-    """Value combinations of ``axes`` in grid order (each axis's values in the order the grid gave them)."""
-    if not axes:
-        return [()]
-    values = [list(dict.fromkeys(ranking.sort_values("grid_order")[axis])) for axis in axes]
-    return list(itertools.product(*values))
-
-
-def _grid_point_label(names: Sequence[str], values: tuple) -> str:
-    return "\n".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
-
-
-@styled
-def plot_tuning_heatmap(ranking: pd.DataFrame, axes: Sequence[str], metric: str) -> Figure:
-    """The grid as one heat map of ``metric``: rows combine the first half of ``axes``, columns the rest;
-    the selected configuration (rank 1) is outlined."""
-    row_axes, column_axes = list(axes[: (len(axes) + 1) // 2]), list(axes[(len(axes) + 1) // 2 :])
-    rows, columns = _axis_combinations(ranking, row_axes), _axis_combinations(ranking, column_axes)
-    scores = np.full((len(rows), len(columns)), np.nan)
-    for _, result in ranking.iterrows():
-        row = rows.index(tuple(result[axis] for axis in row_axes))
-        column = columns.index(tuple(result[axis] for axis in column_axes))
-        scores[row, column] = result[metric]
-        if result["rank"] == 1:
-            best = (row, column)
-    figure = new_figure(figsize=(1.1 * len(columns) + 3, 0.45 * len(rows) * max(1, len(row_axes)) + 2))
-    plot = figure.subplots()
-    image = plot.imshow(scores, cmap="viridis_r" if metric == "val_loss" else "viridis", aspect="auto")
-    for (row, column), score in np.ndenumerate(scores):
-        if np.isfinite(score):
-            # viridis is light at its top end: dark text there, light text elsewhere.
-            light_cell = image.norm(score) > 0.6 if metric != "val_loss" else image.norm(score) < 0.4
-            plot.text(
-                column,
-                row,
-                f"{score:.3f}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="black" if light_cell else "white",
-            )
-    plot.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor=OKABE_ITO[1], linewidth=2.5))
-    plot.set(
-        xticks=range(len(columns)),
-        yticks=range(len(rows)),
-        xticklabels=[_grid_point_label(column_axes, combination) for combination in columns],
-        yticklabels=[_grid_point_label(row_axes, combination) for combination in rows],
-        title=f"{model_name(ranking['model'].iloc[0])}: {metric} of {len(ranking)} configurations (best outlined)",
-    )
-    figure.colorbar(image, ax=plot, label=metric, shrink=0.8)
     return figure

@@ -12,6 +12,7 @@ import pandas as pd
 
 from leukemia_dtl.core.fileio import atomic_path, storage_errors
 from leukemia_dtl.core.provenance import read_run_provenance, short_commit, short_digest
+from leukemia_dtl.core.train_stats import read_train_stats
 from leukemia_dtl.core.vocabulary import (
     AUGMENTATION_OPTIONS,
     MODEL_OPTION_GROUPS,
@@ -24,10 +25,10 @@ from leukemia_dtl.core.vocabulary import (
 )
 from leukemia_dtl.data.splits import leakage_report, read_split
 from leukemia_dtl.evaluate.calibration import CALIBRATION_BINS, brier_score, expected_calibration_error
+from leukemia_dtl.evaluate.formatting import markdown_table, mean_sd, mean_sd_text
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import is_all, read_predictions
-from leukemia_dtl.evaluate.runs import option_text, read_run_metrics, read_train_stats
-from leukemia_dtl.evaluate.tables import markdown_table, mean_sd, mean_sd_text
+from leukemia_dtl.evaluate.runs import option_text, read_run_metrics
 
 # The metrics a card reports, in its order, with the names it gives them.
 CARD_METRICS = {

@@ -1,16 +1,19 @@
 """Reading back, checked, what the model stage and the metrics step wrote: per-image prediction tables,
-training histories and per-run metrics files. A malformed file is a UserError naming it."""
+training histories and per-run metrics files (whose writer is here too, so that the format version it stamps and
+the one its readers expect are one). A malformed file is a UserError naming it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_json, read_tsv, require_columns
+from leukemia_dtl.core.fileio import read_json, read_tsv, require_columns, write_json
+from leukemia_dtl.core.format_versions import FORMAT_VERSION_KEY, METRICS_FORMAT_VERSION, check_format_version
+from leukemia_dtl.core.run_paths import files_by
 from leukemia_dtl.core.vocabulary import (
     CLASS_NAMES,
     CURVE_COLUMNS,
@@ -21,6 +24,8 @@ from leukemia_dtl.core.vocabulary import (
 from leukemia_dtl.evaluate.paper_values import TABLE1
 
 _REGENERATE = "Delete the file and re-run the workflow so the prediction step writes it again."
+# The rule that writes every metrics file.
+METRICS_RULE = "evaluate_predictions"
 
 
 def _examples(values, limit: int = 3) -> str:
@@ -115,19 +120,43 @@ def read_training_history(path: str | os.PathLike) -> pd.DataFrame:
     return numeric
 
 
-def read_keyed_metrics(keys: Sequence[Sequence], paths: Sequence[str | os.PathLike]) -> dict[tuple, Mapping]:
-    """The metrics JSONs at ``paths`` keyed by the matching entry of ``keys`` (as a rule's ``*_keys`` param lists
-    them for its input list: (model, seed, subset) or (model, subset)), as a tuple."""
-    return {tuple(key): read_json(path) for key, path in zip(keys, paths, strict=True)}
+def write_metrics(metrics: Mapping, path: str | os.PathLike) -> None:
+    """The metrics JSON of one prediction set and subset, stamped with its format version."""
+    write_json({**metrics, FORMAT_VERSION_KEY: METRICS_FORMAT_VERSION}, path)
 
 
-def metric_entry(metrics: Mapping, metric: str, path: str | os.PathLike) -> Mapping:
-    """``metrics[metric]`` of a metrics JSON read from ``path``; UserError naming the file if it has no value."""
-    entry = metrics.get(metric)
-    if not isinstance(entry, dict) or "value" not in entry:
+def read_metrics(path: str | os.PathLike) -> dict:
+    """A metrics JSON as :func:`write_metrics` wrote it; one of another format version (an older one has no
+    stamp) is a UserError naming the file and the rule that rebuilds it."""
+    metrics = read_json(path)
+    check_format_version(metrics.get(FORMAT_VERSION_KEY), METRICS_FORMAT_VERSION, path, METRICS_RULE)
+    return metrics
+
+
+def read_keyed_metrics(paths: Iterable[str | os.PathLike], *fields: str) -> dict[tuple, Mapping]:
+    """The metrics JSONs at ``paths`` (:func:`read_metrics`), each keyed by its run's ``fields`` read from its path
+    (:func:`leukemia_dtl.core.run_paths.files_by`: ("model", "seed", "subset") or ("model", "subset"))."""
+    return {key: read_metrics(path) for key, path in files_by(paths, *fields).items()}
+
+
+def metric_entry(
+    metrics: Mapping,
+    metric: str,
+    source: str | os.PathLike,
+    *,
+    section: str | None = None,
+    fields: Sequence[str] = ("value",),
+) -> Mapping:
+    """``metrics[metric]`` (or ``metrics[section][metric]``) of a metrics JSON, checked to hold ``fields``;
+    UserError naming ``source`` if it does not: the file the JSON was read from, or for metrics held without
+    their path "of <whose metrics>"."""
+    entries = metrics.get(section) if section else metrics
+    entry = entries.get(metric) if isinstance(entries, Mapping) else None
+    if not isinstance(entry, Mapping) or any(name not in entry for name in fields):
+        where = f" under {section!r}" if section else ""
         raise UserError(
-            f"Metrics file {path} has no value for {metric!r}; it was written by another version "
-            "of the evaluation step. Delete it and re-run the evaluation."
+            f"Metrics file {source} has no {', '.join(fields)} for {metric!r}{where}; it was written by another "
+            "version of the evaluation step. Delete it and re-run the evaluation."
         )
     return entry
 
@@ -142,7 +171,7 @@ def per_seed_metrics(
     """
     rows = []
     for (model, seed, subset), path in metrics_files.items():
-        results = read_json(path)
+        results = read_metrics(path)
         for metric in metrics:
             value = metric_entry(results, metric, path)["value"]
             rows.append(dict(zip(PER_SEED_COLUMNS, (subset, metric, model, seed, value), strict=True)))

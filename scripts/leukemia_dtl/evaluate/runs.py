@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from leukemia_dtl.core.fileio import read_json, read_json_fields
 from leukemia_dtl.core.provenance import (
     SHORT_COMMIT_LENGTH,
     package_version,
@@ -17,9 +16,10 @@ from leukemia_dtl.core.provenance import (
     short_commit,
     short_digest,
 )
+from leukemia_dtl.core.train_stats import read_train_stats
 from leukemia_dtl.core.vocabulary import REPORTED_SUBSETS
-from leukemia_dtl.evaluate.result_files import metric_entry
-from leukemia_dtl.evaluate.tables import CAPTION, write_table
+from leukemia_dtl.evaluate.formatting import CAPTION, write_table
+from leukemia_dtl.evaluate.result_files import metric_entry, read_metrics
 
 Run = tuple[str, str, int]  # (scheme, model, seed)
 
@@ -30,7 +30,6 @@ RUN_METRICS = ("roc_auc", "balanced_accuracy")
 RUN_OPTIONS = ("optimizer", "learning_rate", "batch_size", "epochs", "dropout", "fine_tune", "class_weight")
 # What a models block without the option means (vocabulary: both are off unless set).
 OPTION_DEFAULTS = {"fine_tune": "off", "class_weight": "none"}
-TRAIN_STATS_FIELDS = ("model_options", "image_size", "epochs_run", "training_seconds", "device", "keras_backend")
 # Distributions that provide TensorFlow: the CUDA build (tensorflow, also with [and-cuda]) or the CPU one.
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu")
 NOT_INSTALLED = "not installed"
@@ -48,14 +47,10 @@ def option_text(name: str, value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def read_train_stats(path: str | os.PathLike) -> dict:
-    """A run's train_stats.json; UserError naming the file if it lacks what the overview and model cards read."""
-    return read_json_fields(path, TRAIN_STATS_FIELDS, "the training step")
-
-
 def read_run_metrics(path: str | os.PathLike, metrics: Sequence[str]) -> dict:
-    """A metrics JSON, checked to hold a value for each of ``metrics`` (UserError naming the file otherwise)."""
-    results = read_json(path)
+    """A metrics JSON (``result_files.read_metrics``), checked to hold a value for each of ``metrics`` (UserError
+    naming the file otherwise)."""
+    results = read_metrics(path)
     for metric in metrics:
         metric_entry(results, metric, path)
     return results

@@ -18,10 +18,10 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from leukemia_dtl.core.decisions import called_all
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import NEGATIVE_CLASS, POSITIVE_CLASS
+from leukemia_dtl.evaluate.formatting import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 from leukemia_dtl.evaluate.metrics import subject_is_all
 from leukemia_dtl.evaluate.paper_values import model_name
 from leukemia_dtl.evaluate.result_files import is_all, read_predictions
-from leukemia_dtl.evaluate.tables import CAPTION, MARKDOWN_COLUMNS, mean_sd, mean_sd_text
 
 PER_SUBJECT_COLUMNS = ("subset", "model", "subject", "class", "images", "mean_p_all", "share_called_all")
 SUBJECT_METRICS = {"roc_auc": "ROC-AUC", "accuracy": "accuracy"}

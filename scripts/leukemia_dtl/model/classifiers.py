@@ -29,10 +29,8 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.vocabulary import (
     EFFICIENTNETB3,
     IMAGENET_WEIGHT_FILES,
-    NORMALIZATIONS,
     OPTIMIZERS,
     VGG19,
-    WEIGHTS,
 )
 from leukemia_dtl.model.augmentation import augmentation_layers
 
@@ -275,11 +273,9 @@ def input_normalization(backbone_name: str, normalization: str) -> list[keras.la
     then rescales by 1/255 once more, so it sees pixels in [0, 1/255] - a much smaller input than the one
     its ImageNet weights were trained on.
     """
-    if normalization == "model":
-        return backbone(backbone_name).model_normalization()
     if normalization == "unit":
         return [keras.layers.Rescaling(1 / 255, name="unit_rescaling")]
-    raise UserError(f"normalization must be one of {list(NORMALIZATIONS)}, not {normalization!r}.")
+    return backbone(backbone_name).model_normalization()
 
 
 # Both bases end in the paper's global max pooling (include_top=False, pooling="max"): VGG-19's 7x7x512
@@ -319,9 +315,6 @@ def build_classifier(
     EfficientNet-B3: :func:`standardize_last_batch_normalization`).
     ``head_options`` go to the backbone's head builder (``dropout``; ``dense_units`` for EfficientNetB3).
     """
-    weights = "none" if weights is None else str(weights)
-    if weights not in WEIGHTS:
-        raise UserError(f"weights must be one of {list(WEIGHTS)}, not {weights!r}.")
     # The head is made first, so its initial weights and dropout seeds depend on the random seed alone:
     # build_head_model then reproduces them exactly (the tuning fast path relies on it).
     head = build_head(backbone_name, **head_options)
@@ -336,7 +329,7 @@ def build_classifier(
         pooling=BASE_POOLING,
     )
     calibrate = backbone(backbone_name).calibrate_random_base
-    if weights == "none" and calibration_images is not None and calibrate is not None:
+    if weights != "imagenet" and calibration_images is not None and calibrate is not None:
         calibrate(base, calibration_images, normalization_layers)
     # Inference mode also if the base is unfrozen (Keras's transfer-learning guidance), so its ImageNet (or
     # calibrated) BatchNormalization statistics stay intact.
@@ -415,8 +408,6 @@ def compile_classifier(
     trained for the paper, now also on JAX and PyTorch (``tests/model/test_backend_equivalence.py``).
     ``jit_compile="auto"``: Keras turns XLA off on CPU-only TensorFlow (about 10x slower there).
     """
-    if optimizer not in OPTIMIZERS:
-        raise UserError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {optimizer!r}.")
     model.compile(
         optimizer=getattr(keras.optimizers, OPTIMIZERS[optimizer])(learning_rate=learning_rate),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),

@@ -1,5 +1,6 @@
-"""Grad-CAM (Selvaraju et al. 2017): where in a cell the trained classifier found the evidence for its call, and
-the seeded panel of test cells that shows it for each outcome (true and false positives and negatives).
+"""Grad-CAM (Selvaraju et al. 2017): where in a cell the trained classifier found the evidence for its call. The
+panel that shows it for a seeded draw of test cells is drawn by the evaluation stage
+(:mod:`leukemia_dtl.evaluate.gradcam_figure`); rule plot_gradcam hands it these maps.
 
 Grad-CAM weighs each channel ``k`` of a convolutional layer's maps ``A_k`` by the spatial mean of the gradient
 of a class score with respect to it, and keeps ``ReLU(sum_k w_k A_k)``. Here the layer is the base's last
@@ -19,32 +20,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
-from leukemia_dtl.core.decisions import class_calls
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import CLASS_NAMES, GRADCAM_OUTCOMES, NEGATIVE_CLASS, POSITIVE_CLASS
-from leukemia_dtl.evaluate.figures import new_figure, save_figure, styled
-from leukemia_dtl.evaluate.result_files import read_predictions
+from leukemia_dtl.core.vocabulary import CLASS_NAMES
 from leukemia_dtl.model import backend
 from leukemia_dtl.model.classifiers import base_position, load_model
 from leukemia_dtl.model.inputs import ImageCache, class_indices
 
 log = logging.getLogger("leukemia_dtl")
 
-# (label, pred) -> outcome, ALL being the positive class; the panel's rows follow GRADCAM_OUTCOMES.
-OUTCOME_OF = {
-    (POSITIVE_CLASS, POSITIVE_CLASS): "TP",
-    (NEGATIVE_CLASS, POSITIVE_CLASS): "FP",
-    (NEGATIVE_CLASS, NEGATIVE_CLASS): "TN",
-    (POSITIVE_CLASS, NEGATIVE_CLASS): "FN",
-}
-OUTCOME_DESCRIPTIONS = {outcome: f"{label} called {pred}" for (label, pred), outcome in OUTCOME_OF.items()}
 # Backends whose automatic differentiation gradcam_heatmaps uses.
 GRADIENT_BACKENDS = ("tensorflow", "jax", "torch")
 # Images per gradient pass: bounds memory at 224 px whatever the panel's size.
@@ -52,10 +41,6 @@ GRADCAM_BATCH_SIZE = 16
 # The split must give the model's own logits; mixed precision computes both in float16 up to the float32 output
 # layer. Relative to the logit's size (plus 1), as logits are not bounded.
 LOGIT_TOLERANCE = 1e-3
-HEATMAP_COLORMAP = "jet"
-HEATMAP_ALPHA = 0.45
-# The predictions the panel draws from: the rule passes a test-subset prediction table.
-PANEL_SUBSET = "test"
 
 
 @dataclass(frozen=True)
@@ -176,118 +161,33 @@ def gradcam_heatmaps(split: GradCamSplit, images: np.ndarray, classes: np.ndarra
     return np.concatenate(heatmaps) if heatmaps else np.zeros((0, *images.shape[1:3]))
 
 
-def gradcam_panel_cells(
-    predictions: pd.DataFrame, cells_per_outcome: int, seed: int, *, threshold: float
-) -> pd.DataFrame:
-    """The panel's cells: up to ``cells_per_outcome`` rows of ``predictions`` per outcome (TP, FP, TN, FN from
-    ``label`` and the call at ``threshold``, as every table and figure calls; ``pred`` becomes that call), drawn
-    with ``numpy.random.default_rng(seed)`` in GRADCAM_OUTCOMES order from the rows sorted by path, so the draw
-    does not depend on the table's row order. Returns them with an ``outcome``
-    column, grouped in GRADCAM_OUTCOMES order and by path within each; an outcome without rows is absent."""
-    if cells_per_outcome < 1:
-        raise UserError(f"gradcam.cells_per_outcome is {cells_per_outcome}; set it to 1 or more.")
-    calls = class_calls(predictions["p_all"], threshold)
-    outcomes = [OUTCOME_OF.get(pair) for pair in zip(predictions["label"], calls, strict=True)]
-    if None in outcomes:
-        raise UserError(
-            f"Grad-CAM's predictions hold labels or calls other than {POSITIVE_CLASS} and {NEGATIVE_CLASS}; "
-            "rerun the prediction step that wrote them."
-        )
-    cells = predictions.assign(pred=calls, outcome=outcomes).sort_values("path", kind="stable", ignore_index=True)
-    rng = np.random.default_rng(seed)
-    drawn = []
-    for outcome in GRADCAM_OUTCOMES:
-        candidates = cells[cells["outcome"] == outcome]
-        picked = rng.choice(len(candidates), size=min(cells_per_outcome, len(candidates)), replace=False)
-        drawn.append(candidates.iloc[np.sort(picked)])
-    return pd.concat(drawn, ignore_index=True)
+@dataclass(frozen=True)
+class CellHeatmaps:
+    """Grad-CAM of some cells of the image cache: their images and maps, in the order asked for, and the layer the
+    maps come from with its map resolution."""
+
+    images: np.ndarray
+    heatmaps: np.ndarray
+    layer_name: str
+    map_shape: tuple[int, int]
 
 
-def _bare(axes) -> None:
-    axes.set_xticks([])
-    axes.set_yticks([])
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-
-
-@styled
-def plot_gradcam_panel(
-    cells: pd.DataFrame,
-    images: np.ndarray,
-    heatmaps: np.ndarray,
-    *,
-    title: str,
-    layer_name: str,
-    map_shape: tuple[int, int],
-) -> Figure:
-    """One row per outcome in GRADCAM_OUTCOMES order: each cell of ``cells`` (from :func:`gradcam_panel_cells`,
-    ``images`` and ``heatmaps`` in its row order) as the image and, beside it, its heat map over the image,
-    titled with the subject and p(ALL). An outcome without cells gets a row that says so; the title names the
-    layer and its map resolution, which at small image sizes is a handful of cells."""
-    columns = max(cells["outcome"].value_counts(), default=1)
-    figure = new_figure(figsize=(3.0 * columns + 1.2, 2.2 * len(GRADCAM_OUTCOMES) + 0.8))
-    grid = figure.subplots(len(GRADCAM_OUTCOMES), 2 * columns, squeeze=False)
-    heat_image = None
-    for outcome, row in zip(GRADCAM_OUTCOMES, grid, strict=True):
-        for axes in row:
-            _bare(axes)
-        row[0].set_ylabel(f"{outcome}\n({OUTCOME_DESCRIPTIONS[outcome]})")
-        positions = np.flatnonzero(cells["outcome"].to_numpy() == outcome)
-        if not len(positions):
-            row[0].text(0.0, 0.5, f"no {outcome} in the {PANEL_SUBSET} subset", transform=row[0].transAxes, va="center")
-        for column, position in enumerate(positions):
-            cell = cells.iloc[position]
-            image_axes, heat_axes = row[2 * column], row[2 * column + 1]
-            image_axes.imshow(images[position])
-            image_axes.set_title(f"{cell['subject']}\np(ALL) {cell['p_all']:.2f}", fontsize=9)
-            heat_axes.imshow(images[position])
-            heat_image = heat_axes.imshow(
-                heatmaps[position], cmap=HEATMAP_COLORMAP, alpha=HEATMAP_ALPHA, vmin=0.0, vmax=1.0
-            )
-            heat_axes.set_title(f"Grad-CAM, {cell['pred']} log-odds", fontsize=9)
-        for axes in row[2 * len(positions) :]:
-            if axes is not row[0]:
-                axes.set_axis_off()
-    if heat_image is not None:
-        figure.colorbar(heat_image, ax=grid, label="Grad-CAM (scaled per image)", shrink=0.5)
-    height, width = map_shape
-    figure.suptitle(f"{title}\nGrad-CAM on {layer_name}, {height}x{width} map at {images.shape[1]} px")
-    return figure
-
-
-def gradcam_figure(
+def cell_heatmaps(
     model_path: str | os.PathLike,
-    predictions_path: str | os.PathLike,
     cache_dir: str | os.PathLike,
-    cells_per_outcome: int,
-    seed: int,
-    title: str,
-    png_path: str | os.PathLike,
-    pdf_path: str | os.PathLike,
+    paths: Sequence[str],
+    calls: Sequence[str],
     *,
-    threshold: float,
     threads: int | None = None,
-) -> pd.DataFrame:
-    """Draw the panel of :func:`gradcam_panel_cells` from a prediction table of the model at ``model_path``, with
-    each cell's Grad-CAM of the log-odds of the class called at ``threshold``, and write it as PNG and PDF;
-    return the panel's cells. ``threads`` limits the backend's CPU threads (the rule's threads)."""
+) -> CellHeatmaps:
+    """The cached images at ``paths`` and their Grad-CAM maps under the model at ``model_path``, each for the
+    log-odds of the class it is called (``calls``, ALL or HEM). ``threads`` limits the backend's CPU threads (the
+    rule's threads)."""
     if threads:
         backend.limit_cpu_threads(threads)
-    cells = gradcam_panel_cells(read_predictions(predictions_path), cells_per_outcome, seed, threshold=threshold)
     model = load_model(model_path)
-    cache = ImageCache.open(cache_dir, model.input_shape[1])
-    images = cache.images_for(cells["path"])
+    images = ImageCache.open(cache_dir, model.input_shape[1]).images_for(paths)
     split = GradCamSplit.of(model)
-    heatmaps = gradcam_heatmaps(split, images, class_indices(cells["pred"]))
-    figure = plot_gradcam_panel(
-        cells, images, heatmaps, title=title, layer_name=split.layer_name, map_shape=split.map_shape
-    )
-    save_figure(figure, png_path, pdf_path)
-    log.info(
-        "Grad-CAM on %s (%dx%d maps) of %d cells: %s",
-        split.layer_name,
-        *split.map_shape,
-        len(cells),
-        cells["outcome"].value_counts().reindex(GRADCAM_OUTCOMES, fill_value=0).to_dict(),
-    )
-    return cells
+    heatmaps = gradcam_heatmaps(split, images, class_indices(calls))
+    log.info("Grad-CAM on %s (%dx%d maps) of %d cells", split.layer_name, *split.map_shape, len(images))
+    return CellHeatmaps(images, heatmaps, split.layer_name, split.map_shape)

@@ -1,9 +1,9 @@
 """Model inputs: the split table, the uint8 image cache and the batches Keras reads from it.
 
 Images were decoded and resized once upstream into ``<cache_dir>/images.npy`` (uint8, N x S x S x 3,
-RGB) with ``<cache_dir>/index.tsv`` (``row, path``). Batches are plain slices of that memory map: no
-decoding, no augmentation (that runs inside the model, on the accelerator), so the input side serves
-tens of thousands of images per second and never limits training.
+RGB) with ``<cache_dir>/index.tsv`` (``row, path, crc32, format_version``). Batches are plain slices of that
+memory map: no decoding, no augmentation (that runs inside the model, on the accelerator), so the input side
+serves tens of thousands of images per second and never limits training.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import damaged_rows, read_tsv
+from leukemia_dtl.core.fileio import damaged_rows, read_cache_index
 from leukemia_dtl.core.vocabulary import (
     CACHE_IMAGES_FILE,
     CHECKSUM_COLUMN,
@@ -48,33 +48,29 @@ def cache_dir_of(
 
 @dataclass(frozen=True)
 class IndexedArray:
-    """A memory-mapped ``.npy`` array whose rows are images, with ``index.tsv`` (row, path) beside it."""
+    """A memory-mapped ``.npy`` array whose rows are images, with ``index.tsv`` (row, path, crc32) beside it."""
 
     array: np.ndarray
     row_of_path: pd.Series  # image path -> row of ``array``
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, array_name: str, rebuild_hint: str):
-        """Open the array and its index, checked: a damaged file, an index that does not cover every row
-        once, or a row whose bytes do not match its checksum in the index is a UserError."""
+    def open(cls, directory: str | os.PathLike, array_name: str, rule: str):
+        """Open the array and its index, checked: a damaged file, an index of another format version (an index
+        from before the checksums among them: an unchecked cache can be read as black images), an index that
+        does not cover every row once, or a row whose bytes do not match its checksum in the index is a
+        UserError naming ``rule``, the rule that writes both."""
         directory = Path(directory)
+        rebuild_hint = f"Rebuild it: snakemake --forcerun {rule}."
         try:
             array = np.load(directory / array_name, mmap_mode="r")
         except (OSError, ValueError) as error:  # a truncated file or a damaged header
             raise UserError(f"{directory / array_name} is damaged ({error}). {rebuild_hint}") from None
-        index = read_tsv(directory / INDEX_FILE)
+        index = read_cache_index(directory / INDEX_FILE, rule)
         rows = index["row"].astype(np.int64)
         if index["path"].duplicated().any() or sorted(rows) != list(range(len(array))):
             raise UserError(
                 f"{directory / INDEX_FILE} repeats paths or does not list each of the {len(array)} rows of "
                 f"{array_name} once. {rebuild_hint}"
-            )
-        if CHECKSUM_COLUMN not in index:
-            # An index from before the checksums: its rows cannot be checked, and an unchecked cache can be
-            # read as black images, so it is rebuilt rather than trusted.
-            raise UserError(
-                f"{directory / INDEX_FILE} has no {CHECKSUM_COLUMN} column: it was written by an older version "
-                f"of this workflow, before each row got a checksum. {rebuild_hint}"
             )
         # Reading every row once costs about a second per GB, and training reads them all anyway.
         damaged = damaged_rows(array, rows, index[CHECKSUM_COLUMN].astype(np.int64))
@@ -101,10 +97,11 @@ class ImageCache(IndexedArray):
     """The uint8 image cache, (N, S, S, 3) RGB."""
 
     @classmethod
-    def open(cls, cache_dir: str | os.PathLike, image_size: int | None = None) -> ImageCache:
-        cache = super().open(
-            cache_dir, CACHE_IMAGES_FILE, "Rebuild the image cache: snakemake --forcerun build_image_cache."
-        )
+    def open(
+        cls, cache_dir: str | os.PathLike, image_size: int | None = None, rule: str = "build_image_cache"
+    ) -> ImageCache:
+        """The cache at ``cache_dir``, written by ``rule`` (the final-phase images': build_final_phase_cache)."""
+        cache = super().open(cache_dir, CACHE_IMAGES_FILE, rule)
         images = cache.images
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
             raise UserError(
@@ -137,9 +134,7 @@ class FeatureTable(IndexedArray):
 
     @classmethod
     def open(cls, features_dir: str | os.PathLike) -> FeatureTable:
-        table = super().open(
-            features_dir, FEATURES_FILE, "Rebuild the features: snakemake --forcerun extract_features."
-        )
+        table = super().open(features_dir, FEATURES_FILE, "extract_features")
         if table.array.dtype != np.float32 or table.array.ndim != 2:
             raise UserError(
                 f"{Path(features_dir) / FEATURES_FILE} holds {table.array.dtype} {table.array.shape}, not float32 "

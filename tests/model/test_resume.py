@@ -1,6 +1,6 @@
-"""Faults injected for real into training and prediction (issue 13, items 1, 3 and 4): a learning rate that
-drives the loss to NaN, a model whose output is NaN, resume state damaged as a kill or a full disk leaves
-it, and a deterministic run SIGKILLed halfway and resumed (under TensorFlow and under JAX).
+"""The resume store (model/resume.py) against the faults it exists for (issue #13, item 4): resume state
+damaged as a kill or a full disk leaves it, a frozen weight that training changes, and a deterministic run
+SIGKILLed halfway and resumed (under TensorFlow and under JAX).
 
 One training subprocess (one per Keras backend), SIGKILLed after its second epoch, makes the resume state
 that the other tests damage (each on its own copy) and resume in this process; the tiny test backbone keeps
@@ -18,11 +18,9 @@ import numpy as np
 import pytest
 
 from keras_backends import backend_params
-from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS, PREDICTED_SUBSETS
 from leukemia_dtl.model import classifiers
-from leukemia_dtl.model.callbacks import DivergenceCheck, TrainingProgress
 from leukemia_dtl.model.inference import predict_subsets
 from leukemia_dtl.model.resume import (
     BACKUP_CONFIG_FILE,
@@ -32,8 +30,7 @@ from leukemia_dtl.model.resume import (
     ResumableBackup,
 )
 from leukemia_dtl.model.training import train_model
-from model.test_training import epochs_logged, launch_training, training_arguments
-from model_stage_fixtures import TINY_BACKBONE
+from training_runs import epochs_logged, launch_training, training_arguments
 
 EPOCHS = 4
 KILL_AFTER = 2
@@ -49,69 +46,6 @@ def truncate(path: Path) -> None:
 
 def history_epochs(arguments: dict) -> list[int]:
     return read_tsv(arguments["history_path"])["epoch"].astype(int).tolist()
-
-
-def test_a_diverged_training_fails_naming_run_epoch_and_setting_and_writes_no_model(tmp_path, dataset, tiny_backbone):
-    arguments = training_arguments(tmp_path, dataset, learning_rate=1e30)
-    with pytest.raises(UserError) as failure:
-        train_model(**arguments)
-    message = str(failure.value)
-    assert "tiny seed 0: training diverged in epoch 1/3" in message
-    assert "loss nan" in message
-    assert "Lower models.tiny.learning_rate (1e+30)" in message
-    assert not Path(arguments["model_path"]).parent.exists()
-    # The diverged epoch is not in the resume state either: nothing was saved.
-    assert not (Path(arguments["backup_dir"]) / BACKUP_STATE_DIR).exists()
-
-
-def batch_normalization_with_negative_variance() -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    """A model whose BatchNormalization holds a negative moving variance: training normalises with each batch's
-    own statistics and stays finite, validation uses the moving ones and takes the square root of a negative."""
-    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Dense(2)])
-    model.layers[0].moving_variance.assign(-np.ones(4))
-    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
-    features = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
-    return model, features, np.eye(2, dtype="float32")[np.arange(8) % 2]
-
-
-def overflowing_regression() -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    """Outputs of 4e20 against targets of 0: their square overflows float32 to an infinite, not NaN, loss."""
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(1e20))]
-    )
-    model.compile("sgd", "mse")
-    return model, np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
-
-
-@pytest.mark.parametrize(
-    ("faulty_model", "named"),
-    [(batch_normalization_with_negative_variance, "(val_loss nan)"), (overflowing_regression, "(loss inf")],
-    ids=["validation loss alone NaN", "infinite training loss"],
-)
-def test_a_validation_loss_alone_or_an_infinite_loss_also_stops_the_run(faulty_model, named):
-    model, features, targets = faulty_model()
-    check = DivergenceCheck(TrainingProgress("tiny seed 0", 2, 8), "Lower models.tiny.learning_rate and rerun.")
-    with pytest.raises(UserError) as failure:
-        model.fit(
-            features, targets, validation_data=(features, targets), batch_size=8, epochs=2, verbose=0, callbacks=[check]
-        )
-    assert f"tiny seed 0: training diverged in epoch 1/2 {named}" in str(failure.value)
-    assert "no model is written. Lower models.tiny.learning_rate and rerun." in str(failure.value)
-
-
-def test_a_model_that_outputs_nan_fails_the_prediction_and_writes_no_table(tmp_path, dataset):
-    split_path, cache_dir = dataset
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(classifiers.BACKBONES, "tiny", TINY_BACKBONE)
-        model = classifiers.build_classifier("tiny", image_size=32, weights="none", dropout=0.5)
-    kernel, bias = model.get_layer("predictions").get_weights()
-    model.get_layer("predictions").set_weights([np.full_like(kernel, np.nan), bias])
-    classifiers.save_model(model, tmp_path / "model.keras")
-
-    out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
-    with pytest.raises(UserError, match=r"The model outputs \[nan, nan\] for val/.* not finite for 32 of 32"):
-        predict_subsets(tmp_path / "model.keras", split_path, cache_dir, 8, out_paths, tmp_path / "stats.json")
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.keras"]
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +130,7 @@ def resume_after(damage, killed_run, tmp_path, caplog) -> tuple[dict, dict]:
     return arguments, stats
 
 
+@pytest.mark.slow  # the killed_run fixture trains in a child process
 @pytest.mark.parametrize(
     ("damage", "warning"),
     [
@@ -227,6 +162,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_previous_one_resumed(
     assert history_epochs(arguments) == list(range(1, EPOCHS + 1))
 
 
+@pytest.mark.slow  # the killed_run fixture trains in a child process
 @pytest.mark.parametrize(
     ("damage", "warning"),
     [
@@ -245,6 +181,7 @@ def test_unusable_resume_state_is_reported_and_training_starts_over(
     assert history_epochs(arguments) == list(range(1, EPOCHS + 1))
 
 
+@pytest.mark.slow  # the killed_run fixture trains in a child process
 def test_the_checkpoints_hold_the_head_and_leave_the_frozen_base_out(killed_run):
     """Rewriting a frozen base every epoch cost EfficientNet-B3 0.74-0.97 s per epoch on an H200."""
     _, pristine, _ = killed_run

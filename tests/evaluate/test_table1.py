@@ -1,70 +1,27 @@
+"""Table 1 in the paper's shape (table1_performance) and beyond it (table1_extended), from per-seed metrics, the
+seed ensembles' metrics and the subject-level comparisons."""
+
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation_results import MODELS, SEEDS, SUBSETS, seed_values, synthetic_predictions, write_metrics_files
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv, write_json, write_tsv
+from leukemia_dtl.core.fileio import read_tsv, write_tsv
 from leukemia_dtl.evaluate import paper_values
+from leukemia_dtl.evaluate.formatting import write_table
 from leukemia_dtl.evaluate.metrics import classification_metrics
-from leukemia_dtl.evaluate.result_files import per_seed_metrics
+from leukemia_dtl.evaluate.result_files import per_seed_metrics, write_metrics
 from leukemia_dtl.evaluate.significance import paired_ttests
-from leukemia_dtl.evaluate.tables import (
+from leukemia_dtl.evaluate.table1 import (
     TABLE1_METRICS,
     EnsembleComparisons,
     PredictionSets,
-    leakage_table,
     table1_extended,
     table1_performance,
-    table2_caption,
-    table2_compute,
-    write_table,
 )
-
-MODELS = ["vgg19", "efficientnetb3"]
-SEEDS = [1, 2, 3]
-SUBSETS = ["test", "external"]
-# How far apart the classes' scores lie: the better model separates them more.
-SEPARATION = {"vgg19": 1.0, "efficientnetb3": 2.5, "resnet50": 1.5}
-
-
-def synthetic_predictions(model: str, seed: int, n_images: int = 120) -> pd.DataFrame:
-    """A prediction table as read_predictions returns it: two ALL per HEM, p_all from a logistic score."""
-    rng = np.random.default_rng([seed, int(10 * SEPARATION[model])])
-    is_all = np.arange(n_images) % 3 != 0
-    score = rng.normal(np.where(is_all, SEPARATION[model] / 2, -SEPARATION[model] / 2), 1.0)
-    p_all = 1 / (1 + np.exp(-score))
-    return pd.DataFrame(
-        {
-            "path": [f"img_{index}.bmp" for index in range(n_images)],
-            # Five ALL patients and five HEM donors, each with many images.
-            "subject": [f"{'UID' if is_all[index] else 'UID_H'}{index % 5}" for index in range(n_images)],
-            "label": np.where(is_all, "ALL", "HEM"),
-            "p_all": p_all,
-            "pred": np.where(p_all >= 0.5, "ALL", "HEM"),
-        }
-    )
-
-
-def write_metrics_files(folder, models=MODELS, seeds=SEEDS, subsets=SUBSETS) -> dict:
-    """Metrics JSONs of every (model, seed, subset), as the evaluation step writes them."""
-    files = {}
-    for model in models:
-        for seed in seeds:
-            for offset, subset in enumerate(subsets):
-                frame = synthetic_predictions(model, 10 * seed + offset)
-                metrics = classification_metrics(
-                    frame["label"] == "ALL",
-                    frame["p_all"],
-                    subjects=frame["subject"],
-                    n_bootstrap=20,
-                    seed=seed,
-                    validation_threshold=0.4 + 0.05 * seed,
-                )
-                files[model, seed, subset] = folder / f"{model}_{seed}_{subset}.json"
-                write_json(metrics, files[model, seed, subset])
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +48,9 @@ def test_per_seed_metrics_names_a_broken_file(tmp_path, metrics_files):
     with pytest.raises(UserError, match=r"broken\.json"):
         per_seed_metrics({("vgg19", 1, "test"): broken})
     incomplete = tmp_path / "incomplete.json"
-    incomplete.write_text(json.dumps({"accuracy": {"value": 0.9}}))
+    write_metrics({"accuracy": {"value": 0.9}}, incomplete)
     with pytest.raises(UserError, match=r"incomplete\.json.*precision_all"):
         per_seed_metrics({("vgg19", 1, "test"): incomplete})
-
-
-def _seed_values(per_seed, subset, metric, model):
-    return per_seed.query("subset == @subset and metric == @metric and model == @model")["value"].to_numpy()
 
 
 # The seeds' thresholds, as the script reads them from the metrics files.
@@ -139,7 +92,7 @@ def test_table1_is_the_papers_table_per_subset_with_numpy_mean_and_sd(per_seed):
     assert table["Metric"].tolist()[:9] == [row.label for row in paper_values.TABLE1.values()]
     for _, row in table.iterrows():
         for model in MODELS:
-            values = _seed_values(per_seed, row["subset"], row["metric"], model)
+            values = seed_values(per_seed, row["subset"], row["metric"], model)
             mean, sd = np.mean(values), np.std(values, ddof=1)
             assert row[f"{model}_mean"] == pytest.approx(mean)
             assert row[f"{model}_sd"] == pytest.approx(sd)
@@ -207,129 +160,6 @@ def test_table1_names_a_missing_subset(per_seed):
         _table1(per_seed, subsets=["test", "val"])
 
 
-def _stats(model, seed):
-    train = {
-        "training_seconds": 3600.0 * (seed + (model == "vgg19")),
-        "seconds_per_epoch": 36.0 * seed,
-        "peak_host_memory_mb": 1000.0 * seed,
-        "peak_accelerator_memory_mb": None,
-        "model_file_mb": 80.0 if model == "vgg19" else 43.0,
-        "device": "CPU: test (4 cores usable)",
-        "keras_backend": "jax",
-    }
-    predict = {
-        "inference_ms_per_image_at_batch_size": 2.0 * seed,
-        "inference_ms_per_image_at_batch_1": 5.0 * seed,
-        "device": f"GPU {seed % 2}",
-        "keras_backend": "jax",
-    }
-    return train, predict
-
-
-def _split(runs):
-    return {key: train for key, (train, _) in runs.items()}, {key: predict for key, (_, predict) in runs.items()}
-
-
-def test_table2_summarises_seeds_beside_the_paper():
-    runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
-    table = table2_compute(*_split(runs), MODELS).set_index("quantity")
-    hours = [seed + 1 for seed in SEEDS]
-    assert table.loc["training_hours", "vgg19_mean"] == pytest.approx(np.mean(hours))
-    assert table.loc["training_hours", "vgg19_sd"] == pytest.approx(np.std(hours, ddof=1))
-    assert table.loc["training_hours", "VGG-19 (mean ± sd)"] == "3.00 ± 1.00"
-    assert table.loc["training_hours", "paper_vgg19"] == 4.2
-    assert table.loc["model_size_mb", "efficientnetb3_mean"] == pytest.approx(43 * 2**20 / 1e6)
-    assert table.loc["model_size_mb", "Paper EfficientNet-B3"] == "48"
-    assert table.loc["peak_host_memory_gb", "vgg19_mean"] == pytest.approx(2000 * 2**20 / 1e9)
-    accelerator = table.loc["peak_accelerator_memory_gb"]
-    assert accelerator["VGG-19 (mean ± sd)"] == "n/a" and accelerator["vgg19_n_seeds"] == 0
-    assert accelerator["paper_vgg19"] == 2.1
-    assert table.loc["inference_ms_per_image_batched", "vgg19_mean"] == pytest.approx(4.0)
-    assert table.loc["inference_ms_per_image_batch_1", "vgg19_mean"] == pytest.approx(10.0)
-    assert table.loc["inference_ms_per_image_batch_1", "paper_vgg19"] == 12.3
-    assert table.loc["seconds_per_epoch", "Paper VGG-19"] == ""
-
-
-def test_table2_names_its_devices_once_in_a_caption_not_per_row(tmp_path):
-    runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
-    table = table2_compute(*_split(runs), MODELS)
-    assert not any("device" in column.lower() for column in table.columns)
-    caption = "Measured on: training: CPU: test (4 cores usable) (jax backend); inference: GPU 1, GPU 0 (jax backend)"
-    assert table.attrs["caption"] == caption
-    write_table(table, tmp_path / "table2.tsv", tmp_path / "table2.md", "Table 2: computation")
-    title, blank, caption_line, blank_too, header, _, *rows = (tmp_path / "table2.md").read_text().splitlines()
-    assert (title, blank, caption_line, blank_too) == ("## Table 2: computation", "", caption, "")
-    assert header.count(" | ") == len(table.attrs["markdown_columns"]) - 1 and "device" not in header.lower()
-    assert len(rows) == len(table) and not any("GPU" in row or "CPU" in row for row in rows)
-    # The TSV keeps every machine column, and no device column per row.
-    assert read_tsv(tmp_path / "table2.tsv").columns.tolist() == table.columns.tolist()
-
-
-def test_table2_caption_names_one_device_once_and_refuses_stats_without_a_backend():
-    train, predict = _stats("vgg19", 1)
-    for stats in (train, predict):
-        stats["device"] = "NVIDIA H100 80GB HBM3"
-    runs = {(model, seed): (train, predict) for model in MODELS for seed in SEEDS}
-    assert table2_caption(*_split(runs), MODELS) == (
-        "Measured on: NVIDIA H100 80GB HBM3 (training and inference, jax backend)"
-    )
-    # Stats from before the backend was recorded: one policy for every older output, rebuild it.
-    old = {key: {name: value for name, value in train.items() if name != "keras_backend"} for key in runs}
-    with pytest.raises(UserError, match=r"training stats of vgg19 seed 1 lack 'keras_backend'.*re-run it"):
-        table2_caption(old, old, MODELS)
-
-
-def test_table2_caption_lists_each_models_device_per_stage():
-    runs = {(model, seed): _stats(model, seed) for model in MODELS for seed in SEEDS}
-    for seed in SEEDS:
-        train, predict = runs["efficientnetb3", seed]
-        train |= {"device": "NVIDIA H100 80GB HBM3", "keras_backend": "tensorflow"}
-        predict |= {"device": "NVIDIA H100 80GB HBM3", "keras_backend": "tensorflow"}
-    assert table2_caption(*_split(runs), MODELS) == (
-        "Measured on: training: CPU: test (4 cores usable) (jax backend), NVIDIA H100 80GB HBM3 (tensorflow backend); "
-        "inference: GPU 1 (jax backend), GPU 0 (jax backend), NVIDIA H100 80GB HBM3 (tensorflow backend)"
-    )
-
-
-def test_table2_names_the_run_whose_stats_lack_a_key():
-    train, predict = _stats("vgg19", 1)
-    del predict["inference_ms_per_image_at_batch_1"]
-    with pytest.raises(UserError, match="prediction stats of vgg19 seed 1 lack 'inference_ms_per_image_at_batch_1'"):
-        table2_compute({("vgg19", 1): train}, {("vgg19", 1): predict}, ["vgg19"])
-
-
-def _shifted(per_seed, shift):
-    return per_seed.assign(value=per_seed["value"] + np.where(per_seed["subset"] == "test", shift, 0.0))
-
-
-def test_leakage_table_differences(per_seed):
-    by_scheme = {"random": _shifted(per_seed, 0.05), "patient": per_seed}
-    table = leakage_table(by_scheme).set_index(["model", "metric"])
-    assert list(table.columns) == [
-        "Metric",
-        "test_random",
-        "test_patient",
-        "external_random",
-        "external_patient",
-        "test_random_minus_test_patient",
-        "test_random_minus_external_random",
-        "test_patient_minus_external_patient",
-    ]
-    assert len(table) == 3 * len(TABLE1_METRICS)
-    row = table.loc[("efficientnetb3", "roc_auc")]
-    test_patient = _seed_values(per_seed, "test", "roc_auc", "efficientnetb3").mean()
-    external = _seed_values(per_seed, "external", "roc_auc", "efficientnetb3").mean()
-    assert row["test_patient"] == pytest.approx(test_patient)
-    assert row["test_random_minus_test_patient"] == pytest.approx(row["test_random"] - row["test_patient"])
-    assert row["test_random_minus_test_patient"] == pytest.approx(0.05)
-    assert row["test_patient_minus_external_patient"] == pytest.approx(test_patient - external)
-
-
-def test_leakage_table_needs_both_schemes(per_seed):
-    with pytest.raises(UserError, match="patient"):
-        leakage_table({"random": per_seed})
-
-
 def test_write_table_writes_tsv_and_markdown(tmp_path, per_seed):
     table = _table1(per_seed)
     write_table(table, tmp_path / "table1.tsv", tmp_path / "table1.md", "Table 1: performance")
@@ -342,16 +172,6 @@ def test_write_table_writes_tsv_and_markdown(tmp_path, per_seed):
     assert {cell.strip() for cell in separator.strip("|").split("|")} == {"---"}
     assert len(rows) == len(table)
     assert rows[0].startswith("| test | Overall Accuracy | ")
-
-
-def test_markdown_escapes_pipes_and_right_aligns_numbers(tmp_path):
-    frame = pd.DataFrame({"name": ["a|b"], "value": [0.12345]})
-    write_table(frame, tmp_path / "t.tsv", tmp_path / "t.md", "T")
-    assert (tmp_path / "t.md").read_text().splitlines()[2:] == [
-        "| name | value |",
-        "| --- | ---: |",
-        "| a\\|b | 0.123 |",
-    ]
 
 
 def _metrics_by_run(metrics_files) -> dict:
@@ -605,7 +425,7 @@ def test_table1_extended_adds_tta_rows_compared_on_the_tta_ensembles(
     mcnemar = comparisons.mcnemar.set_index(["subset", "predictions"]).loc[("external", "ensemble/tta")]
     assert row["mcnemar_p_efficientnetb3_vs_vgg19"] == mcnemar["p_value"]
     tta_seeds = _rows(table, "TTA seeds").loc[("external", "f1_all")]
-    assert tta_seeds["vgg19_mean"] == pytest.approx(_seed_values(per_seed, "external", "f1_all", "vgg19").mean())
+    assert tta_seeds["vgg19_mean"] == pytest.approx(seed_values(per_seed, "external", "f1_all", "vgg19").mean())
 
 
 def test_table1_extended_caption_names_each_unit_confidence_and_holm_family(tmp_path, extended):
@@ -644,7 +464,7 @@ def test_table1_extended_names_missing_or_outdated_inputs(prediction_sets, compa
     del outdated["efficientnetb3", 2, "test"]["at_validation_threshold"]
     sets = PredictionSets(seeds=outdated, ensemble=prediction_sets.ensemble)
     with pytest.raises(
-        UserError, match="metrics of efficientnetb3 seed 2 on test lack 'accuracy' under 'at_validation_threshold'"
+        UserError, match="of efficientnetb3 seed 2 on test has no value for 'accuracy' under 'at_validation_threshold'"
     ):
         table1_extended(sets, comparisons, MODELS, SUBSETS)
     no_minimum = {key: dict(value) for key, value in prediction_sets.ensemble.items()}

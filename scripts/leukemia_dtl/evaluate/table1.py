@@ -1,40 +1,35 @@
-"""Paper-style tables from the evaluation results: Table 1 (performance) in the paper's shape, its rows beyond the
-paper (table1_extended: seed ensemble, validation thresholds, test-time augmentation), Table 2 (computation) and
-the cost of the image-level split, each written as TSV and Markdown.
+"""Table 1 (performance) from the evaluation results: in the paper's shape (table1_performance: per subset and
+metric each model's seeds' mean ± sd beside the paper's value, and the training-noise t-test beside the paper's
+test), and its rows beyond the paper (table1_extended: the seed ensemble with image and subject intervals and the
+ensembles' comparisons, the validation thresholds, test-time augmentation).
 
-These tables come in two parts: first the columns for reading (named in words, numbers formatted
-as "mean ± sd", listed in ``frame.attrs["markdown_columns"]`` and the only ones in the Markdown), then
-snake_case columns holding the same numbers unformatted for machines. Table 2 names the device(s) its
-numbers were measured on once, in ``frame.attrs["caption"]``, a line that goes under the Markdown title; Table 1's
-captions name the independent unit, confidence level and Holm family of each spread, interval and test.
+Both are tables in two parts (:mod:`formatting`); their captions name the independent unit, confidence level and
+Holm family of each spread, interval and test.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
-from pandas.api.types import is_numeric_dtype
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path, write_tsv
-from leukemia_dtl.core.vocabulary import (
-    ENSEMBLE,
-    NEGATIVE_CLASS,
-    PATIENT_SPLIT,
-    POSITIVE_CLASS,
-    RANDOM_SPLIT,
-    REPORTED_SUBSETS,
-    TTA,
-)
+from leukemia_dtl.core.vocabulary import ENSEMBLE, NEGATIVE_CLASS, POSITIVE_CLASS, TTA
 from leukemia_dtl.evaluate import paper_values
+from leukemia_dtl.evaluate.formatting import (
+    CAPTION,
+    Columns,
+    mean_sd,
+    mean_sd_text,
+    model_columns,
+    paper_value_columns,
+    two_part_table,
+)
 from leukemia_dtl.evaluate.metrics import AUC_METRICS
 from leukemia_dtl.evaluate.paper_values import model_name
-from leukemia_dtl.evaluate.result_files import read_keyed_metrics
+from leukemia_dtl.evaluate.result_files import metric_entry, read_keyed_metrics
 
 TABLE1_METRICS = tuple(paper_values.TABLE1)
 # Table 1's rows as the paper prints them, then the other metrics of metrics.classification_metrics.
@@ -46,21 +41,6 @@ METRIC_LABELS = {metric: row.label for metric, row in paper_values.TABLE1.items(
 }
 # The paper evaluates on its test split only, so its numbers sit beside our test rows.
 PAPER_SUBSET = "test"
-MARKDOWN_COLUMNS = "markdown_columns"
-CAPTION = "caption"
-
-
-def mean_sd(values) -> tuple[float, float, int]:
-    """Mean, sample sd (NaN with fewer than two values) and count of the values that are not NaN."""
-    values = pd.Series(values, dtype=float).dropna()
-    return values.mean(), values.std(ddof=1), len(values)
-
-
-def mean_sd_text(mean: float, sd: float, digits: int) -> str:
-    """ "0.801 ± 0.012"; the mean alone when there is no sd (one seed)."""
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def _p_text(p_value: float) -> str:
@@ -75,22 +55,6 @@ def _interval_text(low: float, high: float, digits: int) -> str:
     if math.isnan(low) or math.isnan(high):
         return "[n/a]"
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
-
-
-# Each column helper returns (shown, data): text columns for reading, numeric columns for machines.
-Columns = tuple[dict, dict]
-
-
-def _model_columns(values, model: str, digits: int) -> Columns:
-    mean, sd, n_seeds = mean_sd(values)
-    shown = {f"{model_name(model)} (mean ± sd)": mean_sd_text(mean, sd, digits)}
-    return shown, {f"{model}_mean": mean, f"{model}_sd": sd, f"{model}_n_seeds": n_seeds}
-
-
-def _paper_value_columns(paper_row: Mapping[str, float] | None, model: str, text_format: str) -> Columns:
-    value = paper_row.get(model, math.nan) if paper_row else math.nan
-    shown = {f"Paper {model_name(model)}": "" if math.isnan(value) else format(value, text_format)}
-    return shown, {f"paper_{model}": value}
 
 
 def _pair_label(model: str, reference: str) -> str:
@@ -151,25 +115,6 @@ def _paper_comparison_columns(subset: str, metric: str, model: str, reference: s
     return shown, {f"paper_ci_low_{model}_vs_{reference}": low, f"paper_ci_high_{model}_vs_{reference}": high}
 
 
-def _table(rows: list[list[Columns]]) -> pd.DataFrame:
-    """A frame with the shown columns first, then the data columns; only the shown go into Markdown. The
-    first row names every column; later rows may leave some out (empty text, NaN)."""
-    merged = []
-    for parts in rows:
-        shown = {name: text for part_shown, _ in parts for name, text in part_shown.items()}
-        data = {name: value for _, part_data in parts for name, value in part_data.items()}
-        merged.append(shown | data)
-    shown_columns = [name for part_shown, _ in rows[0] for name in part_shown]
-    data_columns = [name for _, part_data in rows[0] for name in part_data]
-    frame = pd.DataFrame(merged, columns=shown_columns + data_columns)
-    frame[shown_columns] = frame[shown_columns].fillna("")
-    # Rows without a seed count (an ensemble's) leave it empty rather than turning the counts into floats.
-    counts = [name for name in data_columns if name.endswith("_n_seeds")]
-    frame[counts] = frame[counts].astype("Int64")
-    frame.attrs[MARKDOWN_COLUMNS] = shown_columns
-    return frame
-
-
 def _range_text(values) -> str:
     low, high = min(values), max(values)
     return f"{low:.3g}" if low == high else f"{low:.3g} to {high:.3g}"
@@ -191,8 +136,8 @@ def _paper_row(values, ttests, models, subset, metric) -> list[Columns]:
                 f"{subset} or leave {subset} out of the table."
             )
         row += [
-            _model_columns(values[subset, metric, model], model, digits=3),
-            _paper_value_columns(paper_row, model, ".2f"),
+            model_columns(values[subset, metric, model], model, digits=3),
+            paper_value_columns(paper_row, model, ".2f"),
         ]
     reference = models[0]
     for model in models[1:]:
@@ -240,7 +185,7 @@ def table1_performance(
     values = {
         key: group.to_numpy(dtype=float) for key, group in per_seed.groupby(["subset", "metric", "model"])["value"]
     }
-    table = _table(
+    table = two_part_table(
         [_paper_row(values, ttests, models, subset, metric) for subset in subsets for metric in TABLE1_METRICS]
     )
     table.attrs[CAPTION] = table1_caption(per_seed, ttests, models, thresholds)
@@ -260,6 +205,8 @@ THRESHOLDED_TABLE1_METRICS = tuple(metric for metric in TABLE1_METRICS if metric
 # McNemar's test compares how often each model's calls are right, so its p stands on the accuracy rows.
 MCNEMAR_METRIC = "accuracy"
 NO_INTERVAL = (math.nan, math.nan)
+# What an ensemble's row reads of each metric: its value with the image and subject bootstrap intervals.
+ENSEMBLE_FIELDS = ("value", "ci_low", "ci_high", "subject_ci_low", "subject_ci_high")
 
 RunMetrics = Mapping[tuple[str, int, str], Mapping]  # (model, seed, subset) -> a metrics JSON
 SetMetrics = Mapping[tuple[str, str], Mapping]  # (model, subset) -> an ensemble's metrics JSON
@@ -280,13 +227,14 @@ class PredictionSets:
 
 def read_prediction_sets(params, inputs) -> PredictionSets:
     """The :class:`PredictionSets` of a rule whose inputs ``metrics``, ``ensemble_metrics``, ``tta_metrics`` and
-    ``tta_ensemble_metrics`` are listed in the order of its params ``metrics_keys``, ``ensemble_keys``,
-    ``tta_metrics_keys`` and ``tta_ensemble_keys``, with ``subject_ci_subsets`` (performance_tables, plot_forest)."""
+    ``tta_ensemble_metrics`` list the seeds' and the ensembles' metrics files (each file's run read from its path),
+    with its param ``subject_ci_subsets`` (performance_tables, plot_forest)."""
+    seed, ensemble = ("model", "seed", "subset"), ("model", "subset")
     return PredictionSets(
-        seeds=read_keyed_metrics(params.metrics_keys, inputs.metrics),
-        ensemble=read_keyed_metrics(params.ensemble_keys, inputs.ensemble_metrics),
-        tta_seeds=read_keyed_metrics(params.tta_metrics_keys, inputs.tta_metrics),
-        tta_ensemble=read_keyed_metrics(params.tta_ensemble_keys, inputs.tta_ensemble_metrics),
+        seeds=read_keyed_metrics(inputs.metrics, *seed),
+        ensemble=read_keyed_metrics(inputs.ensemble_metrics, *ensemble),
+        tta_seeds=read_keyed_metrics(inputs.tta_metrics, *seed),
+        tta_ensemble=read_keyed_metrics(inputs.tta_ensemble_metrics, *ensemble),
         subject_ci_subsets=params.subject_ci_subsets,
     )
 
@@ -300,18 +248,6 @@ class EnsembleComparisons:
 
     subjects: pd.DataFrame
     mcnemar: pd.DataFrame
-
-
-def _metrics_entry(metrics: Mapping, metric: str, what: str, section: str | None = None) -> Mapping:
-    """``metrics[metric]`` (or ``metrics[section][metric]``), checked to carry subject intervals."""
-    entry = (metrics.get(section) or {}) if section else metrics
-    if not isinstance(entry.get(metric), Mapping) or "subject_ci_low" not in entry[metric]:
-        where = f" under {section!r}" if section else ""
-        raise UserError(
-            f"The metrics of {what} lack {metric!r}{where} with subject intervals; they come from another version "
-            "of the evaluation step. Delete those metrics files and re-run the evaluation."
-        )
-    return entry[metric]
 
 
 def _min_subjects(metrics: Mapping, what: str) -> int:
@@ -350,7 +286,7 @@ def _seed_values(metrics: RunMetrics, model: str, subset: str, metric: str, labe
             f"No {label} metrics for {model} on {subset}; evaluate them or leave {subset} out of the table."
         )
     return [
-        _metrics_entry(runs[seed], metric, f"{model} seed {seed} on {subset}", section)["value"]
+        metric_entry(runs[seed], metric, f"of {model} seed {seed} on {subset}", section=section)["value"]
         for seed in sorted(runs)
     ]
 
@@ -391,7 +327,7 @@ def _seeds_group(values, model: str) -> Columns:
 
 
 def _ensemble_group(metrics: Mapping, metric: str, model: str, with_subject: bool, what: str) -> Columns:
-    entry = _metrics_entry(metrics, metric, what)
+    entry = metric_entry(metrics, metric, f"of {what}", fields=ENSEMBLE_FIELDS)
     value, image = entry["value"], (entry["ci_low"], entry["ci_high"])
     if with_subject and entry["subject_ci_low"] is None:
         shortfall = _subjects_shortfall(metrics["subject_support"], _min_subjects(metrics, what))
@@ -483,7 +419,7 @@ def _ensemble_rows(metrics: SetMetrics, label, comparisons, models, subset, with
     return rows
 
 
-def _seed_rows(metrics: RunMetrics, label, metric_names, models, subset, section=None) -> list[list[Columns]]:
+def _seeds_mean_sd_rows(metrics: RunMetrics, label, metric_names, models, subset, section=None) -> list[list[Columns]]:
     """Rows of each model's mean ± sd over seeds of ``metrics`` (or of their ``section``); no comparisons."""
     return [
         [
@@ -550,226 +486,13 @@ def table1_extended(
     for subset in subsets:
         with_subject = subset in sets.subject_ci_subsets
         rows += _ensemble_rows(sets.ensemble, ENSEMBLE_ROWS, comparisons, models, subset, with_subject)
-        rows += _seed_rows(
+        rows += _seeds_mean_sd_rows(
             sets.seeds, VALIDATION_THRESHOLD_ROWS, THRESHOLDED_TABLE1_METRICS, models, subset, VALIDATION_SECTION
         )
         if sets.tta_seeds:
-            rows += _seed_rows(sets.tta_seeds, TTA_SEEDS_ROWS, TABLE1_METRICS, models, subset)
+            rows += _seeds_mean_sd_rows(sets.tta_seeds, TTA_SEEDS_ROWS, TABLE1_METRICS, models, subset)
         if sets.tta_ensemble:
             rows += _ensemble_rows(sets.tta_ensemble, TTA_ENSEMBLE_ROWS, comparisons, models, subset, with_subject)
-    table = _table(rows)
+    table = two_part_table(rows)
     table.attrs[CAPTION] = table1_extended_caption(sets, comparisons, models, subsets)
     return table
-
-
-@dataclass(frozen=True)
-class _Quantity:
-    """A Table 2 row: ``stats_key`` of the training or prediction stats, times ``scale``."""
-
-    key: str
-    label: str
-    stage: str
-    stats_key: str
-    scale: float
-    digits: int
-    paper_key: str | None
-
-
-_MIB = 2**20
-TABLE2_QUANTITIES = (
-    _Quantity("training_hours", "Training time (hours)", "training", "training_seconds", 1 / 3600, 2, "training_hours"),
-    _Quantity("seconds_per_epoch", "Training time per epoch (s)", "training", "seconds_per_epoch", 1, 1, None),
-    # The paper does not give its inference batch size, so its value stands beside both.
-    _Quantity(
-        "inference_ms_per_image_batched",
-        "Inference time, batched (ms/image)",
-        "prediction",
-        "inference_ms_per_image_at_batch_size",
-        1,
-        2,
-        "inference_ms_per_image",
-    ),
-    _Quantity(
-        "inference_ms_per_image_batch_1",
-        "Inference time, one image per call (ms/image)",
-        "prediction",
-        "inference_ms_per_image_at_batch_1",
-        1,
-        2,
-        "inference_ms_per_image",
-    ),
-    # The paper's "Memory usage (GB)" does not say which memory, so it stands beside both.
-    _Quantity(
-        "peak_host_memory_gb",
-        "Peak host memory, training (GB)",
-        "training",
-        "peak_host_memory_mb",
-        _MIB / 1e9,
-        2,
-        "memory_gb",
-    ),
-    _Quantity(
-        "peak_accelerator_memory_gb",
-        "Peak accelerator memory, training (GB)",
-        "training",
-        "peak_accelerator_memory_mb",
-        _MIB / 1e9,
-        2,
-        "memory_gb",
-    ),
-    # The paper's 574 MB for VGG-19 is its 143.7 M float32 weights in decimal megabytes.
-    _Quantity("model_size_mb", "Model size (MB)", "training", "model_file_mb", _MIB / 1e6, 1, "model_size_mb"),
-)
-
-
-def _stage_values(stats: Mapping[tuple[str, int], Mapping], model: str, stage: str, key: str) -> list:
-    """``key`` of every seed's stats of ``model``; None (e.g. no accelerator) stays None."""
-    runs = {seed: run for (run_model, seed), run in stats.items() if run_model == model}
-    if not runs:
-        raise UserError(f"No {stage} stats for model {model}; train and evaluate it, or leave it out of the table.")
-    for seed, run in runs.items():
-        if key not in run:
-            raise UserError(
-                f"The {stage} stats of {model} seed {seed} lack {key!r}; they come from another version of "
-                f"the {stage} step. Delete that run's {stage} stats file and re-run it."
-            )
-    return [runs[seed][key] for seed in sorted(runs)]
-
-
-def _measured_on(stats: Mapping[tuple[str, int], Mapping], models: Sequence[str], stage: str) -> list[tuple]:
-    """The (device, Keras backend) pairs of ``stage``'s stats, in model then seed order, each once. Stats written
-    before they recorded the backend are refused like any stats that lack a key (:func:`_stage_values`)."""
-    pairs = {}
-    for model in models:
-        devices = _stage_values(stats, model, stage, "device")
-        backends = _stage_values(stats, model, stage, "keras_backend")
-        for device, backend in zip(devices, backends, strict=True):
-            pairs[" ".join(str(device).split()), backend] = None
-    return list(pairs)
-
-
-def _devices_text(pairs: list[tuple], scope: str | None = None) -> str:
-    """ "A, B (scope, jax backend)" when the devices share a backend, else "A (jax backend), B (torch backend)"."""
-    backends = {backend for _, backend in pairs}
-    if len(backends) == 1:
-        (backend,) = backends
-        notes = [note for note in (scope, f"{backend} backend") if note]
-        return f"{', '.join(device for device, _ in pairs)} ({', '.join(notes)})"
-    text = ", ".join(f"{device} ({backend} backend)" for device, backend in pairs)
-    return f"{scope}: {text}" if scope else text
-
-
-def table2_caption(
-    train_stats: Mapping[tuple[str, int], Mapping],
-    predict_stats: Mapping[tuple[str, int], Mapping],
-    models: Sequence[str],
-) -> str:
-    """One line naming the device(s) and Keras backend(s) Table 2 was measured on, e.g. "Measured on: NVIDIA H100
-    80GB HBM3 (training and inference, jax backend)", or "Measured on: training: A (jax backend); inference: B
-    (jax backend)" when the stages ran on different devices."""
-    training = _measured_on(train_stats, models, "training")
-    inference = _measured_on(predict_stats, models, "prediction")
-    if set(training) == set(inference):
-        return f"Measured on: {_devices_text(training, 'training and inference')}"
-    return f"Measured on: training: {_devices_text(training)}; inference: {_devices_text(inference)}"
-
-
-def table2_compute(
-    train_stats: Mapping[tuple[str, int], Mapping],
-    predict_stats: Mapping[tuple[str, int], Mapping],
-    models: Sequence[str],
-) -> pd.DataFrame:
-    """The paper's Table 2: per model, mean ± sd over seeds of each quantity and the paper's value, with the
-    device(s) that measured them in ``attrs["caption"]`` (:func:`table2_caption`). Stats are keyed by
-    (model, seed), as the stats JSONs hold them."""
-    stats_by_stage = {"training": train_stats, "prediction": predict_stats}
-    rows = []
-    for quantity in TABLE2_QUANTITIES:
-        stats = stats_by_stage[quantity.stage]
-        paper_row = paper_values.TABLE2.get(quantity.paper_key)
-        row = [({"Metric": quantity.label}, {"quantity": quantity.key})]
-        for model in models:
-            raw = _stage_values(stats, model, quantity.stage, quantity.stats_key)
-            row += [
-                _model_columns(
-                    [math.nan if value is None else value * quantity.scale for value in raw], model, quantity.digits
-                ),
-                _paper_value_columns(paper_row, model, "g"),
-            ]
-        rows.append(row)
-    table = _table(rows)
-    table.attrs[CAPTION] = table2_caption(train_stats, predict_stats, models)
-    return table
-
-
-def _metric_order(metrics) -> list[str]:
-    """Table 1's metrics in the paper's order, then any others in their given order."""
-    present = list(dict.fromkeys(metrics))
-    return [metric for metric in TABLE1_METRICS if metric in present] + [
-        metric for metric in present if metric not in TABLE1_METRICS
-    ]
-
-
-def leakage_table(per_seed_by_scheme: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """What the image-level (random) split costs: per model and metric, the mean over seeds on the test
-    and external subsets under each split scheme, and the differences
-    ``test_random_minus_test_patient`` (optimism of the leaky split) and
-    ``test_<scheme>_minus_external_<scheme>`` (how far each internal test overstates external data)."""
-    missing = [scheme for scheme in (RANDOM_SPLIT, PATIENT_SPLIT) if scheme not in per_seed_by_scheme]
-    if missing:
-        raise UserError(
-            f"The leakage table compares the random and patient split schemes, but {' and '.join(missing)} "
-            "has no results; add both to split.schemes in the config."
-        )
-    long = pd.concat([frame.assign(scheme=scheme) for scheme, frame in per_seed_by_scheme.items()], ignore_index=True)
-    long = long[long["subset"].isin(REPORTED_SUBSETS)]
-    means = (
-        long.groupby(["model", "metric", "subset", "scheme"], sort=False)["value"].mean().unstack(["subset", "scheme"])
-    )
-    means.columns = [f"{subset}_{scheme}" for subset, scheme in means.columns]
-    for column in ("test_random", "test_patient"):
-        if column not in means:
-            raise UserError(
-                f"The {column.split('_')[1]} split scheme has no test-subset results for the leakage table."
-            )
-    schemes = [scheme for scheme in per_seed_by_scheme if f"external_{scheme}" in means]
-    columns = ["test_random", "test_patient", *(f"external_{scheme}" for scheme in schemes)]
-    table = means[columns].copy()
-    table["test_random_minus_test_patient"] = table["test_random"] - table["test_patient"]
-    for scheme in schemes:
-        table[f"test_{scheme}_minus_external_{scheme}"] = table[f"test_{scheme}"] - table[f"external_{scheme}"]
-
-    order = itertools.product(dict.fromkeys(long["model"]), _metric_order(long["metric"]))
-    table = table.loc[[key for key in order if key in table.index]].reset_index()
-    table.insert(1, "Metric", table["metric"].map(lambda metric: METRIC_LABELS.get(metric, metric)))
-    table.attrs[MARKDOWN_COLUMNS] = [column for column in table.columns if column != "metric"]
-    return table
-
-
-def _markdown_cell(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(frame: pd.DataFrame, title: str, caption: str | None = None) -> str:
-    """A GitHub-flavoured Markdown table under a level-2 heading and, if given, a one-line caption;
-    numeric columns right-aligned."""
-
-    def line(cells) -> str:
-        return "| " + " | ".join(cells) + " |"
-
-    alignment = ["---:" if is_numeric_dtype(frame[column]) else "---" for column in frame.columns]
-    body = [line(_markdown_cell(value) for value in row) for row in frame.astype(object).to_numpy()]
-    above = [f"## {title}", "", *([" ".join(caption.split()), ""] if caption else [])]
-    return "\n".join([*above, line(map(str, frame.columns)), line(alignment), *body]) + "\n"
-
-
-def write_table(frame: pd.DataFrame, tsv_path: str | os.PathLike, md_path: str | os.PathLike, title: str) -> None:
-    """Write every column to ``tsv_path`` and the reading columns (``frame.attrs["markdown_columns"]``,
-    else all) as a Markdown table to ``md_path``, under ``frame.attrs["caption"]`` if there is one, both
-    atomically."""
-    write_tsv(frame, tsv_path)
-    shown = frame[frame.attrs.get(MARKDOWN_COLUMNS, list(frame.columns))]
-    with atomic_path(md_path) as tmp:
-        tmp.write_text(markdown_table(shown, title, frame.attrs.get(CAPTION)))
