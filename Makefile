@@ -21,8 +21,10 @@ $(INSTALLED): requirements.txt
 demo: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores all --max-threads 1 --configfile config/demo.yaml
 
+# Three workers, one test file each at a time (tests/conftest.py starts the longest files first): one mostly
+# waits on the Slurm cluster, so three keep a 2-core machine busy.
 test: $(INSTALLED)
-	$(PYTHON) -m pytest --durations=15
+	$(PYTHON) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The unit tests of every package module, in under two minutes: no Snakemake, no training process, no Slurm
 # and no registry (tests/conftest.py fails a test that starts one without its marker).

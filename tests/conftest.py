@@ -6,6 +6,7 @@ unit tests of leukemia_dtl's subpackages; the files here test the workflow as a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -20,6 +21,16 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # The markers `make test-fast` deselects (pyproject.toml describes each).
 SLOW_MARKERS = frozenset({"workflow", "slurm", "registry", "slow"})
 TRAINING_CALLS = re.compile(r"\btrain_model\(|\.fit\(")
+# The test files that take minutes, longest first (CI's --durations, 2026-12-04): the demo runs, the Slurm
+# cluster (mostly waiting on it), the killed Snakemake run, the folds scheme, the data sources.
+LONGEST_FILES = (
+    "test_workflow.py",
+    "test_slurm_cluster.py",
+    "test_faults_workflow.py",
+    "test_folds_workflow.py",
+    "test_data_sources.py",
+    "test_documented_commands.py",
+)
 
 
 def run_snakemake(*args: str, workdir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -52,11 +63,25 @@ def slow_process(args) -> str | None:
     return "a training process" if TRAINING_CALLS.search(code) else None
 
 
-@pytest.fixture(autouse=True)
-def unmarked_tests_start_no_slow_process(request, monkeypatch):
-    """A test that starts Snakemake or a training process must carry one of SLOW_MARKERS, or `make
-    test-fast` would run it: without one, starting such a process fails the test, in every tier."""
-    if SLOW_MARKERS & {marker.name for marker in request.node.iter_markers()}:
+def pytest_collection_modifyitems(items):
+    """The files that take minutes first, longest first, then the rest in their usual order. `make test` runs
+    files in parallel (pytest-xdist, one file per worker, in this order), so the longest start at once
+    instead of after the short ones."""
+
+    def running_time_rank(item):
+        name = item.path.name
+        return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=running_time_rank)
+
+
+@contextlib.contextmanager
+def slow_processes_refused(item):
+    """A test that starts Snakemake or a training process, in its body or in a fixture it sets up, must carry one
+    of SLOW_MARKERS, or `make test-fast` would run it: without one, starting such a process fails the test, in
+    every tier."""
+    if SLOW_MARKERS & {marker.name for marker in item.iter_markers()}:
+        yield
         return
     start = subprocess.Popen.__init__
 
@@ -64,13 +89,31 @@ def unmarked_tests_start_no_slow_process(request, monkeypatch):
         slow = slow_process(args)
         if slow:
             raise AssertionError(
-                f"{request.node.nodeid} starts {slow} but carries none of the markers {sorted(SLOW_MARKERS)}: "
+                f"{item.nodeid} starts {slow} but carries none of the markers {sorted(SLOW_MARKERS)}: "
                 "mark it (pytest.mark.workflow for Snakemake, pytest.mark.slow for training) so that "
                 "make test-fast leaves it out"
             )
         start(process, args, *rest, **options)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", start_if_fast)
+    subprocess.Popen.__init__ = start_if_fast
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = start
+
+
+# Hooks rather than an autouse fixture: module- and session-scoped fixtures are set up before any function-scoped
+# one, inside the setup of the first test that uses them.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with slow_processes_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with slow_processes_refused(item):
+        return (yield)
 
 
 @pytest.fixture(scope="session")

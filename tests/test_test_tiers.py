@@ -4,11 +4,17 @@ Read from the test files (ast), so a marker added to the last fast test of a mod
 """
 
 import ast
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import pytest
+
 from code_imports import imported_modules, module_file
-from conftest import REPO, SLOW_MARKERS
+from conftest import REPO, SLOW_MARKERS, slow_processes_refused
 
 
 def marker_names(expression: ast.expr) -> set[str]:
@@ -70,3 +76,63 @@ def test_make_test_fast_deselects_exactly_the_slow_markers():
     makefile = (REPO / "Makefile").read_text()
     (expression,) = re.findall(r'^\t\$\(PYTHON\) -m pytest -m "([^"]+)"', makefile.split("test-fast:")[1], re.M)[:1]
     assert set(re.findall(r"not (\w+)", expression)) == SLOW_MARKERS
+
+
+class _Item:
+    """What slow_processes_refused reads of a pytest item: its id and markers."""
+
+    def __init__(self, *markers: str):
+        self.nodeid = "tests/test_example.py::test_example"
+        self.markers = [pytest.mark.__getattr__(name).mark for name in markers]
+
+    def iter_markers(self):
+        return iter(self.markers)
+
+
+def test_an_unmarked_test_that_starts_snakemake_fails_naming_the_markers():
+    # `true snakemake` is classified as Snakemake, and harmless where it does start.
+    with slow_processes_refused(_Item()), pytest.raises(AssertionError, match=r"pytest\.mark\.workflow"):
+        subprocess.Popen(["true", "snakemake"])
+
+
+def test_the_guard_covers_a_module_fixture_that_starts_snakemake(tmp_path):
+    """Module-scoped fixtures run inside the setup of their first test, before any function-scoped fixture: an
+    unmarked test whose module fixture starts Snakemake fails too."""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent(
+            f"""
+            import importlib.util
+            spec = importlib.util.spec_from_file_location("project_conftest", {str(REPO / "tests" / "conftest.py")!r})
+            project_conftest = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(project_conftest)
+            pytest_runtest_setup = project_conftest.pytest_runtest_setup
+            pytest_runtest_call = project_conftest.pytest_runtest_call
+            """
+        )
+    )
+    for marker in ("", "@pytest.mark.workflow"):
+        (tmp_path / f"test_{'marked' if marker else 'unmarked'}.py").write_text(
+            textwrap.dedent(
+                f"""
+                import subprocess
+                import pytest
+
+                @pytest.fixture(scope="module")
+                def started():
+                    subprocess.Popen(["true", "snakemake"]).wait()
+
+                {marker}
+                def test_using_it(started):
+                    pass
+                """
+            )
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:randomly", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO / "scripts")])},
+    )
+    assert re.search(r"1 passed.* 1 error", result.stdout), result.stdout[-2000:]
+    assert "test_unmarked.py::test_using_it starts Snakemake but carries none of the markers" in result.stdout
