@@ -62,7 +62,6 @@ rule model_card:
     params:
         scheme="{scheme}",
         model="{model}",
-        seeds=config["seeds"],
         model_files=seed_files(MODEL),
         export_folders=seed_files(EXPORT),
         model_options=lambda wildcards: config["models"][wildcards.model],

@@ -13,7 +13,9 @@ from snakemake.utils import Paramspace, validate
 sys.path.insert(0, f"{workflow.basedir}/scripts")
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.run_paths import (
+    EXPORT,
     HISTORY,
+    MODEL,
     PREDICT_STATS,
     PREDICTION_SET,
     PROVENANCE,
@@ -105,13 +107,11 @@ FINAL_PHASE_INDEX = f"{FINAL_PHASE_CACHE}/{INDEX_FILE}"
 SUBMISSION = f"{RESULTS}/challenge/{{scheme}}/{{model}}/{SUBMISSION_FILE}"
 FINAL_PHASE_PREDICTIONS = f"{RESULTS}/challenge/{{scheme}}/{{model}}/final_phase.tsv"
 KERAS_HOME = f"{RESULTS}/keras_home"
-# RUN, the per-run files that a rule reads for several runs (HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS) and
-# the prediction sets' files (SET_PREDICTIONS, SET_METRICS) come from the package's run_paths module, which parses
-# a path back to its run for the rule scripts.
-MODEL = f"{RESULTS}/models/{RUN}/model.keras"
+# RUN, the per-run files that a rule reads for several runs (MODEL, HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS,
+# the EXPORT folder) and the prediction sets' files (SET_PREDICTIONS, SET_METRICS) come from the package's run_paths
+# module, which parses a path back to its run for the rule scripts.
 TENSORBOARD = f"{RESULTS}/tensorboard/{RUN}"
-# Each trained model for other runtimes (target `export`), with the check of both files against the .keras model.
-EXPORT = f"{RESULTS}/export/{RUN}"
+# The export folder's files: both checked against the .keras model.
 EXPORT_SAVED_MODEL = f"{EXPORT}/{SAVED_MODEL_DIR}"
 EXPORT_ONNX = f"{EXPORT}/{ONNX_FILE}"
 EXPORT_CHECK = f"{EXPORT}/{EXPORT_CHECK_FILE}"

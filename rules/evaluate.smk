@@ -26,8 +26,6 @@ rule ensemble_predictions:
         ensemble="|".join(ENSEMBLE_SETS),
     conda:
         "../envs/evaluate.yaml"
-    params:
-        seeds=config["seeds"],
     script:
         "../scripts/ensemble_predictions.py"
 

@@ -1,9 +1,8 @@
 """Rule ensemble_predictions: the seed ensemble of one model's val, test and external predictions, p_all the mean
 of the seeds' p_all per image (leukemia_dtl.evaluate.ensemble.write_seed_ensembles).
 
-input:  val, test, external (each a list: the seeds' prediction TSVs of that subset, in seed order)
+input:  val, test, external (each a list: the seeds' prediction TSVs of that subset; their paths name the seeds)
 output: val, test, external (the ensemble's prediction TSVs)
-params: seeds (the seeds, in the order of the input lists)
 """
 
 from leukemia_dtl.core.rule_runner import run_rule
@@ -14,7 +13,6 @@ from leukemia_dtl.evaluate.ensemble import write_seed_ensembles
 def main(snakemake):
     write_seed_ensembles(
         seed_files={subset: list(snakemake.input[subset]) for subset in PREDICTED_SUBSETS},
-        seeds=list(snakemake.params.seeds),
         out_paths={subset: snakemake.output[subset] for subset in PREDICTED_SUBSETS},
     )
 

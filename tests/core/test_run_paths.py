@@ -5,7 +5,9 @@ import yaml
 
 from conftest import REPO, run_snakemake
 from leukemia_dtl.core.run_paths import (
+    EXPORT,
     HISTORY,
+    MODEL,
     PREDICT_STATS,
     PROVENANCE,
     SET_METRICS,
@@ -45,7 +47,7 @@ def demo_runs():
 def demo_run_files():
     """Each path the workflow builds for the demo's runs and prediction sets (common.smk's way), with its key."""
     for scheme, model, seed in demo_runs():
-        for template in (HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS):
+        for template in (MODEL, HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS, EXPORT):
             yield template.format(scheme=scheme, model=model, seed=seed), RunFile(scheme, model, seed)
         for template in (SET_PREDICTIONS, SET_METRICS):
             for kind in (PLAIN, TTA):
@@ -58,7 +60,7 @@ def demo_run_files():
 
 def test_every_run_file_of_the_demo_parses_back_to_its_run():
     built = list(demo_run_files())
-    assert len(built) == len(demo_runs()) * (4 + 2 * 2 * len(PREDICTED_SUBSETS) * 2)
+    assert len(built) == len(demo_runs()) * (6 + 2 * 2 * len(PREDICTED_SUBSETS) * 2)
     assert {path: parse_run_file(path) for path, _ in built} == dict(built)
 
 
@@ -70,7 +72,7 @@ def test_a_path_under_another_folder_parses_alike(tmp_path):
 @pytest.mark.parametrize(
     "path",
     [
-        "results/models/random/vgg19/seed0/model.keras",
+        "results/models/random/vgg19/seed0/model.h5",
         "results/predictions/random/vgg19/seed0/tta/predict_stats.json",
         "results/stats/random/delong.tsv",
         "results/metrics/random/vgg19/seedX/test.json",

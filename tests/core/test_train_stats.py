@@ -7,7 +7,8 @@ import re
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.train_stats import TRAIN_STATS_FORMAT_VERSION, read_train_stats, write_train_stats
+from leukemia_dtl.core.format_versions import TRAIN_STATS_FORMAT_VERSION
+from leukemia_dtl.core.train_stats import read_train_stats, write_train_stats
 
 
 def test_current_train_stats_read_back_as_written(tmp_path):

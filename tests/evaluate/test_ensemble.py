@@ -33,7 +33,7 @@ def _seed_files(tmp_path, subset="test"):
         order = np.roll(np.arange(len(PATHS)), seed)
         files.append(
             _prediction_file(
-                tmp_path / f"seed{seed}_{subset}.tsv",
+                tmp_path / "results" / "predictions" / "random" / "vgg19" / f"seed{seed}" / f"{subset}.tsv",
                 [PATHS[i] for i in order],
                 [LABELS[i] for i in order],
                 [p_all[i] for i in order],
@@ -59,7 +59,7 @@ def test_one_seed_is_its_own_ensemble(tmp_path):
 def test_seed_files_of_other_images_or_labels_fail_naming_both(tmp_path):
     good = _seed_files(tmp_path)[0]
     other_image = _prediction_file(tmp_path / "other.tsv", [*PATHS[:3], "img/e.bmp"], LABELS, [0.5] * 4)
-    with pytest.raises(UserError, match=r"seed0_test\.tsv and .*other\.tsv do not cover the same test images"):
+    with pytest.raises(UserError, match=r"seed0/test\.tsv and .*other\.tsv do not cover the same test images"):
         seed_ensemble([good, other_image])
     relabelled = _prediction_file(tmp_path / "relabelled.tsv", PATHS, ["HEM", *LABELS[1:]], [0.5] * 4)
     with pytest.raises(UserError, match=r"relabelled\.tsv give different labels for image\(s\) 'img/a\.bmp'"):
@@ -69,13 +69,15 @@ def test_seed_files_of_other_images_or_labels_fail_naming_both(tmp_path):
 def test_write_seed_ensembles_writes_every_subset_or_none(tmp_path):
     files = {subset: _seed_files(tmp_path, subset) for subset in ("val", "test")}
     out = {subset: tmp_path / "ensemble" / f"{subset}.tsv" for subset in files}
-    write_seed_ensembles(files, [1, 2, 3], out)
+    write_seed_ensembles(files, out)
     for path in out.values():
         np.testing.assert_allclose(read_tsv(path)["p_all"].astype(float), ENSEMBLE_P_ALL)
 
-    with pytest.raises(UserError, match=r"got 2 prediction file\(s\) for 3 seed\(s\) \[1, 2, 3\]"):
+    with pytest.raises(
+        UserError, match=r"got the predictions of seeds \[0, 1\], other subsets those of seeds \[0, 1, 2\]"
+    ):
         write_seed_ensembles(
-            {"val": files["val"], "test": files["test"][:2]}, [1, 2, 3], {s: tmp_path / f"new_{s}.tsv" for s in files}
+            {"val": files["val"], "test": files["test"][:2]}, {s: tmp_path / f"new_{s}.tsv" for s in files}
         )
     assert not (tmp_path / "new_val.tsv").exists()
 

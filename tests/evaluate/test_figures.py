@@ -7,7 +7,8 @@ import pytest
 from evaluation_results import MODELS, SEEDS, synthetic_predictions
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_tsv
-from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
+from leukemia_dtl.core.run_paths import SET_PREDICTIONS, in_set
+from leukemia_dtl.core.vocabulary import PLAIN, PREDICTED_SUBSETS, TTA
 from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error
 from leukemia_dtl.evaluate.ensemble import write_seed_ensembles
 from leukemia_dtl.evaluate.figure_style import model_colours, save_figure
@@ -82,7 +83,12 @@ def evaluated(tmp_path_factory):
             for seed in SEEDS:
                 files = {}
                 for offset, subset in enumerate(PREDICTED_SUBSETS):
-                    files[subset] = folder / f"{model}_{kind}seed{seed}_{subset}.tsv"
+                    # At the workflow's path, which names the seed that write_seed_ensembles keys the files by.
+                    prediction_kind = TTA if kind else PLAIN
+                    path = in_set(SET_PREDICTIONS, prediction_kind, seed).format(
+                        scheme="random", model=model, subset=subset
+                    )
+                    files[subset] = folder / path
                     write_tsv(synthetic_predictions(model, tta_offset + 10 * seed + offset), files[subset])
                     seed_files[subset].append(files[subset])
                 for subset, metrics in _evaluate(files).items():
@@ -90,7 +96,7 @@ def evaluated(tmp_path_factory):
                 if not kind:
                     test_predictions[model].append(read_predictions(files["test"]))
             ensemble_files = {subset: folder / f"{model}_{kind}ensemble_{subset}.tsv" for subset in PREDICTED_SUBSETS}
-            write_seed_ensembles(seed_files, SEEDS, ensemble_files)
+            write_seed_ensembles(seed_files, ensemble_files)
             for subset, metrics in _evaluate(ensemble_files).items():
                 sets[f"{kind}ensemble"][model, subset] = metrics
     return test_predictions, PredictionSets(**sets, subject_ci_subsets=["test", "external"])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.train_stats import TRAIN_STATS_FORMAT_VERSION
+from leukemia_dtl.core.format_versions import TRAIN_STATS_FORMAT_VERSION
 from leukemia_dtl.evaluate.calibration import brier_score, expected_calibration_error
 from leukemia_dtl.evaluate.formatting import mean_sd, mean_sd_text
 from leukemia_dtl.evaluate.model_cards import few_subjects, model_card, write_model_card
@@ -264,6 +264,7 @@ def test_files_per_seed_with_their_provenance():
 
 
 def _write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
 
@@ -281,17 +282,24 @@ def card_files(tmp_path):
     inputs["split"].to_csv(split_path, sep="\t", index=False)
 
     def tsv(frame, name):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(tmp_path / name, sep="\t", index=False)
         return tmp_path / name
+
+    # The workflow's paths: the rule script keys each per-seed file by the seed its path names.
+    run = "random/vgg19/seed{seed}"
 
     paths = {
         "split_path": split_path,
         "train_stats_paths": [
-            _write_json(tmp_path / f"stats{seed}.json", inputs["train_stats"][seed]) for seed in SEEDS
+            _write_json(
+                tmp_path / f"results/models/{run.format(seed=seed)}/train_stats.json", inputs["train_stats"][seed]
+            )
+            for seed in SEEDS
         ],
         "provenance_paths": [
             _write_json(
-                tmp_path / f"provenance{seed}.json",
+                tmp_path / f"results/models/{run.format(seed=seed)}/provenance.json",
                 inputs["provenance"][seed]
                 | {"packages": {}, "device": "cpu", "keras_backend": "tensorflow", "slurm": {}},
             )
@@ -299,13 +307,22 @@ def card_files(tmp_path):
         ],
         "metrics_paths": {
             subset: [
-                _write_metrics(tmp_path / f"{subset}{seed}.json", inputs["seed_metrics"][subset][seed])
+                _write_metrics(
+                    tmp_path / f"results/metrics/{run.format(seed=seed)}/{subset}.json",
+                    inputs["seed_metrics"][subset][seed],
+                )
                 for seed in SEEDS
             ]
             for subset in SUBSETS
         },
         "prediction_paths": {
-            subset: [tsv(inputs["seed_predictions"][subset][seed], f"{subset}{seed}.tsv") for seed in SEEDS]
+            subset: [
+                tsv(
+                    inputs["seed_predictions"][subset][seed],
+                    f"results/predictions/{run.format(seed=seed)}/{subset}.tsv",
+                )
+                for seed in SEEDS
+            ]
             for subset in SUBSETS
         },
         "ensemble_metrics_paths": {
@@ -320,7 +337,7 @@ def card_files(tmp_path):
 
 
 def _settings(inputs: dict) -> dict:
-    names = ("scheme", "model", "seeds", "model_files", "export_folders", "model_options", "hyperparameters")
+    names = ("scheme", "model", "model_files", "export_folders", "model_options", "hyperparameters")
     names += ("augmentation", "image_size", "precision", "min_subjects_per_class")
     return {name: inputs[name] for name in names}
 
@@ -328,7 +345,7 @@ def _settings(inputs: dict) -> dict:
 def test_write_model_card_reads_the_files(tmp_path, card_files):
     paths, inputs = card_files
     card_path = tmp_path / "model_cards" / "random" / "vgg19.md"
-    write_model_card(card_path, **paths, **_settings(inputs))
+    write_model_card(card_path, **paths, seeds=SEEDS, **_settings(inputs))
     written = card_path.read_text()
     assert written == model_card(**inputs)
     assert written.startswith("# Model card: VGG-19, random split\n")
@@ -342,7 +359,8 @@ def test_the_rule_script_passes_every_setting_on(tmp_path, card_files):
         input={
             "split": str(paths["split_path"]),
             "train_stats": [str(path) for path in paths["train_stats_paths"]],
-            "provenance": [str(path) for path in paths["provenance_paths"]],
+            # In another order than the training stats: the script keys each file by the seed of its path.
+            "provenance": [str(path) for path in reversed(paths["provenance_paths"])],
             **{f"{subset}_metrics": [str(path) for path in paths["metrics_paths"][subset]] for subset in SUBSETS},
             **{
                 f"{subset}_predictions": [str(path) for path in paths["prediction_paths"][subset]] for subset in SUBSETS
@@ -351,7 +369,7 @@ def test_the_rule_script_passes_every_setting_on(tmp_path, card_files):
             **{f"ensemble_{subset}_predictions": str(paths["ensemble_prediction_paths"][subset]) for subset in SUBSETS},
         },
         output={"card": str(card_path)},
-        params=_settings(inputs),
+        params=_settings(inputs) | {"export_folders": inputs["export_folders"][::-1]},
     )
     assert card_path.read_text() == model_card(**inputs)
 
@@ -363,5 +381,5 @@ def test_a_metrics_file_without_a_card_metric_is_a_user_error_naming_it(tmp_path
     del metrics["specificity"]
     write_metrics(metrics, broken)
     with pytest.raises(UserError, match=rf"{re.escape(str(broken))} has no value for 'specificity'"):
-        write_model_card(tmp_path / "card.md", **paths, **_settings(inputs))
+        write_model_card(tmp_path / "card.md", **paths, seeds=SEEDS, **_settings(inputs))
     assert not (tmp_path / "card.md").exists()

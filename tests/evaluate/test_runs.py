@@ -7,8 +7,8 @@ import pytest
 
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import read_tsv
+from leukemia_dtl.core.format_versions import TRAIN_STATS_FORMAT_VERSION
 from leukemia_dtl.core.provenance import write_run_provenance
-from leukemia_dtl.core.train_stats import TRAIN_STATS_FORMAT_VERSION
 from leukemia_dtl.evaluate.result_files import write_metrics
 from leukemia_dtl.evaluate.runs import option_text, write_runs_tables
 

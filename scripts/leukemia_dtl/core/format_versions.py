@@ -18,6 +18,8 @@ FORMAT_VERSION_KEY = "format_version"
 CACHE_INDEX_FORMAT_VERSION = 2
 # The metrics JSON of each prediction set and subset.
 METRICS_FORMAT_VERSION = 2
+# train_stats.json of a training run: version 1 lacked keras_backend in some files and model_options in older ones.
+TRAIN_STATS_FORMAT_VERSION = 2
 
 
 def check_format_version(found: int | str | None, expected: int, path: str | os.PathLike, rule: str) -> None:

@@ -20,10 +20,13 @@ from leukemia_dtl.core.vocabulary import ENSEMBLE, PLAIN, PROVENANCE_FILE, TTA
 RESULTS = "results"
 SEED_FOLDER = "seed{seed}"
 RUN = f"{{scheme}}/{{model}}/{SEED_FOLDER}"
+MODEL = f"{RESULTS}/models/{RUN}/model.keras"
 HISTORY = f"{RESULTS}/models/{RUN}/history.tsv"
 TRAIN_STATS = f"{RESULTS}/models/{RUN}/train_stats.json"
 PROVENANCE = f"{RESULTS}/models/{RUN}/{PROVENANCE_FILE}"
 PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/predict_stats.json"
+# Each trained model for other runtimes (target `export`): a folder.
+EXPORT = f"{RESULTS}/export/{RUN}"
 # A prediction set: one run's predictions (seed<N>) or the mean of the seeds' (ensemble), each also with
 # test-time augmentation (seed<N>/tta, ensemble/tta); evaluate_predictions scores every set alike.
 PREDICTION_SET = "{scheme}/{model}/{prediction_set}"
@@ -33,7 +36,7 @@ SET_METRICS = f"{RESULTS}/metrics/{PREDICTION_SET}/{{subset}}.json"
 PREDICTION_KIND_FOLDERS = {PLAIN: "{members}", TTA: f"{{members}}/{TTA}"}
 
 # The templates whose files parse_run_file knows: every per-run or per-set file a rule reads for several runs.
-RUN_FILE_TEMPLATES = (HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS, SET_PREDICTIONS, SET_METRICS)
+RUN_FILE_TEMPLATES = (MODEL, HISTORY, TRAIN_STATS, PROVENANCE, PREDICT_STATS, EXPORT, SET_PREDICTIONS, SET_METRICS)
 
 
 def prediction_set(kind: str = PLAIN, seed: int | str | None = "{seed}") -> str:

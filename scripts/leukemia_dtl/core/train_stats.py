@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 
 from leukemia_dtl.core.fileio import read_json, write_json
-from leukemia_dtl.core.format_versions import FORMAT_VERSION_KEY, check_format_version
+from leukemia_dtl.core.format_versions import FORMAT_VERSION_KEY, TRAIN_STATS_FORMAT_VERSION, check_format_version
 
-# Version 1 (no stamp) lacked keras_backend in some files and model_options in older ones.
-TRAIN_STATS_FORMAT_VERSION = 2
 # The rule that writes the file, so the one a refused file names to rerun.
 TRAIN_STATS_RULE = "train_model"
 

@@ -15,6 +15,7 @@ import pandas as pd
 from leukemia_dtl.core.decisions import class_calls
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_tsv
+from leukemia_dtl.core.run_paths import files_by
 from leukemia_dtl.core.vocabulary import CLASS_NAMES, PREDICTION_COLUMNS
 from leukemia_dtl.evaluate.delong import delong_roc_test
 from leukemia_dtl.evaluate.result_files import align_predictions, is_all, read_predictions
@@ -55,21 +56,21 @@ def seed_ensemble(prediction_files: Sequence[str | os.PathLike]) -> pd.DataFrame
 
 
 def write_seed_ensembles(
-    seed_files: Mapping[str, Sequence[str | os.PathLike]],
-    seeds: Sequence[int],
-    out_paths: Mapping[str, str | os.PathLike],
+    seed_files: Mapping[str, Sequence[str | os.PathLike]], out_paths: Mapping[str, str | os.PathLike]
 ) -> None:
-    """Write the :func:`seed_ensemble` of ``seed_files[subset]`` (one file per seed of ``seeds``, in order) to
-    ``out_paths[subset]`` for every subset, once all of them are computed."""
-    ensembles = {}
+    """Write the :func:`seed_ensemble` of ``seed_files[subset]`` (the seeds' prediction files of that subset, at
+    the workflow's paths, which name their seed) to ``out_paths[subset]`` for every subset, once all of them are
+    computed. Every subset must come from the same seeds."""
+    ensembles, seeds_of = {}, {}
     for subset, out_path in out_paths.items():
-        files = list(seed_files[subset])
-        if len(files) != len(seeds):
+        by_seed = files_by(seed_files[subset], "seed")
+        seeds_of[subset] = [seed for (seed,) in by_seed]
+        if seeds_of[subset] != next(iter(seeds_of.values())):
             raise UserError(
-                f"The {subset} ensemble {out_path} got {len(files)} prediction file(s) for {len(seeds)} seed(s) "
-                f"{list(seeds)}; give one file per seed, in seed order."
+                f"The {subset} ensemble {out_path} got the predictions of seeds {seeds_of[subset]}, other subsets "
+                f"those of seeds {next(iter(seeds_of.values()))}; give every subset the same seeds' files."
             )
-        ensembles[subset] = seed_ensemble(files)
+        ensembles[subset] = seed_ensemble(list(by_seed.values()))
     for subset, frame in ensembles.items():
         write_tsv(frame, out_paths[subset])
 
