@@ -39,3 +39,10 @@ def test_a_model_option_the_training_cannot_take_is_refused_naming_it(model, opt
         jsonschema.Draft202012Validator(SCHEMA).validate(config)
     assert key in str(refused.value)
     assert list(refused.value.absolute_path)[:2] == ["models", model]
+
+
+def test_a_precision_the_backend_cannot_set_is_refused():
+    config = copy.deepcopy(DEMO) | {"precision": "float16"}
+    with pytest.raises(jsonschema.ValidationError) as refused:
+        jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    assert "'float16' is not one of" in str(refused.value)

@@ -156,21 +156,6 @@ def test_a_file_size_limit_stops_the_features_with_nothing_published(dataset, tm
     assert_failed_publishing_nothing(process, out / FEATURES_FILE, "File too large")
 
 
-def test_tuning_needs_every_training_option(dataset, tiny_backbone):
-    split_path, cache_dir = dataset
-    with pytest.raises(UserError, match="batch_size"):
-        train_configuration(
-            model_name="tiny",
-            model_options={"weights": "none"},
-            hyperparameters={"learning_rate": 0.1, "optimizer": "adam", "dropout": 0.5},
-            epochs=1,
-            seed=0,
-            split_path=split_path,
-            cache_dir=cache_dir,
-            image_size=32,
-        )
-
-
 @pytest.mark.slow
 def test_a_diverged_configuration_has_no_scores_and_ranks_last(tmp_path, dataset, tiny_backbone):
     split_path, cache_dir = dataset

@@ -169,9 +169,6 @@ def train_configuration(
     on the image cache in ``cache_dir`` (with ``augmentation``, if given).
     """
     options = configuration_options(model_options, hyperparameters)
-    missing = [name for name in TUNED_TRAINING_OPTIONS if name not in options]
-    if missing:
-        raise UserError(f"Tuning {model_name} needs {missing} in tuning.grid or in models.{model_name}.")
     batch_size, optimizer, learning_rate = (options[name] for name in TUNED_TRAINING_OPTIONS)
     classifier_options = builder_options(options)
     subsets = read_training_subsets(split_path)
