@@ -11,12 +11,8 @@ from collections import defaultdict
 
 from leukemia_dtl.core.rule_runner import run_rule
 from leukemia_dtl.core.run_paths import parse_run_file
-from leukemia_dtl.evaluate.figures import (
-    plot_confusion_matrices,
-    plot_reliability_diagram,
-    plot_roc_curves,
-    save_figure,
-)
+from leukemia_dtl.evaluate.figure_style import save_figure
+from leukemia_dtl.evaluate.figures import plot_confusion_matrices, plot_reliability_diagram, plot_roc_curves
 from leukemia_dtl.evaluate.result_files import read_keyed_metrics, read_predictions
 from leukemia_dtl.evaluate.table1 import PredictionSets
 

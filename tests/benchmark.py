@@ -51,6 +51,7 @@ from leukemia_dtl.data.demo_archive import bmp_bytes, render_cell
 from leukemia_dtl.data.image_cache import build_image_cache
 from leukemia_dtl.evaluate.metrics import evaluate_prediction_file
 from leukemia_dtl.evaluate.model_comparison import compare_models
+from leukemia_dtl.evaluate.result_files import write_metrics
 
 # The packages whose versions the figures depend on, each with the distributions that install it (TensorFlow's CPU
 # build is a distribution of its own).
@@ -215,7 +216,7 @@ def benchmark_evaluation(seeds: int, images: int, resamples: int) -> None:
         metrics_files = {}
         for key, path in predictions.items():
             metrics_files[key] = path.with_suffix(".json")
-            write_json(evaluate_prediction_file(path, 0.5, resamples, 0, 0.95), metrics_files[key])
+            write_metrics(evaluate_prediction_file(path, 0.5, resamples, 0, 0.95), metrics_files[key])
         metrics_seconds = time.perf_counter() - started
         compare_models(metrics_files, predictions, models, threshold=0.5, mcnemar_exact_below=25)
         total_seconds = time.perf_counter() - started

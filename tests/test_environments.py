@@ -1,6 +1,7 @@
 """The conda environments (snakemake --sdm conda on a cluster) hold what each rule's code imports, pin what
 requirements.txt pins, and the data and evaluation code runs without Keras."""
 
+import ast
 import importlib.metadata
 import json
 import re
@@ -295,3 +296,13 @@ def test_the_stage_check_sees_a_function_level_import_of_a_later_stage(tmp_path)
         "leukemia_dtl.evaluate.figure_style",
     }
     assert later_stage_imports(drawn_in_the_model_stage, "evaluate") == set()
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "scripts").glob("*.py")), ids=lambda path: path.name)
+def test_every_name_a_rule_script_imports_exists(script):
+    """Each import of a rule script, those inside main() included, runs: a name moved out of a module fails here,
+    not in the workflow's job."""
+    tree = ast.parse(script.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            exec(compile(ast.Module([node], type_ignores=[]), str(script), "exec"), {})
