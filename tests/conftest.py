@@ -21,16 +21,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # The markers `make test-fast` deselects (pyproject.toml describes each).
 SLOW_MARKERS = frozenset({"workflow", "slurm", "registry", "slow"})
 TRAINING_CALLS = re.compile(r"\btrain_model\(|\.fit\(")
-# The test files that take minutes, longest first (CI's --durations, 2026-12-04): the demo runs, the Slurm
-# cluster (mostly waiting on it), the killed Snakemake run, the folds scheme, the data sources.
-LONGEST_FILES = (
-    "test_workflow.py",
-    "test_slurm_cluster.py",
-    "test_faults_workflow.py",
-    "test_folds_workflow.py",
-    "test_data_sources.py",
-    "test_documented_commands.py",
-)
+# The test files that take longest (CI's --durations, 2026-12-05): the demo run with the tests on its results, and the
+# Slurm cluster (mostly waiting on it). The other workers run the unit tests beside them, one core each, and the
+# shorter workflow runs after those.
+LONGEST_FILES = ("test_workflow.py", "test_slurm_cluster.py")
 
 
 def run_snakemake(*args: str, workdir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -1,11 +1,12 @@
 """The grouped cross-validation (split scheme folds) end to end on the demo archive, as config/demo_folds.yaml runs
-it: three rotations, each testing on one of the organisers' folds, pooled so that every training image is predicted
-once by a model that never saw its subject, then scored and tabled like any scheme."""
+it (with two epochs per model): three rotations, each testing on one of the organisers' folds, pooled so that every
+training image is predicted once by a model that never saw its subject, then scored and tabled like any scheme."""
 
 import json
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import run_snakemake
 from leukemia_dtl.core.fileio import read_tsv
@@ -26,8 +27,13 @@ TARGETS = [
 @pytest.fixture(scope="module")
 def folds_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("folds-run")
+    # Two epochs per model: these tests check how the rotations are split, pooled and tabled, which does not depend
+    # on how long each model trains (tests/test_workflow.py trains the demo's ten epochs).
+    short = workdir / "short_training.yaml"
+    short.write_text(yaml.safe_dump({"models": {model: {"epochs": 2} for model in MODELS}}))
     # The targets come first: --configfile takes every word after it.
     run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml", "config/demo_folds.yaml")
+    run = (*run, str(short))
     result = run_snakemake(*TARGETS, *run, workdir=workdir, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "results"
