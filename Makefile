@@ -26,10 +26,10 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
-# The unit tests of every package module, in under two minutes: no Snakemake, no training process, no Slurm
-# and no registry (tests/conftest.py fails a test that starts one without its marker).
+# The unit tests of every package module, in under two minutes (two workers): no Snakemake, no training process,
+# no Slurm and no registry (tests/conftest.py fails a test that starts one without its marker).
 test-fast: $(INSTALLED)
-	$(PYTHON) -m pytest -m "not workflow and not slurm and not registry and not slow" --durations=10
+	$(PYTHON) -m pytest -n 2 --dist loadfile -m "not workflow and not slurm and not registry and not slow" --durations=10
 
 # The benchmark sections a CPU finishes in minutes (training and prediction at 64 px); each prints its figures
 # and writes them, with the machine, versions and commit, to results/benchmarks/<section>-<UTC time>.json.
