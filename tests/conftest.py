@@ -25,9 +25,6 @@ TRAINING_CALLS = re.compile(r"\btrain_model\(|\.fit\(")
 # Slurm cluster (mostly waiting on it). The other workers run the unit tests beside them, one core each, and the
 # shorter workflow runs after those.
 LONGEST_FILES = ("test_workflow.py", "test_slurm_cluster.py")
-# The niceness of every other file's worker under `make test`: the demo run is the suite's critical path, and the
-# Slurm tests' training jobs race a time limit, so the tests beside them take the CPU they leave.
-BESIDE_THE_LONGEST_FILES_NICENESS = 5
 
 
 def run_snakemake(*args: str, workdir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -101,17 +98,8 @@ def slow_processes_refused(item):
 
 # Hooks rather than an autouse fixture: module- and session-scoped fixtures are set up before any function-scoped
 # one, inside the setup of the first test that uses them.
-def yield_to_the_longest_files(item) -> None:
-    """Under pytest-xdist, lower this worker's priority (and so its Snakemake and training children's) once it runs
-    a file outside LONGEST_FILES. A niceness only goes up without root, so it stays: the worker that starts with the
-    demo run (the first file handed out) keeps its priority until the demo's tests are done."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and item.path.name not in LONGEST_FILES:
-        os.nice(max(0, BESIDE_THE_LONGEST_FILES_NICENESS - os.nice(0)))
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    yield_to_the_longest_files(item)
     with slow_processes_refused(item):
         return (yield)
 

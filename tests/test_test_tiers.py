@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from code_imports import imported_modules, module_file
-from conftest import BESIDE_THE_LONGEST_FILES_NICENESS, REPO, SLOW_MARKERS, slow_processes_refused
+from conftest import REPO, SLOW_MARKERS, slow_processes_refused
 
 
 def marker_names(expression: ast.expr) -> set[str]:
@@ -136,37 +136,3 @@ def test_the_guard_covers_a_module_fixture_that_starts_snakemake(tmp_path):
     )
     assert re.search(r"1 passed.* 1 error", result.stdout), result.stdout[-2000:]
     assert "test_unmarked.py::test_using_it starts Snakemake but carries none of the markers" in result.stdout
-
-
-def test_a_worker_beside_the_longest_files_lowers_its_priority_once():
-    """In a child process (a niceness cannot be lowered again): a file of LONGEST_FILES leaves the priority as it
-    is, any other file raises the niceness to BESIDE_THE_LONGEST_FILES_NICENESS, and a second one leaves it there."""
-    code = textwrap.dedent(
-        """
-        import os
-        from pathlib import Path
-        from types import SimpleNamespace
-        import conftest
-
-        start = os.nice(0)
-        conftest.yield_to_the_longest_files(SimpleNamespace(path=Path("tests/test_workflow.py")))
-        after_longest = os.nice(0)
-        for _ in range(2):
-            conftest.yield_to_the_longest_files(SimpleNamespace(path=Path("tests/core/test_fileio.py")))
-        print(start, after_longest, os.nice(0))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={
-            **os.environ,
-            "PYTEST_XDIST_WORKER": "gw0",
-            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO / "scripts")]),
-        },
-    )
-    start, after_longest, after_others = map(int, result.stdout.split())
-    assert after_longest == start
-    assert after_others == max(start, BESIDE_THE_LONGEST_FILES_NICENESS)

@@ -11,6 +11,7 @@ from code_imports import third_party_imports
 from conftest import REPO, run_snakemake
 from leukemia_dtl.core.vocabulary import (
     AUGMENTATION_OPTIONS,
+    CLASS_WEIGHTS,
     DATA_SOURCES,
     GPU_REQUESTS,
     GPU_REQUIREMENTS,
@@ -38,6 +39,7 @@ MODEL_ENTRY = SCHEMA["models"]["additionalProperties"]["properties"]
         (SCHEMA["split"]["properties"]["schemes"]["items"]["enum"], SPLIT_SCHEMES),
         (SCHEMA["models"]["propertyNames"]["enum"], MODELS),
         (MODEL_ENTRY["optimizer"]["enum"], OPTIMIZERS),
+        (MODEL_ENTRY["class_weight"]["enum"], CLASS_WEIGHTS),
         (SCHEMA["tuning"]["properties"]["grid"]["properties"]["optimizer"]["items"]["enum"], OPTIMIZERS),
         (MODEL_ENTRY["weights"]["enum"], WEIGHTS),
         (MODEL_ENTRY["normalization"]["enum"], NORMALIZATIONS),
