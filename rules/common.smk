@@ -123,8 +123,10 @@ MODEL_CARD = f"{RESULTS}/model_cards/{{scheme}}/{{model}}.md"
 RESUME = f"{RESULTS}/resume/{RUN}"
 ENSEMBLE_SETS = [prediction_set(kind, seed=None) for kind in (PLAIN, TTA)]
 PREDICTIONS = in_set(SET_PREDICTIONS)
-TTA_PREDICTIONS = in_set(SET_PREDICTIONS, TTA)
 TTA_PREDICT_STATS = f"{RESULTS}/predictions/{RUN}/{TTA}/predict_stats.json"
+# A run's P(ALL) for the unlabelled final-phase images, plain (seed<N>) and with TTA (seed<N>/tta): the challenge
+# submission's inputs.
+SET_FINAL_PHASE = f"{RESULTS}/predictions/{PREDICTION_SET}/final_phase.tsv"
 ENSEMBLE_PREDICTIONS = (
     f"{RESULTS}/predictions/{{scheme}}/{{model}}/{{ensemble}}/{{subset}}.tsv"
 )
@@ -440,6 +442,28 @@ def per_subset(pattern):
 def prediction_kinds():
     """plain, and tta with evaluation.tta on."""
     return [PLAIN, TTA] if config["evaluation"]["tta"] else [PLAIN]
+
+
+def prediction_outputs():
+    """predict_model's outputs, per kind of prediction_kinds(): <kind>_<subset> (each held-out subset's
+    predictions), <kind>_final_phase and <kind>_stats (predict_stats.json)."""
+    outputs = {}
+    for kind in prediction_kinds():
+        outputs.update(
+            {
+                f"{kind}_{subset}": path
+                for subset, path in per_subset(in_set(SET_PREDICTIONS, kind)).items()
+            }
+        )
+        outputs[f"{kind}_final_phase"] = in_set(SET_FINAL_PHASE, kind)
+        outputs[f"{kind}_stats"] = TTA_PREDICT_STATS if kind == TTA else PREDICT_STATS
+    return outputs
+
+
+def submission_inputs(wildcards):
+    """The seeds' final-phase predictions that a model's submission averages: TTA ones with evaluation.tta."""
+    kind = TTA if config["evaluation"]["tta"] else PLAIN
+    return seed_files(in_set(SET_FINAL_PHASE, kind))(wildcards)
 
 
 def ensemble_members(subset):

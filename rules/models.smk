@@ -1,5 +1,6 @@
-# Model stage: ImageNet weights -> one training job per scheme, model and seed -> prediction dumps (plain and
-# test-time augmented) -> the challenge's final-phase submission.
+# Model stage: ImageNet weights -> one training job per scheme, model and seed -> one prediction job per run
+# (held-out subsets and final-phase images, plain and test-time augmented, from one load of the model) -> the
+# challenge's final-phase submission.
 
 
 localrules:
@@ -67,9 +68,10 @@ rule predict_model:
         split=SPLIT,
         cache_images=cache_images(),
         cache_index=cache_index(),
+        final_phase_images=FINAL_PHASE_IMAGES.format(size=config["image_size"]),
+        final_phase_index=FINAL_PHASE_INDEX.format(size=config["image_size"]),
     output:
-        **per_subset(PREDICTIONS),
-        stats=PREDICT_STATS,
+        **prediction_outputs(),
     log:
         log_file(f"predict_model/{RUN}"),
     benchmark:
@@ -85,29 +87,16 @@ rule predict_model:
         require_gpu=gpu_requirement(),
         mem_mb=16000,
         runtime=120,
+    params:
+        kinds=prediction_kinds(),
     script:
         "../scripts/predict_model.py"
 
 
-# Test-time augmentation reads the trained model only: turning evaluation.tta on retrains nothing.
-use rule predict_model as predict_model_tta with:
-    output:
-        **per_subset(TTA_PREDICTIONS),
-        stats=TTA_PREDICT_STATS,
-    log:
-        log_file(f"predict_model_tta/{RUN}"),
-    benchmark:
-        benchmark_file(f"predict_model_tta/{RUN}")
-    params:
-        test_time_augmentation=True,
-
-
+# Averages the seeds' final-phase predictions: no model is loaded again.
 rule challenge_submission:
     input:
-        models=seed_files(MODEL),
-        train_stats=seed_files(TRAIN_STATS),
-        images=FINAL_PHASE_IMAGES.format(size=config["image_size"]),
-        index=FINAL_PHASE_INDEX.format(size=config["image_size"]),
+        probabilities=submission_inputs,
     output:
         submission=report(
             SUBMISSION,
@@ -120,14 +109,7 @@ rule challenge_submission:
         log_file("challenge_submission/{scheme}/{model}"),
     conda:
         "../envs/train.yaml"
-    threads: 8
-    resources:
-        **gpu_resources(),
-        require_gpu=gpu_requirement(),
-        mem_mb=16000,
-        runtime=120,
     params:
-        test_time_augmentation=config["evaluation"]["tta"],
         threshold=config["statistics"]["threshold"],
     script:
         "../scripts/challenge_submission.py"

@@ -1,10 +1,12 @@
-"""Rule predict_model: predict val/test/external with a trained model
-(leukemia_dtl.model.inference.predict_subsets).
+"""Rule predict_model: every prediction of one trained run from one load of its model
+(leukemia_dtl.model.inference.predict_run).
 
 input:   model (.keras), train_stats (its train_stats.json: the training batch size, tuned or configured),
-         split (split TSV), cache_images, cache_index (the image cache files)
-output:  val, test, external (prediction TSVs), stats (predict_stats.json)
-params:  test_time_augmentation (optional, default False: p_all averaged over the eight dihedral transforms)
+         split (split TSV), cache_images, cache_index (the image cache files), final_phase_images,
+         final_phase_index (the final-phase image cache files)
+output:  per prediction kind in params.kinds (plain, tta): <kind>_val, <kind>_test, <kind>_external (prediction
+         TSVs), <kind>_final_phase (the final-phase images' P(ALL)), <kind>_stats (predict_stats.json)
+params:  kinds (plain, and tta with evaluation.tta: p_all averaged over the eight dihedral transforms)
 threads: CPU threads the backend may use
 resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
@@ -16,19 +18,26 @@ from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
 
 def main(snakemake):
     from leukemia_dtl.model.backend import check_gpu
-    from leukemia_dtl.model.inference import predict_subsets
+    from leukemia_dtl.model.inference import PredictionFiles, predict_run
     from leukemia_dtl.model.inputs import cache_dir_of
 
     check_gpu(snakemake.resources.require_gpu)
-    predict_subsets(
+    output = snakemake.output
+    predict_run(
         model_path=snakemake.input.model,
         split=snakemake.input.split,
         cache=cache_dir_of(snakemake.input.cache_images, snakemake.input.cache_index),
         batch_size=read_train_stats(snakemake.input.train_stats)["batch_size"],
-        out_paths={subset: snakemake.output[subset] for subset in PREDICTED_SUBSETS},
-        stats_path=snakemake.output.stats,
+        outputs={
+            kind: PredictionFiles(
+                subsets={subset: output[f"{kind}_{subset}"] for subset in PREDICTED_SUBSETS},
+                stats=output[f"{kind}_stats"],
+                final_phase=output[f"{kind}_final_phase"],
+            )
+            for kind in snakemake.params.kinds
+        },
+        final_phase_cache=cache_dir_of(snakemake.input.final_phase_images, snakemake.input.final_phase_index),
         threads=snakemake.threads,
-        test_time_augmentation=snakemake.params.get("test_time_augmentation", False),
     )
 
 

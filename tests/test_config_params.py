@@ -20,6 +20,8 @@ NOT_PARAMS = {
     "gpu_request": "is a resource of the GPU rules: how they ask Slurm for a GPU, never what they compute",
     "classify.input": "is the classify rule's input folder",
     "logging.tensorboard": "adds the TensorBoard folder to the training jobs' outputs",
+    "evaluation.tta": "adds the TTA sets to the prediction jobs' outputs (and their params' kinds) and to the "
+    "targets, and picks the final-phase predictions that the submission averages",
 }
 CONFIG_REFERENCE = re.compile(r'config((?:\["\w+"\])+)')
 

@@ -18,7 +18,7 @@ def test_dry_run_of_the_paper_config_downloads_from_kaggle(tmp_path):
     # 2 models x 5 seeds, each predicting and evaluating val, test and external in one job; and each model's
     # seed ensemble. The paper's config runs no test-time augmentation.
     assert jobs["train_model"] == 10 and jobs["predict_model"] == 10 and jobs["ensemble_predictions"] == 2
-    assert jobs["evaluate_predictions"] == 10 + 2 and "predict_model_tta" not in jobs
+    assert jobs["evaluate_predictions"] == 10 + 2
     assert jobs["challenge_submission"] == 2 and jobs["build_final_phase_cache"] == 1
 
 
@@ -27,8 +27,8 @@ def test_dry_run_of_the_beyond_overlay_plans_the_challenge_winners_study(tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
     # 2 models x 5 seeds under random, patient and each of the three fold rotations, each predicted plain and with
-    # TTA; each seed's rotations pooled, plain and TTA; ensembles of both kinds per scheme and model.
-    assert jobs["train_model"] == 10 * (1 + 1 + 3) and jobs["predict_model"] == jobs["predict_model_tta"] == 50
+    # TTA by one job; each seed's rotations pooled, plain and TTA; ensembles of both kinds per scheme and model.
+    assert jobs["train_model"] == 10 * (1 + 1 + 3) and jobs["predict_model"] == 50
     assert jobs["pool_fold_predictions"] == 10 * 2 and jobs["ensemble_predictions"] == 3 * 2 * 2
     # Per scheme each seed's plain and TTA predictions (pooled for folds), each rotation's own, the ensembles.
     assert jobs["evaluate_predictions"] == 3 * 20 + 3 * 10 + 12

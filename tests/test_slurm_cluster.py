@@ -31,8 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 GPU_RULES = (
     "train_model",
     "predict_model",
-    "predict_model_tta",
-    "challenge_submission",
     "extract_features",
     "tune_model",
 )

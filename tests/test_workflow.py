@@ -299,28 +299,28 @@ def test_adding_the_folds_scheme_trains_only_its_rotations(demo_run):
 
 
 def test_toggling_tta_retrains_nothing(demo_run):
-    """Turning evaluation.tta off after the demo (which has it on) plans what turning it on plans for a model
-    without TTA outputs, less the TTA jobs themselves: Snakemake reruns a job when its params or inputs change,
-    and a toggle changes the same params in either direction."""
+    """Turning evaluation.tta off after the demo (which has it on) plans what turning it on plans: Snakemake
+    reruns a job when its params or inputs change, and a toggle changes the same params in either direction."""
     jobs = planned_after_change(demo_run, {"evaluation": {"tta": False}})
-    # The final-phase submission averages plain or TTA predictions; the tables that show TTA rows follow.
-    assert jobs["challenge_submission"] == 4 and jobs["performance_tables"] == 2
-    assert not {"train_model", "predict_model", "predict_model_tta", "tune_model", "build_image_cache"} & set(jobs)
+    # Each run's one prediction job writes the TTA sets or not, from the trained model; the final-phase
+    # submission averages plain or TTA predictions; the tables that show TTA rows follow.
+    assert jobs["predict_model"] == 8 and jobs["challenge_submission"] == 4 and jobs["performance_tables"] == 2
+    assert not {"train_model", "tune_model", "extract_features", "build_image_cache"} & set(jobs)
 
 
 def test_changing_one_models_epochs_retrains_only_that_model(demo_run):
     jobs = planned_after_change(demo_run, {"models": {"vgg19": {"epochs": 4}}})
     assert jobs["train_model"] == 4 and jobs["predict_model"] == 4  # 2 schemes x 2 seeds of vgg19 only
-    # Each run's plain and TTA predictions, and vgg19's ensembles of both kinds in both schemes.
-    assert jobs["predict_model_tta"] == 4 and jobs["evaluate_predictions"] == 8 + 4
+    # Each run's plain and TTA sets, and vgg19's ensembles of both kinds in both schemes.
+    assert jobs["evaluate_predictions"] == 8 + 4
     # Tuning runs its own epochs: an epochs change leaves it alone.
     assert not {"build_image_cache", "split_dataset", "inventory", "tune_model", "extract_features"} & set(jobs)
 
 
 def test_turning_tensorboard_logs_on_retrains_every_run_and_nothing_upstream(demo_run):
     jobs = planned_after_change(demo_run, {"logging": {"tensorboard": True}})
-    # Logs come from training: each of the 8 runs trains again, then what reads its model (plain and TTA).
-    assert jobs["train_model"] == 8 and jobs["predict_model"] == 8 and jobs["predict_model_tta"] == 8
+    # Logs come from training: each of the 8 runs trains again, then what reads its model.
+    assert jobs["train_model"] == 8 and jobs["predict_model"] == 8
     assert not {"build_image_cache", "split_dataset", "tune_model", "extract_features"} & set(jobs)
 
 
@@ -374,4 +374,4 @@ def test_changing_bootstrap_resamples_reruns_only_the_evaluation(demo_run):
     jobs = planned_after_change(demo_run, {"statistics": {"bootstrap_resamples": 300}})
     # 2 schemes x 2 models x (2 seeds + the ensemble) x (plain + TTA).
     assert jobs["evaluate_predictions"] == 24
-    assert not {"train_model", "predict_model", "predict_model_tta", "build_image_cache"} & set(jobs)
+    assert not {"train_model", "predict_model", "build_image_cache"} & set(jobs)

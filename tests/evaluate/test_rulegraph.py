@@ -92,7 +92,7 @@ def test_the_demos_rule_graph_shows_the_demos_steps():
         snakemake_rulegraph(REPO, params["snakefile"], params["configfiles"], params["config_args"])
     )
     names = set(nodes.values())
-    assert {"generate_demo_archive", "tune_model", "predict_model_tta"} <= names
+    assert {"generate_demo_archive", "tune_model", "predict_model", "challenge_submission"} <= names
     assert not names & {"download_kaggle", "fetch_weights"}
 
 

@@ -1,26 +1,37 @@
 """Predictions per held-out subset: one row per split image, P(ALL) in [0, 1], and inference timings; test-time
-augmentation over the dihedral group; the challenge's final-phase submission."""
+augmentation over the dihedral group; the final-phase images' predictions and the challenge submission that
+averages them over the seeds."""
 
 import itertools
 import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import softmax
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import read_tsv, row_checksums, write_cache_index
+from leukemia_dtl.core.fileio import read_tsv, row_checksums, write_cache_index, write_tsv
 from leukemia_dtl.core.format_versions import FORMAT_VERSION_KEY
-from leukemia_dtl.core.vocabulary import CACHE_IMAGES_FILE, INDEX_FILE, PREDICTED_SUBSETS, PREDICTION_COLUMNS
+from leukemia_dtl.core.vocabulary import (
+    CACHE_IMAGES_FILE,
+    INDEX_FILE,
+    PLAIN,
+    PREDICTED_SUBSETS,
+    PREDICTION_COLUMNS,
+    TTA,
+)
 from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import classifiers
 from leukemia_dtl.model.challenge_submission import challenge_submission, final_phase_order, write_submission
 from leukemia_dtl.model.inference import (
     DIHEDRAL_TRANSFORMS,
+    PredictionFiles,
     dihedral_transform,
+    inference_ms_per_image,
     predict_probability_of_all,
-    predict_subsets,
+    predict_run,
     probability_of_all,
 )
 from leukemia_dtl.model.inputs import ImageCache
@@ -60,7 +71,14 @@ def test_probability_of_all_is_the_softmax_of_the_logits_in_float64():
 def test_one_prediction_per_split_image(tmp_path, saved_model):
     model_path, split_path, cache_dir = saved_model
     out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
-    stats = predict_subsets(model_path, split_path, cache_dir, 8, out_paths, tmp_path / "stats.json", timing_images=16)
+    stats = predict_run(
+        model_path,
+        split_path,
+        cache_dir,
+        8,
+        {PLAIN: PredictionFiles(out_paths, tmp_path / "stats.json")},
+        timing_images=16,
+    )[PLAIN]
 
     split = read_split(split_path)
     model = keras.saving.load_model(model_path)
@@ -91,8 +109,8 @@ def test_an_empty_subset_gives_a_header_only_table(tmp_path, saved_model):
     split = read_tsv(split_path)
     split[split["subset"] != "external"].to_csv(tmp_path / "split.tsv", sep="\t", index=False)
     out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
-    predict_subsets(
-        model_path, tmp_path / "split.tsv", cache_dir, 8, out_paths, tmp_path / "stats.json", timing_images=8
+    predict_run(
+        model_path, tmp_path / "split.tsv", cache_dir, 8, {PLAIN: PredictionFiles(out_paths, tmp_path / "s.json")}
     )
     assert read_tsv(out_paths["external"]).empty
     assert list(read_tsv(out_paths["external"]).columns) == list(PREDICTION_COLUMNS)
@@ -104,8 +122,12 @@ def test_split_images_missing_from_the_cache_are_a_user_error(tmp_path, saved_mo
     split.loc[0, ["path", "subset"]] = ["val/not_cached.bmp", "val"]
     split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
     with pytest.raises(UserError, match=r"not_cached\.bmp"):
-        predict_subsets(
-            model_path, tmp_path / "split.tsv", cache_dir, 8, {"val": tmp_path / "val.tsv"}, tmp_path / "s.json"
+        predict_run(
+            model_path,
+            tmp_path / "split.tsv",
+            cache_dir,
+            8,
+            {PLAIN: PredictionFiles({"val": tmp_path / "val.tsv"}, tmp_path / "s.json")},
         )
 
 
@@ -126,31 +148,75 @@ def test_the_eight_transforms_are_the_symmetry_group_of_the_square():
     assert image[:, :, ::-1].tobytes() in keys
 
 
-def test_tta_p_all_is_the_mean_over_the_eight_transformed_batches(tmp_path, saved_model):
+def test_one_load_writes_the_plain_and_tta_sets_and_the_final_phase(tmp_path, saved_model):
     model_path, split_path, cache_dir = saved_model
-    out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
-    stats = predict_subsets(
-        model_path,
-        split_path,
-        cache_dir,
-        8,
-        out_paths,
-        tmp_path / "stats.json",
-        timing_images=8,
-        test_time_augmentation=True,
-    )
+    final_dir, _ = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 12)
+    outputs = {
+        kind: PredictionFiles(
+            {subset: tmp_path / kind / f"{subset}.tsv" for subset in PREDICTED_SUBSETS},
+            tmp_path / kind / "stats.json",
+            tmp_path / kind / "final_phase.tsv",
+        )
+        for kind in (PLAIN, TTA)
+    }
+    for kind in outputs:
+        (tmp_path / kind).mkdir()
+    stats = predict_run(model_path, split_path, cache_dir, 8, outputs, final_phase_cache=final_dir, timing_images=8)
+
     model = keras.saving.load_model(model_path)
     cache = ImageCache.open(cache_dir)
-    table = read_tsv(out_paths["val"])
+    table = read_tsv(outputs[TTA].subsets["val"])
     images = np.asarray(cache.images[cache.rows_for(table["path"])])
     per_view = [probability_of_all(model.predict(view, verbose=0)) for view in _eight_views(images)]
     p_all = table["p_all"].astype(float).to_numpy()
     np.testing.assert_allclose(p_all, np.mean(per_view, axis=0), rtol=1e-5)
     # The untrained convnet is not invariant, so the mean is not the plain prediction.
     assert np.abs(p_all - per_view[0]).max() > 1e-3
+    np.testing.assert_allclose(read_tsv(outputs[PLAIN].subsets["val"])["p_all"].astype(float), per_view[0], rtol=1e-5)
     assert (table["pred"] == np.where(p_all >= 0.5, "ALL", "HEM")).all()
-    assert stats["test_time_augmentation"] is True and stats["passes_per_image"] == 8
-    assert json.loads((tmp_path / "stats.json").read_text())["test_time_augmentation"] is True
+    assert stats[TTA]["test_time_augmentation"] is True and stats[TTA]["passes_per_image"] == 8
+    assert stats[PLAIN]["test_time_augmentation"] is False and stats[PLAIN]["passes_per_image"] == 1
+    for kind in (PLAIN, TTA):
+        assert json.loads(outputs[kind].stats.read_text()) == stats[kind]
+
+    # The final-phase images in number order (the cache lists them in string order), each kind's P(ALL).
+    final_cache = ImageCache.open(final_dir)
+    final_images = np.asarray(
+        final_cache.images[final_cache.rows_for(pd.Series([f"{FOLDER}/{n}.bmp" for n in range(1, 13)]))]
+    )
+    final_views = [probability_of_all(model.predict(view, verbose=0)) for view in _eight_views(final_images)]
+    for kind, expected in ((PLAIN, final_views[0]), (TTA, np.mean(final_views, axis=0))):
+        final = read_tsv(outputs[kind].final_phase)
+        assert final["path"].tolist() == [f"{FOLDER}/{n}.bmp" for n in range(1, 13)]
+        np.testing.assert_allclose(final["p_all"].astype(float), expected, rtol=1e-5)
+
+
+class _CallRecorder:
+    """Stands in for a model where only the calls matter: records each predict_on_batch input."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict_on_batch(self, batch):
+        self.calls.append(np.array(batch))
+        return np.zeros((len(batch), 2))
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "tta", "call_sizes"),
+    [(4, False, [4, 4]), (4, True, [4] * 16), (1, False, [1] * 10), (1, True, [8] * 10)],
+)
+def test_timing_calls_hold_whole_batches_and_with_tta_every_view(batch_size, tta, call_sizes):
+    images = np.random.default_rng(0).integers(0, 255, (10, 4, 4, 3), dtype=np.uint8)
+    recorder = _CallRecorder()
+    assert inference_ms_per_image(recorder, images, batch_size, tta) > 0
+    warm_up, *timed = recorder.calls
+    # Only full batches are timed (8 of the 10 images at batch 4), after one warm-up call of the same shape.
+    assert [len(call) for call in timed] == call_sizes and warm_up.shape == timed[0].shape
+    if tta and batch_size == 1:
+        # One image per call: its eight views together, as a single image is served.
+        for index, call in enumerate(timed):
+            np.testing.assert_array_equal(call, np.concatenate(_eight_views(images[index : index + 1])))
 
 
 def _pooled_colour_model(kernel: np.ndarray) -> keras.Model:
@@ -196,63 +262,59 @@ def _final_phase_cache(directory, source_cache: ImageCache, count: int):
     return directory, names
 
 
-@pytest.mark.slow
-def test_the_submission_is_the_seeds_mean_call_in_number_order(tmp_path, saved_model):
-    model_path, _, cache_dir = saved_model
-    second_path = tmp_path / "seed2.keras"
-    second = keras.saving.load_model(model_path)
-    kernel, bias = second.get_layer("predictions").get_weights()
-    # Sharper logits: another seed's p_all for every image, on the same side of 0.5.
-    second.get_layer("predictions").set_weights([2 * kernel, 2 * bias])
-    classifiers.save_model(second, second_path)
-    final_dir, names = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 12)
+def test_the_submission_is_the_seeds_mean_call_in_number_order(tmp_path):
+    paths = [f"{FOLDER}/{n}.bmp" for n in range(1, 13)]
+    seeds = [np.linspace(0.05, 0.95, 12), np.linspace(0.15, 0.85, 12) ** 2]
+    seed_files = []
+    for seed, p_all in enumerate(seeds):
+        seed_files.append(tmp_path / f"seed{seed}.tsv")
+        write_tsv(pd.DataFrame({"path": paths, "p_all": p_all}), seed_files[-1])
 
-    table = challenge_submission(
-        [model_path, second_path],
-        [8, 5],
-        final_dir,
-        threshold=0.5,
-        submission_path=tmp_path / "isbi_valid.predict",
-        probabilities_path=tmp_path / "final_phase.tsv",
-        test_time_augmentation=True,
-    )
-    cache = ImageCache.open(final_dir)
-    images = np.asarray(cache.images)
-    per_seed = [
-        np.mean([probability_of_all(model.predict(view, verbose=0)) for view in _eight_views(images)], axis=0)
-        for model in (keras.saving.load_model(model_path), second)
-    ]
-    by_name = dict(zip(names, np.mean(per_seed, axis=0), strict=True))
-    expected = [by_name[f"{number}.bmp"] for number in range(1, 13)]
+    table = challenge_submission(seed_files, 0.5, tmp_path / "isbi_valid.predict", tmp_path / "final_phase.tsv")
+    expected = (seeds[0] + seeds[1]) / 2
     written = read_tsv(tmp_path / "final_phase.tsv")
-    assert written["image"].tolist() == [f"{number}.bmp" for number in range(1, 13)]
-    np.testing.assert_allclose(written["p_all"].astype(float), expected, rtol=1e-5)
+    assert written["image"].tolist() == [f"{n}.bmp" for n in range(1, 13)]
+    np.testing.assert_array_equal(written["p_all"].astype(float), expected)
     lines = (tmp_path / "isbi_valid.predict").read_text().splitlines()
     assert lines == ["1" if p >= 0.5 else "0" for p in expected]
     assert set(lines) == {"0", "1"}
     assert table["call"].tolist() == ["ALL" if p >= 0.5 else "HEM" for p in expected]
 
 
+def test_seeds_that_predicted_other_final_phase_images_are_a_user_error(tmp_path):
+    for seed, count in ((0, 3), (1, 4)):
+        paths = [f"{FOLDER}/{n}.bmp" for n in range(1, count + 1)]
+        write_tsv(pd.DataFrame({"path": paths, "p_all": 0.5}), tmp_path / f"seed{seed}.tsv")
+    with pytest.raises(UserError, match=r"seed1\.tsv predicts other final-phase images than .*seed0\.tsv"):
+        challenge_submission([tmp_path / "seed0.tsv", tmp_path / "seed1.tsv"], 0.5, tmp_path / "s", tmp_path / "p.tsv")
+    assert not (tmp_path / "s").exists()
+
+
+def _predict_with_final_phase(tmp_path, model_path, split_path, cache_dir, final_dir):
+    files = PredictionFiles({"val": tmp_path / "val.tsv"}, tmp_path / "s.json", tmp_path / "final.tsv")
+    predict_run(model_path, split_path, cache_dir, 8, {PLAIN: files}, final_phase_cache=final_dir)
+
+
 def test_a_final_phase_cache_with_a_missing_image_fails_before_predicting(tmp_path, saved_model):
-    model_path, _, cache_dir = saved_model
+    model_path, split_path, cache_dir = saved_model
     final_dir, _ = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 3)
     index = read_tsv(final_dir / INDEX_FILE)
     index.loc[index["path"].str.endswith("/2.bmp"), "path"] = f"{FOLDER}/4.bmp"
     index.to_csv(final_dir / INDEX_FILE, sep="\t", index=False)
     with pytest.raises(UserError, match=r"1 missing number\(s\) \[2\]"):
-        challenge_submission([model_path], [8], final_dir, 0.5, tmp_path / "s", tmp_path / "p.tsv")
-    assert not (tmp_path / "s").exists()
+        _predict_with_final_phase(tmp_path, model_path, split_path, cache_dir, final_dir)
+    assert not {"val.tsv", "s.json", "final.tsv"} & {path.name for path in tmp_path.iterdir()}
 
 
 def test_a_final_phase_cache_of_an_older_version_names_its_own_rule(tmp_path, saved_model):
-    model_path, _, cache_dir = saved_model
+    model_path, split_path, cache_dir = saved_model
     final_dir, _ = _final_phase_cache(tmp_path / "final_phase", ImageCache.open(cache_dir), 3)
     index = read_tsv(final_dir / INDEX_FILE).drop(columns=FORMAT_VERSION_KEY)
     index.to_csv(final_dir / INDEX_FILE, sep="\t", index=False)
     with pytest.raises(
         UserError, match=r"older version of the workflow; rebuild: snakemake --forcerun build_final_phase"
     ):
-        challenge_submission([model_path], [8], final_dir, 0.5, tmp_path / "s", tmp_path / "p.tsv")
+        _predict_with_final_phase(tmp_path, model_path, split_path, cache_dir, final_dir)
 
 
 def test_final_phase_images_go_in_number_order_not_string_order():

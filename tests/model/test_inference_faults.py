@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.vocabulary import PREDICTED_SUBSETS
+from leukemia_dtl.core.vocabulary import PLAIN, PREDICTED_SUBSETS
 from leukemia_dtl.model import classifiers
-from leukemia_dtl.model.inference import predict_subsets
+from leukemia_dtl.model.inference import PredictionFiles, predict_run
 from model_stage_fixtures import TINY_BACKBONE
 
 
@@ -22,5 +22,7 @@ def test_a_model_that_outputs_nan_fails_the_prediction_and_writes_no_table(tmp_p
 
     out_paths = {subset: tmp_path / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
     with pytest.raises(UserError, match=r"The model outputs \[nan, nan\] for val/.* not finite for 32 of 32"):
-        predict_subsets(tmp_path / "model.keras", split_path, cache_dir, 8, out_paths, tmp_path / "stats.json")
+        predict_run(
+            tmp_path / "model.keras", split_path, cache_dir, 8, {PLAIN: PredictionFiles(out_paths, tmp_path / "s.json")}
+        )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.keras"]

@@ -19,9 +19,9 @@ import pytest
 
 from keras_backends import backend_params
 from leukemia_dtl.core.fileio import read_tsv
-from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS, PREDICTED_SUBSETS
+from leukemia_dtl.core.vocabulary import HISTORY_COLUMNS, PLAIN, PREDICTED_SUBSETS
 from leukemia_dtl.model import classifiers
-from leukemia_dtl.model.inference import predict_subsets
+from leukemia_dtl.model.inference import PredictionFiles, predict_run
 from leukemia_dtl.model.resume import (
     BACKUP_CONFIG_FILE,
     BACKUP_STATE_DIR,
@@ -234,7 +234,8 @@ def test_a_deterministic_run_killed_and_resumed_ends_as_an_uninterrupted_one(tmp
     predictions = {}
     for name, run in runs.items():
         out_paths = {subset: tmp_path / name / f"{subset}.tsv" for subset in PREDICTED_SUBSETS}
-        predict_subsets(run["model_path"], *split_and_cache, 8, out_paths, tmp_path / name / "p.json", timing_images=8)
+        files = PredictionFiles(out_paths, tmp_path / name / "p.json")
+        predict_run(run["model_path"], *split_and_cache, 8, {PLAIN: files}, timing_images=8)
         predictions[name] = {subset: read_tsv(path) for subset, path in out_paths.items()}
     for subset in PREDICTED_SUBSETS:
         assert predictions["resumed"][subset].equals(predictions["uninterrupted"][subset])

@@ -1,6 +1,8 @@
 """The C-NMC 2019 challenge's final-phase submission: the seeds' mean P(ALL) for every unlabelled final-phase
-image, and the file the organisers scored, one 0/1 call per line in image-number order (1 = ALL). The published
-results it is compared with are ``evaluate/challenge.py``'s; this part predicts, so it is the model stage's."""
+image, and the file the organisers scored, one 0/1 call per line in image-number order (1 = ALL). Each seed's
+final-phase P(ALL) comes from its prediction job (``inference.predict_run``, which checks the image names with
+:func:`final_phase_order` before predicting). The published results it is compared with are
+``evaluate/challenge.py``'s."""
 
 from __future__ import annotations
 
@@ -15,12 +17,8 @@ import pandas as pd
 
 from leukemia_dtl.core.decisions import called_all, class_calls
 from leukemia_dtl.core.errors import UserError
-from leukemia_dtl.core.fileio import atomic_path, write_tsv
+from leukemia_dtl.core.fileio import atomic_path, read_tsv, write_tsv
 from leukemia_dtl.core.vocabulary import POSITIVE_CLASS
-from leukemia_dtl.model import backend
-from leukemia_dtl.model.classifiers import load_model
-from leukemia_dtl.model.inference import predict_probability_of_all
-from leukemia_dtl.model.inputs import ImageCache
 
 log = logging.getLogger("leukemia_dtl")
 
@@ -74,45 +72,34 @@ def write_submission(
 
 
 def challenge_submission(
-    model_paths: Sequence[str | os.PathLike],
-    batch_sizes: Sequence[int],
-    cache: str | os.PathLike,
+    probability_paths: Sequence[str | os.PathLike],
     threshold: float,
     submission_path: str | os.PathLike,
     probabilities_path: str | os.PathLike,
-    test_time_augmentation: bool = False,
-    threads: int | None = None,
 ) -> pd.DataFrame:
-    """The challenge's final-phase submission from every image of ``cache`` (the final-phase image cache):
-    P(ALL) is the mean over the models (one per seed, each predicting at its batch size from
-    ``batch_sizes``), with test-time augmentation if asked; written by
-    :func:`write_submission`, which returns ``image, p_all, call``.
+    """The challenge's final-phase submission of one model: P(ALL) per image is the mean over the seeds'
+    final-phase predictions (``probability_paths``: one ``path, p_all`` table per seed, as ``predict_run``
+    writes them), written by :func:`write_submission`, which returns ``image, p_all, call``.
     """
-    if threads:
-        backend.limit_cpu_threads(threads)
-    if len(model_paths) != len(batch_sizes) or not model_paths:
-        raise UserError(
-            f"The submission needs one batch size per model and at least one model; got {len(model_paths)} "
-            f"model(s) and {len(batch_sizes)} batch size(s). Fix the rule's inputs."
-        )
-    image_cache = ImageCache.open(cache, rule="build_final_phase_cache")
-    paths = pd.Series(image_cache.row_of_path.index)
-    final_phase_order(paths)  # unusable image names fail before any model runs
-    p_all = np.zeros(len(paths))
-    for model_path, batch_size in zip(model_paths, batch_sizes, strict=True):
-        model = load_model(model_path)
-        if model.input_shape[1] != image_cache.image_size:
+    if not probability_paths:
+        raise UserError("The submission needs the final-phase predictions of at least one seed. Fix the rule's inputs.")
+    tables = [read_tsv(path) for path in probability_paths]
+    paths = tables[0]["path"]
+    for path, table in zip(probability_paths[1:], tables[1:], strict=True):
+        if not table["path"].equals(paths):
             raise UserError(
-                f"Model {model_path} takes {model.input_shape[1]} px images but the final-phase cache {cache} "
-                f"holds {image_cache.image_size} px ones. Rebuild that cache at the models' image_size."
+                f"{path} predicts other final-phase images than {probability_paths[0]}: the seeds' predictions were "
+                "made from different final-phase caches. Rerun them: snakemake --forcerun predict_model."
             )
-        p_all += predict_probability_of_all(model, image_cache, paths, batch_size, test_time_augmentation)
-        log.info("final phase: predicted %d images with %s", len(paths), model_path)
-    table = write_submission(paths.tolist(), p_all / len(model_paths), threshold, submission_path, probabilities_path)
+    p_all = np.zeros(len(paths))
+    for table in tables:
+        p_all += table["p_all"].astype(float).to_numpy()
+    table = write_submission(paths.tolist(), p_all / len(tables), threshold, submission_path, probabilities_path)
     log.info(
-        "final phase: %.1f %% of %d images called %s",
+        "final phase: %.1f %% of %d images called %s (mean of %d seeds)",
         100 * (table["call"] == POSITIVE_CLASS).mean(),
         len(table),
         POSITIVE_CLASS,
+        len(tables),
     )
     return table

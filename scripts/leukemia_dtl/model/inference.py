@@ -1,6 +1,6 @@
-"""Predict P(ALL) for every split image of the held-out subsets, and time inference (Table 2); optionally with
-test-time augmentation. The challenge's final-phase submission, which predicts with these functions, is
-``challenge_submission.py``."""
+"""Predict P(ALL) for every split image of the held-out subsets and for the challenge's final-phase images, and
+time inference (Table 2); plain and with test-time augmentation, all from one load of a run's model. The
+challenge's submission file, which averages the seeds' final-phase predictions, is ``challenge_submission.py``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -18,12 +19,15 @@ from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.fileio import write_json, write_tsv
 from leukemia_dtl.core.vocabulary import (
     CLASS_NAMES,
+    PLAIN,
     POSITIVE_CLASS,
     PREDICTED_SUBSETS,
     PREDICTION_COLUMNS,
+    TTA,
 )
 from leukemia_dtl.data.splits import read_split
 from leukemia_dtl.model import backend
+from leukemia_dtl.model.challenge_submission import final_phase_order
 from leukemia_dtl.model.classifiers import load_model
 from leukemia_dtl.model.inputs import CachedImageBatches, ImageCache
 
@@ -113,67 +117,135 @@ def inference_ms_per_image(
 ) -> float:
     """Mean milliseconds per image of ``predict_on_batch`` over ``images`` held in memory: the model's own
     speed, without the input side (Table 2's inference times; ``tests/benchmark.py prediction`` compares
-    the workflow's prediction with it). With ``test_time_augmentation`` each image costs its eight
-    transforms and passes."""
+    the workflow's prediction with it). With ``test_time_augmentation`` each image costs its eight views
+    (:func:`_timed_calls`)."""
     # Full batches only: a ragged last batch would time the building of a second graph.
     usable = len(images) - len(images) % batch_size or len(images)
-    model.predict_on_batch(images[:batch_size])  # warm-up: the first call builds the predict graph
+    calls = _timed_calls(images[:usable], batch_size, test_time_augmentation)
+    model.predict_on_batch(next(calls))  # warm-up: the first call builds the predict graph
     start = time.perf_counter()
-    for first in range(0, usable, batch_size):
-        for quarter_turns, flip in _transforms(test_time_augmentation):
-            model.predict_on_batch(dihedral_transform(images[first : first + batch_size], quarter_turns, flip))
+    for batch in _timed_calls(images[:usable], batch_size, test_time_augmentation):
+        model.predict_on_batch(batch)
     return (time.perf_counter() - start) * 1000 / usable
 
 
-def predict_subsets(
+def _timed_calls(images: np.ndarray, batch_size: int, test_time_augmentation: bool):
+    """The inputs of the timed calls, made as they are timed. With test-time augmentation at batch 1 one call
+    holds an image's eight views (how images that come one at a time are served); at a larger batch size a
+    call holds one transform of a batch, as ``predict_run`` serves them."""
+    if test_time_augmentation and batch_size == 1:
+        for index in range(len(images)):
+            image = images[index : index + 1]
+            yield np.concatenate([dihedral_transform(image, *transform) for transform in DIHEDRAL_TRANSFORMS])
+        return
+    for first in range(0, len(images), batch_size):
+        for transform in _transforms(test_time_augmentation):
+            yield dihedral_transform(images[first : first + batch_size], *transform)
+
+
+@dataclass(frozen=True)
+class PredictionFiles:
+    """Where one kind of a run's predictions goes (plain, or with test-time augmentation): a prediction table per
+    held-out subset (``subsets``: val/test/external -> TSV), the inference stats, and optionally the final-phase
+    images' P(ALL) (``final_phase``: a TSV of ``path, p_all`` in image-number order, which the challenge
+    submission averages over the seeds)."""
+
+    subsets: Mapping[str, str | os.PathLike]
+    stats: str | os.PathLike
+    final_phase: str | os.PathLike | None = None
+
+
+def predict_run(
     model_path: str | os.PathLike,
     split: str | os.PathLike,
     cache: str | os.PathLike,
     batch_size: int,
-    out_paths: Mapping[str, str | os.PathLike],
-    stats_path: str | os.PathLike,
+    outputs: Mapping[str, PredictionFiles],
+    final_phase_cache: str | os.PathLike | None = None,
     timing_images: int = 200,
     threads: int | None = None,
-    test_time_augmentation: bool = False,
-) -> dict:
-    """Write ``path, subject, label, p_all, pred`` for each subset in ``out_paths`` (val/test/external).
+) -> dict[str, dict]:
+    """Every prediction of one trained run from one load of its model: per kind in ``outputs`` (plain; tta: each
+    P(ALL) the mean over the eight dihedral transforms) the held-out subsets, the inference timings and, given
+    ``final_phase_cache``, the final-phase images. Returns each kind's stats.
 
-    One row per split image of the subset, in split order; ``pred`` is ALL when p_all >= 0.5. A subset
-    without images gets a header-only table. ``stats_path`` receives inference ms/image at
-    ``batch_size`` and at batch 1, measured on at most ``timing_images`` cached test images.
-    ``threads`` limits the backend's CPU threads (the rule's threads). With ``test_time_augmentation``
-    p_all is the mean over the eight dihedral transforms, and the timings cover the eight passes.
+    A subset table has ``path, subject, label, p_all, pred``: one row per split image of the subset, in split
+    order; ``pred`` is ALL when p_all >= 0.5; a subset without images gets a header-only table. The stats hold
+    inference ms/image at ``batch_size`` and at batch 1, measured on at most ``timing_images`` cached test
+    images (with TTA covering the eight passes). ``threads`` limits the backend's CPU threads (the rule's).
+    Nothing is written until every prediction is made: a failing one leaves no table behind.
     """
     if threads:
         backend.limit_cpu_threads(threads)
-    unknown = sorted(set(out_paths) - set(PREDICTED_SUBSETS))
+    unknown = sorted({subset for files in outputs.values() for subset in files.subsets} - set(PREDICTED_SUBSETS))
     if unknown:
         raise UserError(f"Cannot predict subset(s) {unknown}; predictions cover {list(PREDICTED_SUBSETS)}.")
     model = load_model(model_path)
     table = read_split(split)
     image_cache = ImageCache.open(cache, model.input_shape[1])
+    final_phase = None
+    if final_phase_cache is not None:
+        final_phase = ImageCache.open(final_phase_cache, model.input_shape[1], rule="build_final_phase_cache")
+        final_paths = pd.Series(final_phase.row_of_path.index)
+        # Unusable image names fail before any model runs.
+        final_paths = final_paths.iloc[final_phase_order(final_paths)].reset_index(drop=True)
 
+    tables, all_stats = {}, {}
+    for kind, files in outputs.items():
+        test_time_augmentation = kind == TTA
+        predicted = _predict_subsets(model, table, image_cache, files.subsets, batch_size, test_time_augmentation)
+        if not predicted:
+            raise UserError(f"Split {split} has no {'/'.join(files.subsets)} images to predict; rebuild the split.")
+        for subset, out_path in files.subsets.items():
+            tables[out_path] = predicted.get(subset, pd.DataFrame(columns=list(PREDICTION_COLUMNS)))
+        if files.final_phase is not None:
+            p_all = predict_probability_of_all(model, final_phase, final_paths, batch_size, test_time_augmentation)
+            tables[files.final_phase] = pd.DataFrame({"path": final_paths, "p_all": p_all})
+            log.info("final phase (%s): predicted %d images", kind, len(final_paths))
+        # Time on test images when there are any; read into memory first so disk speed is not timed.
+        timing_frame = predicted.get("test", next(iter(predicted.values())))
+        timing_rows = np.sort(image_cache.rows_for(timing_frame["path"]))[:timing_images]
+        all_stats[kind] = _inference_stats(
+            model, np.asarray(image_cache.images[timing_rows]), batch_size, test_time_augmentation, predicted
+        )
+    for out_path, frame in tables.items():
+        write_tsv(frame, out_path)
+    for kind, files in outputs.items():
+        write_json(all_stats[kind], files.stats)
+    return all_stats
+
+
+def _predict_subsets(
+    model: keras.Model,
+    table: pd.DataFrame,
+    image_cache: ImageCache,
+    subsets,
+    batch_size: int,
+    test_time_augmentation: bool,
+) -> dict[str, pd.DataFrame]:
+    """The prediction table of each of ``subsets`` that has images in the split ``table``."""
     predicted = {}
-    for subset in out_paths:
+    for subset in subsets:
         frame = table.loc[table["subset"] == subset, ["path", "subject", "label"]]
         if frame.empty:
-            log.warning("Split %s has no %s images; its prediction table will be empty", split, subset)
+            log.warning("The split has no %s images; its prediction table will be empty", subset)
             continue
         p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size, test_time_augmentation)
         frame = frame.assign(p_all=p_all, pred=class_calls(p_all))
         predicted[subset] = frame
         share = (frame["pred"] == POSITIVE_CLASS).mean()
-        log.info("%s: %d images, %.1f %% predicted %s", subset, len(frame), 100 * share, POSITIVE_CLASS)
+        kind = TTA if test_time_augmentation else PLAIN
+        log.info("%s (%s): %d images, %.1f %% predicted %s", subset, kind, len(frame), 100 * share, POSITIVE_CLASS)
+    return predicted
 
-    if not predicted:
-        raise UserError(f"Split {split} has no {'/'.join(out_paths)} images to predict; rebuild the split.")
-    # Written only once every subset is predicted: a failing subset leaves no table behind.
-    for subset, out_path in out_paths.items():
-        write_tsv(predicted.get(subset, pd.DataFrame(columns=list(PREDICTION_COLUMNS))), out_path)
-    # Time on test images when there are any; read into memory first so disk speed is not timed.
-    timing_frame = predicted.get("test", next(iter(predicted.values())))
-    timing_rows = np.sort(image_cache.rows_for(timing_frame["path"]))[:timing_images]
-    timing_batch = np.asarray(image_cache.images[timing_rows])
+
+def _inference_stats(
+    model: keras.Model,
+    timing_batch: np.ndarray,
+    batch_size: int,
+    test_time_augmentation: bool,
+    predicted: Mapping[str, pd.DataFrame],
+) -> dict:
     stats = {
         "batch_size": batch_size,
         "inference_ms_per_image_at_batch_size": inference_ms_per_image(
@@ -187,9 +259,9 @@ def predict_subsets(
         "device": backend.device_description(),
         "keras_backend": backend.backend_name(),
     }
-    write_json(stats, stats_path)
     log.info(
-        "Inference: %.2f ms/image at batch %d, %.2f ms/image at batch 1 (%s)",
+        "Inference%s: %.2f ms/image at batch %d, %.2f ms/image at batch 1 (%s)",
+        " with TTA" if test_time_augmentation else "",
         stats["inference_ms_per_image_at_batch_size"],
         batch_size,
         stats["inference_ms_per_image_at_batch_1"],
