@@ -155,6 +155,13 @@ FEATURES_INDEX = f"{RESULTS}/features/{{scheme}}/{{model}}/{{size}}px/{INDEX_FIL
 SUBSET_FIGURES = ["roc", "confusion", "reliability"]
 
 
+# Scheduling: the jobs on the way to the trained models, then the predictions, go before the evaluation and the
+# figures whenever several are ready, so the longest chain starts first and the short jobs fill the cores around
+# it (the demo on 2 cores had its last training waiting behind the first scheme's evaluation, then ran alone).
+TRAINING_CHAIN_PRIORITY = 2
+PREDICTION_PRIORITY = 1
+
+
 def log_file(name):
     """Log path; ``name`` is the rule's name with its wildcards as folders, e.g. "split_dataset/{scheme}"."""
     return f"{RESULTS}/logs/{name}.log"

@@ -38,6 +38,7 @@ rule train_model:
         log_file(f"train_model/{RUN}"),
     benchmark:
         benchmark_file(f"train_model/{RUN}")
+    priority: TRAINING_CHAIN_PRIORITY
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -79,6 +80,7 @@ rule predict_model:
     # The folds scheme's predictions are pooled from its rotations' (pool_fold_predictions), not predicted.
     wildcard_constraints:
         scheme="|".join(TRAINING_SPLITS),
+    priority: PREDICTION_PRIORITY
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -89,6 +91,7 @@ rule predict_model:
         runtime=120,
     params:
         kinds=prediction_kinds(),
+        timing_images=config["evaluation"]["timing_images"],
     script:
         "../scripts/predict_model.py"
 

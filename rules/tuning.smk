@@ -25,6 +25,7 @@ rule extract_features:
         log_file("extract_features/{scheme}/{model}/{size}px"),
     benchmark:
         benchmark_file("extract_features/{scheme}/{model}/{size}px")
+    priority: TRAINING_CHAIN_PRIORITY
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -50,6 +51,7 @@ rule tune_model:
         result=tune_result(),
     log:
         log_file(f"tune_model/{{scheme}}/{{model}}/{TUNING_GRID.wildcard_pattern}"),
+    priority: TRAINING_CHAIN_PRIORITY
     group:
         tuning_group
     conda:
@@ -87,6 +89,7 @@ rule select_hyperparameters:
         heatmap_pdf=TUNING_HEATMAP.replace("{ext}", "pdf"),
     log:
         log_file("select_hyperparameters/{scheme}/{model}"),
+    priority: TRAINING_CHAIN_PRIORITY
     conda:
         "../envs/evaluate.yaml"
     params:

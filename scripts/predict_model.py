@@ -6,7 +6,8 @@ input:   model (.keras), train_stats (its train_stats.json: the training batch s
          final_phase_index (the final-phase image cache files)
 output:  per prediction kind in params.kinds (plain, tta): <kind>_val, <kind>_test, <kind>_external (prediction
          TSVs), <kind>_final_phase (the final-phase images' P(ALL)), <kind>_stats (predict_stats.json)
-params:  kinds (plain, and tta with evaluation.tta: p_all averaged over the eight dihedral transforms)
+params:  kinds (plain, and tta with evaluation.tta: p_all averaged over the eight dihedral transforms),
+         timing_images (evaluation.timing_images: the most test images inference is timed on)
 threads: CPU threads the backend may use
 resources: require_gpu (config require_gpu: stop at once if a given GPU is not usable)
 """
@@ -37,6 +38,7 @@ def main(snakemake):
             for kind in snakemake.params.kinds
         },
         final_phase_cache=cache_dir_of(snakemake.input.final_phase_images, snakemake.input.final_phase_index),
+        timing_images=snakemake.params.timing_images,
         threads=snakemake.threads,
     )
 

@@ -84,11 +84,12 @@ def _transforms(test_time_augmentation: bool) -> tuple[tuple[int, bool], ...]:
     return DIHEDRAL_TRANSFORMS if test_time_augmentation else DIHEDRAL_TRANSFORMS[:1]
 
 
-def predict_probability_of_all(
+def view_probabilities(
     model: keras.Model, cache: ImageCache, paths: pd.Series, batch_size: int, test_time_augmentation: bool = False
 ) -> np.ndarray:
-    """P(ALL) for the cached images of ``paths``, in their order: ``model.predict`` over cache batches; with
-    ``test_time_augmentation`` the mean P(ALL) over the eight dihedral transforms of each image.
+    """P(ALL) per view (row) and image (column, in the order of ``paths``): ``model.predict`` over cache batches;
+    the first row is the images themselves (the plain prediction), with ``test_time_augmentation`` the other
+    seven dihedral transforms follow.
 
     An output that is not a finite number (a model whose training diverged gives NaN) is a UserError:
     no value stands in for it, so a prediction table only ever holds what the model said.
@@ -108,8 +109,21 @@ def predict_probability_of_all(
             f"{broken.sum()} of {len(paths)} images, so no prediction is written. A model gives NaN when its "
             f"training diverged: retrain it with a lower learning rate."
         )
-    per_transform = [probability_of_all(transformed) for transformed in logits]
-    return np.mean(per_transform, axis=0)
+    return np.array([probability_of_all(transformed) for transformed in logits])
+
+
+def probability_of_kind(views: np.ndarray, kind: str) -> np.ndarray:
+    """A prediction kind's P(ALL) from :func:`view_probabilities`: plain the first view's, tta the views' mean."""
+    return views.mean(axis=0) if kind == TTA else views[0]
+
+
+def predict_probability_of_all(
+    model: keras.Model, cache: ImageCache, paths: pd.Series, batch_size: int, test_time_augmentation: bool = False
+) -> np.ndarray:
+    """P(ALL) for the cached images of ``paths``, in their order; with ``test_time_augmentation`` the mean P(ALL)
+    over the eight dihedral transforms of each image (:func:`view_probabilities`)."""
+    views = view_probabilities(model, cache, paths, batch_size, test_time_augmentation)
+    return probability_of_kind(views, TTA if test_time_augmentation else PLAIN)
 
 
 def inference_ms_per_image(
@@ -180,33 +194,49 @@ def predict_run(
     unknown = sorted({subset for files in outputs.values() for subset in files.subsets} - set(PREDICTED_SUBSETS))
     if unknown:
         raise UserError(f"Cannot predict subset(s) {unknown}; predictions cover {list(PREDICTED_SUBSETS)}.")
+    if final_phase_cache is None and any(files.final_phase is not None for files in outputs.values()):
+        raise ValueError("Final-phase predictions need final_phase_cache.")
     model = load_model(model_path)
     table = read_split(split)
     image_cache = ImageCache.open(cache, model.input_shape[1])
-    final_phase = None
     if final_phase_cache is not None:
         final_phase = ImageCache.open(final_phase_cache, model.input_shape[1], rule="build_final_phase_cache")
         final_paths = pd.Series(final_phase.row_of_path.index)
         # Unusable image names fail before any model runs.
         final_paths = final_paths.iloc[final_phase_order(final_paths)].reset_index(drop=True)
 
+    # Each image is predicted once: the plain P(ALL) is the first of the views that TTA averages.
+    test_time_augmentation = TTA in outputs
+    subsets = list(dict.fromkeys(subset for files in outputs.values() for subset in files.subsets))
+    held_out = _held_out_views(model, table, image_cache, subsets, batch_size, test_time_augmentation)
+    if not held_out:
+        raise UserError(f"Split {split} has no {'/'.join(subsets)} images to predict; rebuild the split.")
+    if final_phase_cache is not None:
+        final_views = view_probabilities(model, final_phase, final_paths, batch_size, test_time_augmentation)
+        log.info("final phase: predicted %d images", len(final_paths))
+
     tables, all_stats = {}, {}
     for kind, files in outputs.items():
-        test_time_augmentation = kind == TTA
-        predicted = _predict_subsets(model, table, image_cache, files.subsets, batch_size, test_time_augmentation)
-        if not predicted:
-            raise UserError(f"Split {split} has no {'/'.join(files.subsets)} images to predict; rebuild the split.")
-        for subset, out_path in files.subsets.items():
-            tables[out_path] = predicted.get(subset, pd.DataFrame(columns=list(PREDICTION_COLUMNS)))
+        predicted = {}
+        for subset in files.subsets:
+            if subset in held_out:
+                frame, views = held_out[subset]
+                p_all = probability_of_kind(views, kind)
+                predicted[subset] = frame.assign(p_all=p_all, pred=class_calls(p_all))
+                share = (predicted[subset]["pred"] == POSITIVE_CLASS).mean()
+                log.info(
+                    "%s (%s): %d images, %.1f %% predicted %s", subset, kind, len(frame), 100 * share, POSITIVE_CLASS
+                )
+            tables[files.subsets[subset]] = predicted.get(subset, pd.DataFrame(columns=list(PREDICTION_COLUMNS)))
         if files.final_phase is not None:
-            p_all = predict_probability_of_all(model, final_phase, final_paths, batch_size, test_time_augmentation)
-            tables[files.final_phase] = pd.DataFrame({"path": final_paths, "p_all": p_all})
-            log.info("final phase (%s): predicted %d images", kind, len(final_paths))
+            tables[files.final_phase] = pd.DataFrame(
+                {"path": final_paths, "p_all": probability_of_kind(final_views, kind)}
+            )
         # Time on test images when there are any; read into memory first so disk speed is not timed.
         timing_frame = predicted.get("test", next(iter(predicted.values())))
         timing_rows = np.sort(image_cache.rows_for(timing_frame["path"]))[:timing_images]
         all_stats[kind] = _inference_stats(
-            model, np.asarray(image_cache.images[timing_rows]), batch_size, test_time_augmentation, predicted
+            model, np.asarray(image_cache.images[timing_rows]), batch_size, kind == TTA, predicted
         )
     for out_path, frame in tables.items():
         write_tsv(frame, out_path)
@@ -215,28 +245,25 @@ def predict_run(
     return all_stats
 
 
-def _predict_subsets(
+def _held_out_views(
     model: keras.Model,
     table: pd.DataFrame,
     image_cache: ImageCache,
     subsets,
     batch_size: int,
     test_time_augmentation: bool,
-) -> dict[str, pd.DataFrame]:
-    """The prediction table of each of ``subsets`` that has images in the split ``table``."""
-    predicted = {}
+) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Per subset of ``subsets`` that has images in the split ``table``: its ``path, subject, label`` rows and
+    their :func:`view_probabilities`."""
+    held_out = {}
     for subset in subsets:
         frame = table.loc[table["subset"] == subset, ["path", "subject", "label"]]
         if frame.empty:
             log.warning("The split has no %s images; its prediction table will be empty", subset)
             continue
-        p_all = predict_probability_of_all(model, image_cache, frame["path"], batch_size, test_time_augmentation)
-        frame = frame.assign(p_all=p_all, pred=class_calls(p_all))
-        predicted[subset] = frame
-        share = (frame["pred"] == POSITIVE_CLASS).mean()
-        kind = TTA if test_time_augmentation else PLAIN
-        log.info("%s (%s): %d images, %.1f %% predicted %s", subset, kind, len(frame), 100 * share, POSITIVE_CLASS)
-    return predicted
+        views = view_probabilities(model, image_cache, frame["path"], batch_size, test_time_augmentation)
+        held_out[subset] = frame, views
+    return held_out
 
 
 def _inference_stats(
