@@ -1,6 +1,6 @@
 """train_stats.json, what a training run measured and the options it trained with: written by the train_model
-rule, read by prediction and the challenge submission (the batch size) and by the evaluation's tables and model
-cards. No Keras, so every stage reads it through here."""
+rule, read by prediction (the batch size) and by the evaluation's tables and model cards. No Keras, so every
+stage reads it through here."""
 
 from __future__ import annotations
 
