@@ -1,16 +1,23 @@
-"""Rule scripts of the model stage that hold no GPU slot run with every GPU hidden, so that on a workstation they
-never share the GPU that profiles/local gives a training job alone."""
+"""How a rule script runs (core.rule_runner): user errors and bugs end the job with one message, a rule process ends
+without the interpreter's teardown, and model-stage scripts that hold no GPU slot run with every GPU hidden, so that on
+a workstation they never share the GPU that profiles/local gives a training job alone."""
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from snakemake.iocontainers import Namedlist
 
+from conftest import REPO
 from leukemia_dtl.core.errors import UserError
 from leukemia_dtl.core.rule_runner import run_rule
 from leukemia_dtl.evaluate import result_files
 from leukemia_dtl.model import export
 from rule_scripts import run_rule_script
+
+SCRIPTS = REPO / "scripts"
 
 
 def record_visible_gpus(seen: dict):
@@ -80,3 +87,45 @@ def test_a_bug_ends_the_job_with_its_traceback(tmp_path):
         run_rule(rule_job(tmp_path), main)
     log = (tmp_path / "rule.log").read_text()
     assert "unexpected error" in log and "Traceback" in log and "KeyError: 'missing'" in log
+
+
+@pytest.mark.parametrize(("outcome", "status"), [("done", 0), ("user_error", 1), ("bug", 1)])
+def test_a_rule_process_ends_with_its_status_and_a_complete_log(tmp_path, outcome, status):
+    """Run as Snakemake runs a rule script (its own process, the script as ``__main__``), the process ends without
+    the interpreter's teardown: with the job's status, its log and its printed lines all written, and no exit
+    handler run."""
+    script = tmp_path / "rule_script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import atexit, logging
+            from types import SimpleNamespace
+            from snakemake.iocontainers import Namedlist
+            from leukemia_dtl.core.errors import UserError
+            from leukemia_dtl.core.rule_runner import run_rule
+
+            atexit.register(print, "teardown ran")
+
+            def main(snakemake):
+                print("printed by the job", end="")
+                logging.getLogger("leukemia_dtl").info("logged by the job")
+                if {outcome!r} == "user_error":
+                    raise UserError("fix the config")
+                if {outcome!r} == "bug":
+                    raise KeyError("missing")
+
+            job = SimpleNamespace(log=Namedlist([{str(tmp_path / "rule.log")!r}]), params=Namedlist(fromdict={{}}))
+            run_rule(job, main)
+            print("after run_rule")
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SCRIPTS)}
+    )
+    assert result.returncode == status, result.stderr
+    assert result.stdout == "printed by the job"
+    log = (tmp_path / "rule.log").read_text()
+    assert "INFO logged by the job" in log
+    assert ("ERROR fix the config" in log) == (outcome == "user_error")
+    assert ("KeyError: 'missing'" in log) == (outcome == "bug")
