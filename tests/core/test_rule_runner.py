@@ -17,8 +17,6 @@ from leukemia_dtl.evaluate import result_files
 from leukemia_dtl.model import export
 from rule_scripts import run_rule_script
 
-SCRIPTS = REPO / "scripts"
-
 
 def record_visible_gpus(seen: dict):
     def stand_in(*arguments, **keywords):
@@ -121,7 +119,10 @@ def test_a_rule_process_ends_with_its_status_and_a_complete_log(tmp_path, outcom
         )
     )
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SCRIPTS)}
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
     )
     assert result.returncode == status, result.stderr
     assert result.stdout == "printed by the job"
