@@ -102,6 +102,19 @@ def test_the_slurm_profile_leaves_partitions_to_the_partition_file():
     assert local["resources"] == {"gpu": 1}
 
 
+def test_the_slurm_profile_submits_at_most_five_jobs_a_second():
+    """The rate Snakemake takes from the profile, not what its YAML says: Snakemake 9 ignores the deprecated
+    max-jobs-per-second (which the profile used to set) beside max-jobs-per-timespan, whose default is 100/1s."""
+    from snakemake.cli import parse_args
+    from snakemake.settings.types import SchedulingSettings
+
+    _, args = parse_args(["--profile", str(REPO / "profiles/slurm")])
+    settings = SchedulingSettings(
+        max_jobs_per_second=args.max_jobs_per_second, max_jobs_per_timespan=args.max_jobs_per_timespan
+    )
+    assert (settings.max_jobs_per_timespan.max_jobs, settings.max_jobs_per_timespan.timespan) == (5, 1)
+
+
 def dry_run_jobs(output: str) -> list[tuple[str, dict]]:
     """(rule, resources) of every job a dry-run would submit (local rules left out)."""
     jobs = []
