@@ -21,6 +21,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # The markers `make test-fast` deselects (pyproject.toml describes each).
 SLOW_MARKERS = frozenset({"workflow", "slurm", "registry", "slow"})
 TRAINING_CALLS = re.compile(r"\btrain_model\(|\.fit\(")
+# Snakemake's options of `make demo` for a run of the whole demo: one thread per job, and its job rate limit's
+# timer every 3 s instead of every second (the Makefile says why).
+DEMO_SCHEDULING = ("--max-threads", "1", "--max-jobs-per-timespan", "100/3s")
 # The test files that take longest (CI's --durations, 2026-12-05): the demo run with the tests on its results, and the
 # Slurm cluster (mostly waiting on it). The other workers run the unit tests beside them, one core each, and the
 # shorter workflow runs after those.

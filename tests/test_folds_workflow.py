@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import DEMO_SCHEDULING, run_snakemake
 from leukemia_dtl.core.fileio import read_tsv
 from leukemia_dtl.core.vocabulary import FOLD_ROTATIONS
 
@@ -32,7 +32,7 @@ def folds_run(tmp_path_factory):
     short = workdir / "short_training.yaml"
     short.write_text(yaml.safe_dump({"models": {model: {"epochs": 2} for model in MODELS}}))
     # The targets come first: --configfile takes every word after it.
-    run = ("--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml", "config/demo_folds.yaml")
+    run = ("--cores", "2", *DEMO_SCHEDULING, "--configfile", "config/demo.yaml", "config/demo_folds.yaml")
     run = (*run, str(short))
     result = run_snakemake(*TARGETS, *run, workdir=workdir, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

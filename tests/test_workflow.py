@@ -3,6 +3,7 @@ results)."""
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import zipfile
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, planned_jobs, run_snakemake
+from conftest import DEMO_SCHEDULING, REPO, planned_jobs, run_snakemake
 from leukemia_dtl.core.fileio import read_tsv
 
 pytestmark = pytest.mark.workflow
@@ -23,10 +24,17 @@ def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo-run")
     # The whole demo in one run: about 6 minutes here, more on a loaded machine.
     result = run_snakemake(
-        "--cores", "2", "--max-threads", "1", "--configfile", "config/demo.yaml", workdir=workdir, timeout=1800
+        "--cores", "2", *DEMO_SCHEDULING, "--configfile", "config/demo.yaml", workdir=workdir, timeout=1800
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "results"
+
+
+def test_the_demo_run_schedules_its_jobs_as_make_demo_does():
+    """The Makefile cannot import conftest: its demo command is checked against DEMO_SCHEDULING here."""
+    recipe = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    (command,) = re.findall(r"^\t\$\(VENV\)/bin/snakemake (.*)$", recipe, re.MULTILINE)
+    assert " ".join(DEMO_SCHEDULING) in command
 
 
 def test_demo_run_writes_the_inventory_and_reports_the_corrupt_image(demo_run):
