@@ -236,6 +236,30 @@ def test_data_and_evaluation_code_imports_without_keras():
     assert f"imported {len(modules)}" in result.stdout
 
 
+# The package modules the Snakefile and rules/*.smk import, and libraries none of them may import: Snakemake imports
+# them at each start (every dry-run, every Slurm job), where matplotlib alone took 0.4 s.
+WORKFLOW_IMPORT = re.compile(r"^from (leukemia_dtl[\w.]*) import", re.MULTILINE)
+NOT_AT_PARSE = ("matplotlib", "keras", "tensorflow", "jax", "torch", "sklearn", "scipy", "statsmodels")
+
+
+def test_parsing_the_workflow_imports_no_plotting_statistics_or_model_library():
+    sources = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
+    modules = sorted({module for source in sources for module in WORKFLOW_IMPORT.findall(source.read_text())})
+    assert "leukemia_dtl.evaluate.rulegraph" in modules
+    child = textwrap.dedent(
+        f"""
+        import importlib, sys
+        sys.path.insert(0, {str(REPO / "scripts")!r})
+        for module in {modules!r}:
+            importlib.import_module(module)
+        print(sorted({{name.split(".")[0] for name in sys.modules}} & {set(NOT_AT_PARSE)!r}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_model_code_does_need_keras():
     result = import_without_keras(["leukemia_dtl.model.classifiers"])
     assert result.returncode != 0 and "keras is not installed" in result.stderr
