@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE
+from conftest import DEMO_SCHEDULING, REPO, SNAKEMAKE
 from leukemia_dtl.core.fileio import read_tsv
 
 pytestmark = pytest.mark.workflow
@@ -66,8 +66,7 @@ def workflow_command(workdir, overlay, *targets: str) -> list[str]:
         str(workdir),
         "--cores",
         "2",
-        "--max-threads",
-        "1",
+        *DEMO_SCHEDULING,
         "--rerun-incomplete",
         "--configfile",
         "config/demo.yaml",
