@@ -22,8 +22,8 @@ $(INSTALLED): requirements.txt
 # timings (Table 2, the model cards) are then taken while its jobs share the cores.
 # --max-jobs-per-timespan 100/3s: while jobs wait for a core, Snakemake plans again at the end of every timespan
 # of its job rate limit, and each job that ends starts another such series; every pass re-reads the sizes of the
-# waiting jobs' inputs and starts a timer thread. At the default 100/1s the demo made 13,045 passes, 42 s of CPU
-# in Snakemake's own process, against 26 s at 100/3s (its exit then waits up to 3 s for the last timer).
+# waiting jobs' inputs and starts a timer thread. At the default 100/1s a demo made 13,045 passes (a cProfile), and
+# Snakemake's own process used 42 s of CPU against 26 s at 100/3s (its exit then waits up to 3 s for the last timer).
 DEMO_JOBS := $(shell echo $$(( $$(nproc) + 1 )))
 demo: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores $(DEMO_JOBS) --max-threads 1 --max-jobs-per-timespan 100/3s --configfile config/demo.yaml
